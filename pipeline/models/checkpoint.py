@@ -1,0 +1,192 @@
+"""The project's checkpoint format: one safetensors file, metadata as JSON in its header.
+
+A checkpoint is a single ``.safetensors`` file. Its tensors are the model's ``state_dict``; its
+header metadata holds one key, ``landslide``, whose value is the JSON of :class:`CheckpointMeta`:
+model name and configuration, input bands and their order, normalisation statistics, decision
+threshold, a summary of the training data and the software version. Loading never unpickles
+anything, so a checkpoint file cannot run code.
+
+The model's input contract, which the sweep and training share::
+
+    x[c] = (l4s_scaled[bands[c]] - norm_mean[c]) / norm_std[c]   (non-finite -> 0, the mean)
+
+where ``l4s_scaled`` is the Landslide4Sense scaling of :mod:`pipeline.bands`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from pipeline import __version__
+
+FORMAT = "landslide-checkpoint/1"
+_META_KEY = "landslide"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: missing, corrupt, unsafe or of the wrong layout."""
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a sweep and an evaluation need to know about a trained model.
+
+    Attributes:
+        model: Registry name (``unet``, ``clay``, ``hybrid``).
+        config: Keyword arguments for the registry's constructor.
+        bands: Input channels, in order (names from :mod:`pipeline.bands`).
+        norm_mean: Per-channel mean of the L4S-scaled training data.
+        norm_std: Per-channel standard deviation of the L4S-scaled training data.
+        threshold: Decision threshold on the probability, chosen on validation data.
+        training: Summary of the training run (data, split, epochs, metrics).
+        software_version: Version of ``pipeline`` that wrote the file.
+        format: Format tag.
+    """
+
+    model: str
+    config: dict[str, Any]
+    bands: tuple[str, ...]
+    norm_mean: tuple[float, ...]
+    norm_std: tuple[float, ...]
+    threshold: float = 0.5
+    training: dict[str, Any] = field(default_factory=dict)
+    software_version: str = __version__
+    format: str = FORMAT
+
+    def __post_init__(self) -> None:
+        n = len(self.bands)
+        if len(self.norm_mean) != n or len(self.norm_std) != n:
+            raise CheckpointError(
+                f"checkpoint metadata has {n} bands but {len(self.norm_mean)} means "
+                f"and {len(self.norm_std)} standard deviations"
+            )
+        if not 0.0 < self.threshold < 1.0:
+            raise CheckpointError(f"checkpoint threshold {self.threshold} is not in (0, 1)")
+
+    def to_json(self) -> str:
+        """Serialise to JSON (tuples become lists)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CheckpointMeta:
+        """Parse metadata written by :meth:`to_json`.
+
+        Raises:
+            CheckpointError: If the JSON is malformed or fields are missing.
+        """
+        try:
+            raw = json.loads(text)
+            if raw.get("format") != FORMAT:
+                raise CheckpointError(f"unknown checkpoint format {raw.get('format')!r}")
+            raw["bands"] = tuple(raw["bands"])
+            raw["norm_mean"] = tuple(float(v) for v in raw["norm_mean"])
+            raw["norm_std"] = tuple(float(v) for v in raw["norm_std"])
+            return cls(**raw)
+        except CheckpointError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint metadata is malformed: {exc}") from exc
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for piece in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta: CheckpointMeta) -> str:
+    """Write ``state_dict`` and ``meta`` to one safetensors file, atomically.
+
+    Returns:
+        The file's SHA-256.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    save_file(tensors, str(tmp), metadata={_META_KEY: meta.to_json()})
+    tmp.replace(path)
+    return sha256_file(path)
+
+
+def read_meta(path: str | Path) -> CheckpointMeta:
+    """Read only the metadata of a checkpoint (no tensors are loaded).
+
+    Raises:
+        CheckpointError: If the file is missing, is not safetensors, or has no metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            header = fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: {exc}") from exc
+    if _META_KEY not in header:
+        raise CheckpointError(f"checkpoint {path} has no '{_META_KEY}' metadata: not a landslide checkpoint")
+    return CheckpointMeta.from_json(header[_META_KEY])
+
+
+def read_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Load the tensors of a checkpoint safely (safetensors never executes code).
+
+    Raises:
+        CheckpointError: If the file cannot be read as safetensors.
+    """
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: {exc}") from exc
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, CheckpointMeta]:
+    """Build the registered model named in the metadata and load its weights strictly.
+
+    Returns:
+        ``(model in eval mode on device, metadata)``.
+
+    Raises:
+        CheckpointError: For a bad file, an unknown model, or missing/unexpected keys.
+    """
+    from pipeline.models.registry import build_model
+
+    meta = read_meta(path)
+    try:
+        model = build_model(meta.model, meta.config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path}: cannot build model {meta.model!r}: {exc}") from exc
+    state = read_state_dict(path)
+    missing, unexpected = _key_diff(model.state_dict().keys(), state.keys())
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {path} does not match model {meta.model!r}: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path}: {str(exc).splitlines()[0]}") from exc
+    return model.to(device).eval(), meta
+
+
+def _key_diff(expected: Any, found: Any) -> tuple[list[str], list[str]]:
+    exp, got = set(expected), set(found)
+    return sorted(exp - got), sorted(got - exp)
+
+
+def shipped_checkpoint() -> Path:
+    """Path of the checkpoint shipped with the package (the demo's and the default sweep's)."""
+    return Path(__file__).resolve().parent.parent / "demo" / "data" / "unet-l4s-sample.safetensors"
