@@ -49,6 +49,7 @@ class CheckpointMeta:
         training: Summary of the training run (data, split, epochs, metrics).
         software_version: Version of ``pipeline`` that wrote the file.
         format: Format tag.
+
     """
 
     model: str
@@ -81,6 +82,7 @@ class CheckpointMeta:
 
         Raises:
             CheckpointError: If the JSON is malformed or fields are missing.
+
         """
         try:
             raw = json.loads(text)
@@ -110,6 +112,7 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta:
 
     Returns:
         The file's SHA-256.
+
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +128,7 @@ def read_meta(path: str | Path) -> CheckpointMeta:
 
     Raises:
         CheckpointError: If the file is missing, is not safetensors, or has no metadata.
+
     """
     path = Path(path)
     if not path.is_file():
@@ -144,6 +148,7 @@ def read_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Te
 
     Raises:
         CheckpointError: If the file cannot be read as safetensors.
+
     """
     try:
         return load_file(str(path), device=device)
@@ -159,6 +164,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Mod
 
     Raises:
         CheckpointError: For a bad file, an unknown model, or missing/unexpected keys.
+
     """
     from pipeline.models.registry import build_model
 
