@@ -26,13 +26,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from pipeline import __version__
+from pipeline.errors import UserError
 
 FORMAT = "landslide-checkpoint/1"
 _META_KEY = "landslide"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used: missing, corrupt, unsafe or of the wrong layout."""
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file that cannot be used: missing, corrupt, unsafe or of the wrong layout.
+
+    A :class:`~pipeline.errors.UserError` (so ``landslide`` reports it as one line) and a
+    ``ValueError`` (as before).
+    """
 
 
 @dataclass(frozen=True)
