@@ -1,0 +1,247 @@
+"""Block -> probabilities: batched chips through the model, blended seamlessly.
+
+The model is loaded once per Dask worker by :class:`ModelPlugin` (registered with
+``client.register_plugin``) and looked up by the task function, so no weights travel in the
+task graph. Outside a distributed worker (the synchronous scheduler, tests) the same loader
+caches one model per process.
+
+:func:`predict_block` is the function ``map_overlap`` calls: it receives a halo-extended block
+of L4S-scaled bands ``[C, H + 2h, W + 2h]`` and returns the blended probability of its core
+``[H, W]`` (NaN where any input band is not finite).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from distributed import WorkerPlugin, get_worker
+from numpy.typing import NDArray
+
+from pipeline.models.checkpoint import CheckpointMeta, load_checkpoint, sha256_file
+from pipeline.tiling import ChipGrid, block_chips, blend_weights
+
+PLUGIN_PREFIX = "landslide-model-"
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; other values unchanged."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode with what is needed to feed it.
+
+    Attributes:
+        model: The network (eval mode, on ``device``).
+        meta: Its checkpoint metadata.
+        device: Torch device string.
+        batch_size: Chips per forward pass.
+        chips_run: Chips this process has run (for throughput reports).
+    """
+
+    model: torch.nn.Module
+    meta: CheckpointMeta
+    device: str
+    batch_size: int
+    chips_run: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def mean(self) -> NDArray[np.float32]:
+        """Per-band normalisation mean, shaped ``[C, 1, 1]``."""
+        return np.asarray(self.meta.norm_mean, dtype=np.float32)[:, None, None]
+
+    @property
+    def std(self) -> NDArray[np.float32]:
+        """Per-band normalisation standard deviation, shaped ``[C, 1, 1]``."""
+        return np.asarray(self.meta.norm_std, dtype=np.float32)[:, None, None]
+
+    def probabilities(self, chips: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Run L4S-scaled chips ``[N, C, S, S]`` through the model in batches.
+
+        Inputs are z-scored with the checkpoint's statistics; non-finite values become 0 (the
+        training mean), as in training.
+
+        Returns:
+            Probabilities ``[N, S, S]`` float32.
+        """
+        x = (chips - self.mean[None]) / self.std[None]
+        x = np.where(np.isfinite(x), x, np.float32(0.0)).astype(np.float32, copy=False)
+        out = np.empty((x.shape[0], x.shape[2], x.shape[3]), dtype=np.float32)
+        cuda = self.device.startswith("cuda")
+        with self._lock, torch.inference_mode():
+            for i in range(0, x.shape[0], self.batch_size):
+                batch = torch.from_numpy(x[i : i + self.batch_size]).to(self.device)
+                batch = batch.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                    logits = self.model(batch)
+                out[i : i + len(batch)] = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+            self.chips_run += x.shape[0]
+        return out
+
+
+def load_model(checkpoint: str | Path, device: str = "auto", batch_size: int = 8) -> LoadedModel:
+    """Load a checkpoint safely and prepare it for inference."""
+    dev = resolve_device(device)
+    model, meta = load_checkpoint(checkpoint, device=dev)
+    model = model.to(memory_format=torch.channels_last)
+    return LoadedModel(model=model, meta=meta, device=dev, batch_size=batch_size)
+
+
+class ModelPlugin(WorkerPlugin):  # type: ignore[misc]
+    """Loads the model once per worker when the worker starts (or joins).
+
+    Args:
+        checkpoint: Path of the checkpoint, readable on every worker.
+        sha256: Expected SHA-256 of the file; a worker holding a different file refuses it.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        batch_size: Chips per forward pass.
+        torch_threads: Intra-op threads for torch on this worker (None: leave torch's default).
+    """
+
+    def __init__(
+        self, checkpoint: str, sha256: str, device: str, batch_size: int, torch_threads: int | None
+    ) -> None:
+        self.checkpoint = str(checkpoint)
+        self.sha256 = sha256
+        self.device = device
+        self.batch_size = batch_size
+        self.torch_threads = torch_threads
+        self.name = plugin_name(sha256)
+        self.loaded: LoadedModel | None = None
+
+    def setup(self, worker: Any) -> None:
+        """Verify and load the checkpoint on this worker."""
+        if self.torch_threads:
+            torch.set_num_threads(self.torch_threads)
+        found = sha256_file(self.checkpoint)
+        if found != self.sha256:
+            raise RuntimeError(f"checkpoint {self.checkpoint} on this worker has sha256 {found[:12]}")
+        self.loaded = load_model(self.checkpoint, self.device, self.batch_size)
+
+
+def plugin_name(sha256: str) -> str:
+    """Name under which the plugin for a checkpoint is registered."""
+    return PLUGIN_PREFIX + sha256[:16]
+
+
+_PROCESS_MODELS: dict[str, LoadedModel] = {}
+_PROCESS_LOCK = threading.Lock()
+
+
+def model_for(checkpoint: str, sha256: str, device: str, batch_size: int) -> LoadedModel:
+    """The model of this worker's plugin, or a per-process cached one outside a worker."""
+    try:
+        worker = get_worker()
+    except ValueError:
+        worker = None
+    if worker is not None:
+        plugin = worker.plugins.get(plugin_name(sha256))
+        if plugin is not None and plugin.loaded is not None:
+            return plugin.loaded  # type: ignore[no-any-return]
+    with _PROCESS_LOCK:
+        if sha256 not in _PROCESS_MODELS:
+            _PROCESS_MODELS[sha256] = load_model(checkpoint, device, batch_size)
+        return _PROCESS_MODELS[sha256]
+
+
+def chips_run_here() -> int:
+    """Chips run by every model loaded in this process (worker plugins included)."""
+    total = sum(m.chips_run for m in _PROCESS_MODELS.values())
+    try:
+        worker = get_worker()
+    except ValueError:
+        return total
+    for name, plugin in worker.plugins.items():
+        if name.startswith(PLUGIN_PREFIX) and plugin.loaded is not None:
+            total += plugin.loaded.chips_run
+    return total
+
+
+def predict_block(
+    block: NDArray[np.float32],
+    *,
+    grid: ChipGrid,
+    bounds_y: list[tuple[int, int]],
+    bounds_x: list[tuple[int, int]],
+    offset: tuple[int, int],
+    shape: tuple[int, int],
+    checkpoint: str,
+    sha256: str,
+    device: str,
+    batch_size: int,
+    block_id: tuple[int, ...] | None = None,
+) -> NDArray[np.float32]:
+    """Blended probabilities of one block's core (the ``map_overlap`` task).
+
+    Args:
+        block: Halo-extended L4S-scaled bands ``[C, H + 2 * halo, W + 2 * halo]``.
+        grid: The global chip grid.
+        bounds_y: ``(start, stop)`` of every chunk along y of the array being mapped.
+        bounds_x: Same along x.
+        offset: ``(row, col)`` of the mapped array's first pixel in the area's coordinates.
+        shape: ``(rows, cols)`` of the whole area (defines the global chip grid's extent).
+        checkpoint: Checkpoint path (loaded once per worker).
+        sha256: Its SHA-256 (identifies the worker's loaded model).
+        device: Torch device.
+        batch_size: Chips per forward pass.
+        block_id: Supplied by Dask: the output block's ``(y_chunk, x_chunk)``.
+
+    Returns:
+        ``[H, W]`` float32 probabilities, NaN where any band is not finite.
+    """
+    if block_id is None or block.size == 0:  # Dask probing the output type
+        return np.empty((0, 0), dtype=np.float32)
+    h = grid.halo
+    y0, y1 = bounds_y[block_id[-2]]
+    x0, x1 = bounds_x[block_id[-1]]
+    core_h, core_w = y1 - y0, x1 - x0
+    core_y = (y0 + offset[0], y1 + offset[0])
+    core_x = (x0 + offset[1], x1 + offset[1])
+    finite = np.isfinite(block).all(axis=0)
+    valid_core = finite[h : h + core_h, h : h + core_w]
+    out = np.full((core_h, core_w), np.nan, dtype=np.float32)
+    if not valid_core.any():
+        return out
+    chips = block_chips(grid, core_y, core_x, shape)
+    s = grid.chip
+    todo = [
+        (sy, sx)
+        for sy in chips.starts_y
+        for sx in chips.starts_x
+        if _touches_valid(finite, sy, sx, s, h, core_h, core_w)
+    ]
+    if not todo:
+        return out
+    batch = np.stack([block[:, sy : sy + s, sx : sx + s] for sy, sx in todo]).astype(np.float32, copy=False)
+    probs = model_for(checkpoint, sha256, device, batch_size).probabilities(batch)
+    weights = blend_weights(s, grid.overlap)
+    acc = np.zeros((core_h, core_w), dtype=np.float64)
+    wsum = np.zeros((core_h, core_w), dtype=np.float64)
+    for (sy, sx), p in zip(todo, probs, strict=True):
+        # Intersection of the chip [sy, sy+s) with the core [h, h+core) in extended coordinates.
+        ay, by = max(sy, h), min(sy + s, h + core_h)
+        ax, bx = max(sx, h), min(sx + s, h + core_w)
+        w = weights[ay - sy : by - sy, ax - sx : bx - sx]
+        acc[ay - h : by - h, ax - h : bx - h] += w * p[ay - sy : by - sy, ax - sx : bx - sx]
+        wsum[ay - h : by - h, ax - h : bx - h] += w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        blended = (acc / wsum).astype(np.float32)
+    return np.where(valid_core & (wsum > 0), blended, np.float32(np.nan))
+
+
+def _touches_valid(
+    finite: NDArray[np.bool_], sy: int, sx: int, s: int, h: int, core_h: int, core_w: int
+) -> bool:
+    """Whether a chip covers at least one valid pixel of the block's core."""
+    ay, by = max(sy, h), min(sy + s, h + core_h)
+    ax, bx = max(sx, h), min(sx + s, h + core_w)
+    return bool(by > ay and bx > ax and finite[ay:by, ax:bx].any())

@@ -1,0 +1,425 @@
+"""Orchestration of a regional sweep: search, regions, ``map_overlap``, region writes, resume.
+
+The area's UTM grid (padded to whole 128-px chips) is cut into **regions** of
+``region_blocks x region_blocks`` blocks. Regions are computed one after another, each with its
+own small Dask graph (so an area of any size never builds millions of tasks at once) and its own
+freshly signed items (Planetary Computer tokens expire). A region's cube is loaded with a margin
+of ``REGION_MARGIN`` pixels of real data around it, so the halo of its border blocks is real
+imagery and the mosaic does not depend on how the area was cut. After a region's chunks are
+written, it is recorded in the store; a re-run of the same command skips recorded regions, and
+the store is marked ``complete`` only at the end (:mod:`pipeline.store`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pystac
+import xarray as xr
+from affine import Affine
+from distributed import Client, progress
+from odc.geo.geobox import GeoBox
+
+from pipeline import __version__, catalog, cube, store
+from pipeline.cluster import ClusterSpec, dask_client
+from pipeline.errors import UserError
+from pipeline.models.checkpoint import CheckpointError, CheckpointMeta, read_meta, sha256_file, shipped_checkpoint
+from pipeline.predict import chips_run_here, predict_block, resolve_device
+from pipeline.tiling import ChipGrid, chips_to_tile_once, chunk_bounds, pad_to_multiple
+
+S2_COLLECTION = "sentinel-2-l2a"
+DEM_COLLECTION = "cop-dem-glo-30"
+#: Real data loaded around each region: the chip halo (128) plus slack for the cube's own
+#: neighbourhood operations (cloud-mask dilation, slope, DEM gap filling).
+REGION_MARGIN = 160
+RESOLUTION = 10.0
+#: The DEM is static: its items carry a production date, so search it over a wide window.
+DEM_WINDOW = (dt.date(1990, 1, 1), dt.date(2100, 12, 31))
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything a sweep needs; small and serialisable (the flows pass it around).
+
+    Attributes:
+        bbox: Area as WGS84 ``(west, south, east, north)``.
+        start: First day of the post-event window.
+        end: Last day of the window (inclusive).
+        out: Output Zarr path.
+        catalog: STAC API URL or local catalog file; None for Planetary Computer.
+        checkpoint: Model checkpoint; None for the one shipped with the package.
+        model: Expected model name (checked against the checkpoint), or None.
+        block: Block size in pixels (a multiple of 128).
+        overlap: Pixels shared by neighbouring chips (the blend zone).
+        batch_size: Chips per forward pass.
+        max_cloud: Maximum scene cloud cover (%), or None.
+        region_blocks: Blocks per region side.
+        zarr_format: 2 (GDAL-readable, default) or 3.
+        overwrite: Replace a complete store at ``out``.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        cluster: Where to compute.
+        event_id: Optional event identifier recorded in the store.
+        progress: Show a progress bar.
+    """
+
+    bbox: tuple[float, float, float, float]
+    start: dt.date
+    end: dt.date
+    out: Path
+    catalog: str | None = None
+    checkpoint: Path | None = None
+    model: str | None = None
+    block: int = 2048
+    overlap: int = 8
+    batch_size: int = 8
+    max_cloud: float | None = 80.0
+    region_blocks: int = 4
+    zarr_format: int = 2
+    overwrite: bool = False
+    device: str = "auto"
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    event_id: str | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What a finished sweep reports."""
+
+    out: str
+    area_km2: float
+    valid_fraction: float
+    landslide_km2: float
+    threshold: float
+    wall_s: float
+    chips: int
+    chips_per_s: float
+    overlap_factor: float
+    regions_computed: int
+    regions_total: int
+    scenes: list[str]
+    skipped_scenes: list[str]
+
+    def lines(self) -> list[str]:
+        """Human-readable summary lines."""
+        return [
+            f"wrote {self.out}",
+            f"area swept        {self.area_km2:,.2f} km2 ({self.valid_fraction:.1%} valid)",
+            f"landslide area    {self.landslide_km2:,.4f} km2 at p >= {self.threshold:.2f}",
+            f"scenes            {len(self.scenes)} used, {len(self.skipped_scenes)} skipped",
+            f"regions           {self.regions_computed} computed of {self.regions_total}",
+            f"wall time         {self.wall_s:,.1f} s; {self.chips} chips, {self.chips_per_s:,.2f} chips/s "
+            f"(overlap factor {self.overlap_factor:.2f})",
+        ]
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rectangle of whole blocks, in pixel coordinates of the area."""
+
+    index: int
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+
+
+def plan_regions(shape: tuple[int, int], block: int, region_blocks: int) -> list[Region]:
+    """Cut an area into regions of ``region_blocks`` blocks a side (row-major order)."""
+    step = block * region_blocks
+    out = []
+    for r0 in range(0, shape[0], step):
+        for c0 in range(0, shape[1], step):
+            out.append(Region(len(out), (r0, min(r0 + step, shape[0])), (c0, min(c0 + step, shape[1]))))
+    return out
+
+
+def area_geobox(bbox: tuple[float, float, float, float], chip: int = 128) -> GeoBox:
+    """The area's UTM grid at 10 m, padded right and down to whole chips."""
+    gbox = cube.utm_geobox(bbox, RESOLUTION)
+    rows, cols = gbox.shape
+    return GeoBox((pad_to_multiple(rows, chip), pad_to_multiple(cols, chip)), gbox.transform, gbox.crs)
+
+
+def window_geobox(gbox: GeoBox, rows: tuple[int, int], cols: tuple[int, int], margin: int) -> GeoBox:
+    """Sub-grid of ``gbox`` for a pixel window grown by ``margin`` (may extend past ``gbox``)."""
+    r0, c0 = rows[0] - margin, cols[0] - margin
+    shape = (rows[1] - rows[0] + 2 * margin, cols[1] - cols[0] + 2 * margin)
+    return GeoBox(shape, gbox.transform * Affine.translation(c0, r0), gbox.crs)
+
+
+def margin_chunks(size: int, block: int, margin: int) -> tuple[int, ...]:
+    """Chunks along an axis of a region loaded with a margin: ``(m, B, ..., B, rest, m)``."""
+    core = [block] * (size // block) + ([size % block] if size % block else [])
+    return (margin, *core, margin)
+
+
+def fingerprint(cfg: SweepConfig, meta_sha: str, shape: tuple[int, int], crs: str) -> str:
+    """Identity of a sweep's output: a re-run with the same fingerprint may resume."""
+    key = {
+        "bbox": list(cfg.bbox), "start": cfg.start.isoformat(), "end": cfg.end.isoformat(),
+        "catalog": cfg.catalog, "checkpoint": meta_sha, "block": cfg.block, "overlap": cfg.overlap,
+        "max_cloud": cfg.max_cloud, "zarr_format": cfg.zarr_format, "shape": list(shape), "crs": crs,
+        "region_blocks": cfg.region_blocks,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def validate(cfg: SweepConfig) -> None:
+    """Check the configuration before anything is read or written.
+
+    Raises:
+        UserError: One line saying what is wrong.
+    """
+    catalog.validate_bbox(cfg.bbox)
+    if cfg.end < cfg.start:
+        raise UserError(f"--end {cfg.end} is before --start {cfg.start}")
+    if cfg.block < 128 or cfg.block % 128:
+        raise UserError(f"--block {cfg.block} must be a positive multiple of 128")
+    if cfg.zarr_format not in (2, 3):
+        raise UserError(f"--zarr-format must be 2 or 3, not {cfg.zarr_format}")
+    if cfg.region_blocks < 1:
+        raise UserError("--region-blocks must be at least 1")
+
+
+def load_meta(cfg: SweepConfig) -> tuple[Path, CheckpointMeta, str]:
+    """The checkpoint to use, its metadata and SHA-256 (nothing is unpickled)."""
+    path = Path(cfg.checkpoint) if cfg.checkpoint else shipped_checkpoint()
+    try:
+        meta = read_meta(path)
+    except CheckpointError as exc:
+        raise UserError(str(exc)) from exc
+    if cfg.model and cfg.model != meta.model:
+        raise UserError(f"--model {cfg.model} does not match checkpoint {path.name} (a {meta.model!r} model)")
+    return path, meta, sha256_file(path)
+
+
+def _intersects(item: pystac.Item, bounds: tuple[float, float, float, float]) -> bool:
+    if item.bbox is None:
+        return True
+    w, s, e, n = item.bbox[:4] if len(item.bbox) == 4 else (item.bbox[0], item.bbox[1], item.bbox[3], item.bbox[4])
+    return not (e < bounds[0] or w > bounds[2] or n < bounds[1] or s > bounds[3])
+
+
+def region_probability(
+    stack: da.Array, grid: ChipGrid, region: Region, shape: tuple[int, int], block: int, model_kw: dict[str, Any]
+) -> da.Array:
+    """``map_overlap`` the model over a region's margin-extended band stack; return its core.
+
+    Args:
+        stack: ``[C, Y, X]`` bands of the region grown by ``REGION_MARGIN`` on every side.
+        grid: The global chip grid.
+        region: The region (its window in the area's pixel coordinates).
+        shape: Shape of the whole area.
+        block: Block size.
+        model_kw: ``checkpoint``, ``sha256``, ``device``, ``batch_size`` for :func:`predict_block`.
+
+    Returns:
+        ``[rows, cols]`` probabilities of the region, chunked by ``block``.
+    """
+    m = REGION_MARGIN
+    chunks = (
+        (stack.shape[0],),
+        margin_chunks(stack.shape[1] - 2 * m, block, m),
+        margin_chunks(stack.shape[2] - 2 * m, block, m),
+    )
+    stack = stack.rechunk(chunks)
+    prob = da.map_overlap(
+        predict_block, stack,
+        depth={0: 0, 1: grid.halo, 2: grid.halo}, boundary=np.nan, trim=False, drop_axis=0,
+        chunks=chunks[1:], dtype=np.float32, meta=np.empty((0, 0), dtype=np.float32),
+        grid=grid, bounds_y=chunk_bounds(chunks[1]), bounds_x=chunk_bounds(chunks[2]),
+        offset=(region.rows[0] - m, region.cols[0] - m), shape=shape, **model_kw,
+    )  # fmt: skip
+    return prob[m:-m, m:-m]
+
+
+def run_sweep(cfg: SweepConfig, client: Client | None = None, signer: catalog.Signer | None = None) -> SweepSummary:
+    """Run a sweep end to end and return its summary.
+
+    Args:
+        cfg: The sweep's configuration.
+        client: An existing Dask client; None starts one from ``cfg.cluster``.
+        signer: Signs items before each region (None: the catalog's default signer).
+
+    Raises:
+        UserError: Bad input, no scenes, unreachable catalog, an existing output, ...
+    """
+    t0 = time.perf_counter()
+    validate(cfg)
+    ckpt, meta, sha = load_meta(cfg)
+    cat = catalog.open_catalog(cfg.catalog, signer=signer)
+    s2_items = cat.search(S2_COLLECTION, cfg.bbox, cfg.start, cfg.end, max_cloud=cfg.max_cloud)
+    if not s2_items:
+        raise UserError(
+            f"no {S2_COLLECTION} scenes found for bbox {list(cfg.bbox)} between {cfg.start} and {cfg.end}"
+            + (f" with cloud cover <= {cfg.max_cloud}%" if cfg.max_cloud is not None else "")
+        )
+    dem_items = cat.search(DEM_COLLECTION, cfg.bbox, DEM_WINDOW[0], DEM_WINDOW[1])
+    if not dem_items:
+        raise UserError(f"no {DEM_COLLECTION} tiles found for bbox {list(cfg.bbox)}")
+
+    gbox = area_geobox(cfg.bbox)
+    shape = (int(gbox.shape[0]), int(gbox.shape[1]))
+    crs = str(gbox.crs)
+    grid = ChipGrid(overlap=cfg.overlap)
+    regions = plan_regions(shape, cfg.block, cfg.region_blocks)
+    run_meta = {
+        "landslide:model": meta.model,
+        "landslide:checkpoint": ckpt.name,
+        "landslide:checkpoint_sha256": sha,
+        "landslide:threshold": meta.threshold,
+        "landslide:bands": list(meta.bands),
+        "landslide:start": cfg.start.isoformat(),
+        "landslide:end": cfg.end.isoformat(),
+        "landslide:bbox": list(cfg.bbox),
+        "landslide:event_id": cfg.event_id,
+        "landslide:block": cfg.block,
+        "landslide:overlap": cfg.overlap,
+        "landslide:composite": "median of clear observations (SCL-masked, dilated)",
+        "landslide:software_version": __version__,
+        store.REGIONS_TOTAL: len(regions),
+    }
+    tmpl = store.template(gbox.crs.proj, gbox.transform, shape, cfg.block, run_meta)
+    done = set(store.prepare(cfg.out, tmpl, fingerprint(cfg, sha, shape, crs), cfg.zarr_format, cfg.overwrite))
+
+    device = resolve_device(cfg.device)
+    spec = replace(cfg.cluster, device=device)
+    model_kw = {"checkpoint": str(ckpt), "sha256": sha, "device": device, "batch_size": cfg.batch_size}
+    todo = [r for r in regions if r.index not in done]
+    with _client(client, spec) as (cl, threads):
+        from pipeline.predict import ModelPlugin
+
+        cl.register_plugin(ModelPlugin(str(ckpt), sha, device, cfg.batch_size, threads))
+        chips_before = sum(cl.run(chips_run_here).values())
+        t_compute = time.perf_counter()
+        for n, region in enumerate(todo, 1):
+            _compute_region(cfg, cl, region, gbox, grid, shape, meta, s2_items, dem_items, model_kw, signer, cat)
+            store.mark_region_done(cfg.out, region.index)
+            if cfg.progress:
+                print(f"region {region.index + 1}/{len(regions)} written ({n}/{len(todo)} this run)", file=sys.stderr)
+        compute_s = time.perf_counter() - t_compute
+        chips = sum(cl.run(chips_run_here).values()) - chips_before
+
+    scenes = [{"id": it.id, "collection": S2_COLLECTION, "href": catalog.strip_signature(_self_href(it))} for it in s2_items]
+    scenes += [{"id": it.id, "collection": DEM_COLLECTION, "href": catalog.strip_signature(_self_href(it))} for it in dem_items]
+    stats = _result_stats(cfg.out, meta.threshold)
+    store.finalise(
+        cfg.out,
+        {
+            "landslide:scenes": scenes,
+            "landslide:skipped_scenes": [],
+            "landslide:chips_run": chips,
+            "landslide:completed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            **{f"landslide:{k}": v for k, v in stats.items()},
+        },
+    )
+    wall = time.perf_counter() - t0
+    needed = chips_to_tile_once(shape, grid.chip) * len(todo) / max(len(regions), 1)
+    return SweepSummary(
+        out=str(cfg.out),
+        area_km2=stats["area_km2"],
+        valid_fraction=stats["valid_fraction"],
+        landslide_km2=stats["landslide_km2"],
+        threshold=meta.threshold,
+        wall_s=wall,
+        chips=chips,
+        chips_per_s=chips / compute_s if compute_s > 0 else 0.0,
+        overlap_factor=chips / needed if needed else math.nan,
+        regions_computed=len(todo),
+        regions_total=len(regions),
+        scenes=[s["id"] for s in scenes if s["collection"] == S2_COLLECTION],
+        skipped_scenes=[],
+    )
+
+
+def _self_href(item: pystac.Item) -> str:
+    link = item.get_single_link("self")
+    return link.href if link is not None else item.id
+
+
+class _client:
+    """Use a given client, or start one from a spec (context manager)."""
+
+    def __init__(self, client: Client | None, spec: ClusterSpec) -> None:
+        self.client, self.spec = client, spec
+        self._cm: Any = None
+
+    def __enter__(self) -> tuple[Client, int | None]:
+        if self.client is not None:
+            return self.client, None
+        self._cm = dask_client(self.spec)
+        return self._cm.__enter__()  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: object) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(*exc)
+
+
+def _compute_region(
+    cfg: SweepConfig,
+    client: Client,
+    region: Region,
+    gbox: GeoBox,
+    grid: ChipGrid,
+    shape: tuple[int, int],
+    meta: CheckpointMeta,
+    s2_items: list[pystac.Item],
+    dem_items: list[pystac.Item],
+    model_kw: dict[str, Any],
+    signer: catalog.Signer | None,
+    cat: Any,
+) -> None:
+    """Build, compute and write one region (items signed just before)."""
+    m = REGION_MARGIN
+    load_box = window_geobox(gbox, region.rows, region.cols, m)
+    bounds = tuple(load_box.extent.to_crs("EPSG:4326").boundingbox)
+    s2 = catalog.sign_items([it for it in s2_items if _intersects(it, bounds)], getattr(cat, "signer", signer))
+    dem = catalog.sign_items([it for it in dem_items if _intersects(it, bounds)], getattr(cat, "signer", signer))
+    if not s2 or not dem:
+        raise UserError(f"region {region.index}: no scenes cover it")
+    cb = cube.build_cube(s2, dem, load_box, chunk=cfg.block)
+    stack = cube.stack_bands(cb, meta.bands)
+    prob = region_probability(stack, grid, region, shape, cfg.block, model_kw)
+    slope = cb["slope_deg"].data.astype(np.float32)[m:-m, m:-m].rechunk(prob.chunks)
+    valid = da.isfinite(prob).astype(np.uint8)
+    out = xr.Dataset(
+        {"probability": (("y", "x"), prob), "valid": (("y", "x"), valid), "slope": (("y", "x"), slope)}
+    )
+    write = out.to_zarr(
+        str(cfg.out), region={"y": slice(*region.rows), "x": slice(*region.cols)},
+        compute=False, consolidated=False, zarr_format=cfg.zarr_format,
+    )  # fmt: skip
+    future = client.compute(write)
+    if cfg.progress:
+        progress(future)
+        print(file=sys.stderr)
+    future.result()
+
+
+def _result_stats(path: Path, threshold: float) -> dict[str, float]:
+    """Area, valid fraction and landslide area of a written store (read back lazily)."""
+    ds = xr.open_zarr(str(path), consolidated=False)
+    valid = ds["valid"].data.astype(bool)
+    prob = ds["probability"].data
+    n = int(np.prod(valid.shape))
+    n_valid, n_slide = da.compute(valid.sum(), (prob >= threshold).sum())
+    px_km2 = RESOLUTION * RESOLUTION / 1e6
+    return {
+        "area_km2": n * px_km2,
+        "valid_fraction": float(n_valid) / n if n else 0.0,
+        "landslide_km2": float(n_slide) * px_km2,
+    }
+
+
+def summary_json(summary: SweepSummary) -> str:
+    """The summary as JSON."""
+    return json.dumps(asdict(summary), indent=2)
