@@ -31,7 +31,6 @@ unchanged.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,7 @@ class ClayConfig:
         wave_heads: Heads of the weight-generator transformer (not recoverable from shapes).
         wave_ff: Feed-forward width of the weight-generator transformer.
         wave_layers: Layers of the weight-generator transformer.
+
     """
 
     dim: int = 1024
@@ -102,6 +102,7 @@ def clay_config(size: str = "large") -> ClayConfig:
 
     Raises:
         KeyError: For an unknown size, naming the known ones.
+
     """
     if size not in CLAY_SIZES:
         raise KeyError(f"unknown Clay size {size!r}; known sizes: {', '.join(CLAY_SIZES)}")
@@ -118,6 +119,7 @@ def posemb_sincos_1d(waves: torch.Tensor, dim: int, temperature: int = 10000) ->
 
     Returns:
         ``[N, dim]`` float32.
+
     """
     omega = torch.arange(dim // 2, device=waves.device) / (dim // 2 - 1)
     omega = 1.0 / (temperature**omega)
@@ -135,6 +137,7 @@ def posemb_sincos_2d_with_gsd(
 
     Returns:
         ``[h w, dim]`` float32.
+
     """
     y, x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     omega = torch.arange(dim // 4) / (dim // 4 - 1)
@@ -275,6 +278,7 @@ class ClayEncoder(nn.Module):
 
     Args:
         config: Encoder shape (default Clay v1.5 large).
+
     """
 
     def __init__(self, config: ClayConfig | None = None) -> None:
@@ -293,6 +297,7 @@ class ClayEncoder(nn.Module):
             datacube: ``pixels [B, C, H, W]`` (H, W multiples of the patch size),
                 ``time [B, 4]``, ``latlon [B, 4]``, ``gsd`` (metres; float or one-element
                 tensor), ``waves [C]`` (micrometres).
+
         """
         pixels: torch.Tensor = datacube["pixels"]
         b, _, height, width = pixels.shape
@@ -325,6 +330,7 @@ class ClayEncoder(nn.Module):
 
         Returns:
             ``[B, D, H / P, W / P]``.
+
         """
         b, _, height, width = pixels.shape
         zeros = pixels.new_zeros(b, 4)
@@ -348,18 +354,22 @@ class ClayEncoder(nn.Module):
 
         Raises:
             CheckpointError: Unreadable or unsafe file, or keys that do not match (named).
+
         """
         from pipeline.models.clay_weights import load_clay_state_dict
 
         return load_clay_state_dict(path, cls, dim_head=dim_head, wave_heads=wave_heads)
 
     @classmethod
-    def from_pretrained(cls, cache_dir: str | Path | None = None, local_files_only: bool = False) -> ClayEncoder:
+    def from_pretrained(
+        cls, cache_dir: str | Path | None = None, local_files_only: bool = False
+    ) -> ClayEncoder:
         """Download ``v1.5/clay-v1.5.ckpt`` from ``made-with-clay/Clay`` (5.2 GB) and load it.
 
         Raises:
             CheckpointError: Offline or download failed (one line: where to get the file and
                 to pass ``--clay-checkpoint PATH``), or a bad file.
+
         """
         from pipeline.models.clay_weights import download_clay_checkpoint
 

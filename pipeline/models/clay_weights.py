@@ -59,6 +59,7 @@ def read_pickled_checkpoint(path: Path) -> Any:
     Raises:
         CheckpointError: If the file is unreadable or needs an object type outside the
             allow-list (the message names the types; nothing is executed).
+
     """
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
@@ -90,6 +91,7 @@ def encoder_state_dict(raw: Any, path: Path) -> dict[str, torch.Tensor]:
 
     Raises:
         CheckpointError: If no tensors are found.
+
     """
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]
@@ -110,6 +112,7 @@ def infer_config_kwargs(state: dict[str, torch.Tensor], path: Path, dim_head: in
 
     Raises:
         CheckpointError: If a tensor needed for the inference is missing or inconsistent.
+
     """
     generator = "patch_embedding.weight_generator."
     needed = ["cls_token", "transformer.layers.0.0.to_qkv.weight", "transformer.layers.0.1.net.1.weight",
@@ -150,6 +153,7 @@ def load_clay_state_dict(
 
     Raises:
         CheckpointError: Missing file, unsafe/unreadable content, or mismatched keys/shapes.
+
     """
     from pipeline.models.clay import ClayConfig
 
@@ -188,6 +192,7 @@ def download_clay_checkpoint(cache_dir: str | Path | None = None, local_files_on
 
     Raises:
         CheckpointError: When the file cannot be downloaded (offline, blocked, not found).
+
     """
     try:
         from huggingface_hub import hf_hub_download

@@ -94,7 +94,8 @@ def patch_embedding(sd: dict[str, Tensor], pixels: Tensor, waves: Tensor, wave_h
 
 def encoder_forward(sd: dict[str, Tensor], cube: dict[str, Tensor], dim_head: int = 64) -> Tensor:
     """Reference ``Encoder(mask_ratio=0, shuffle=False)(cube)[0]`` from state dict ``sd``."""
-    pixels, time, latlon, gsd, waves = cube["pixels"], cube["time"], cube["latlon"], cube["gsd"], cube["waves"]
+    pixels, time, latlon = cube["pixels"], cube["time"], cube["latlon"]
+    gsd, waves = cube["gsd"], cube["waves"]
     patches = patch_embedding(sd, pixels, waves)
     b, length, dim = patches.shape
     grid = int(math.sqrt(length))
