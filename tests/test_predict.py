@@ -1,0 +1,90 @@
+"""Block inference: seamless blending, block-size independence, NaN handling, the worker plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+from pipeline.models.checkpoint import sha256_file
+from pipeline.predict import load_model
+from pipeline.sweep import REGION_MARGIN, Region, region_probability
+from pipeline.tiling import ChipGrid
+
+
+def _stack(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    m = REGION_MARGIN
+    y = np.linspace(0, 6, shape[0] + 2 * m)[:, None]
+    x = np.linspace(0, 6, shape[1] + 2 * m)[None, :]
+    base = np.sin(y) * np.cos(x)
+    bands = np.stack([base * (c + 1) + rng.normal(0, 0.2, base.shape) + 1 for c in range(13)])
+    return bands.astype(np.float32)
+
+
+def _run(stack: np.ndarray, ckpt: Path, shape: tuple[int, int], block: int, overlap: int = 8) -> np.ndarray:
+    kw = {"checkpoint": str(ckpt), "sha256": sha256_file(ckpt), "device": "cpu", "batch_size": 4}
+    region = Region(0, (0, shape[0]), (0, shape[1]))
+    prob = region_probability(da.from_array(stack, chunks=(13, 256, 256)), ChipGrid(overlap=overlap), region, shape, block, kw)
+    with dask.config.set(scheduler="synchronous"):
+        return prob.compute()
+
+
+def test_mosaic_is_independent_of_block_size(tiny_unet_checkpoint: Path) -> None:
+    shape = (512, 640)
+    stack = _stack(shape)
+    a = _run(stack, tiny_unet_checkpoint, shape, 256)
+    b = _run(stack, tiny_unet_checkpoint, shape, 512)
+    assert a.shape == shape and np.isfinite(a).all()
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_mosaic_equals_direct_blend_of_chips(tiny_unet_checkpoint: Path) -> None:
+    """The Dask path equals running every chip of the global grid directly and blending."""
+    shape = (256, 384)
+    grid = ChipGrid(overlap=16)
+    stack = _stack(shape, seed=1)
+    got = _run(stack, tiny_unet_checkpoint, shape, 128, overlap=16)
+    model = load_model(tiny_unet_checkpoint, "cpu", 4)
+    from pipeline.tiling import blend_weights
+
+    w = blend_weights(grid.chip, grid.overlap).astype(np.float64)
+    m = REGION_MARGIN
+    acc = np.zeros((shape[0] + 2 * m, shape[1] + 2 * m))
+    wsum = np.zeros_like(acc)
+    for ky in range(grid.n_chips(shape[0])):
+        for kx in range(grid.n_chips(shape[1])):
+            sy, sx = grid.chip_start(ky) + m, grid.chip_start(kx) + m
+            p = model.probabilities(stack[None, :, sy : sy + 128, sx : sx + 128])[0]
+            acc[sy : sy + 128, sx : sx + 128] += w * p
+            wsum[sy : sy + 128, sx : sx + 128] += w
+    want = (acc / np.where(wsum > 0, wsum, 1))[m : m + shape[0], m : m + shape[1]]
+    np.testing.assert_allclose(wsum[m : m + shape[0], m : m + shape[1]], 1.0, atol=1e-6)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_invalid_pixels_are_nan_and_all_invalid_chips_are_skipped(tiny_unet_checkpoint: Path) -> None:
+    shape = (384, 384)
+    stack = _stack(shape, seed=2)
+    m = REGION_MARGIN
+    stack[:, m : m + 200, m : m + 200] = np.nan  # a cloud
+    stack[3, m + 300, m + 300] = np.nan  # one band missing at one pixel
+    model = load_model(tiny_unet_checkpoint, "cpu", 4)
+    before = model.chips_run
+    got = _run(stack, tiny_unet_checkpoint, shape, 128)
+    assert np.isnan(got[:200, :200]).all()
+    assert np.isnan(got[300, 300])
+    assert np.isfinite(got[250:, 250:299]).all() and np.isfinite(got[:, 201:]).sum() > 0
+    assert ((got[np.isfinite(got)] >= 0) & (got[np.isfinite(got)] <= 1)).all()
+    del before
+
+
+def test_threshold_and_bands_come_from_the_checkpoint(tiny_unet_checkpoint: Path) -> None:
+    model = load_model(tiny_unet_checkpoint, "cpu", 2)
+    assert model.meta.bands[-2:] == ("slope", "dem")
+    assert model.mean.shape == (13, 1, 1)
+    with pytest.raises(ValueError):
+        model.probabilities(np.zeros((1, 12, 128, 128), dtype=np.float32))
