@@ -48,7 +48,6 @@ from pipeline.demo.scene import (
 )
 from pipeline.errors import UserError
 
-STAC_DIR = Path("/work/shared/data/stac")
 S2 = "sentinel-2-l2a"
 DEM = "cop-dem-glo-30"
 D = dt.date
@@ -63,10 +62,10 @@ def _rustac() -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
-def _pc_features() -> list[dict[str, Any]]:
+def _pc_features(stac_dir: Path) -> list[dict[str, Any]]:
     """Real PC items from the shared data, one per id (a raster-ext variant repeats an id)."""
     feats: dict[str, dict[str, Any]] = {}
-    for path in sorted(STAC_DIR.glob("*/*.json")):
+    for path in sorted(stac_dir.glob("*/*.json")):
         data = json.loads(path.read_text())
         docs = data if isinstance(data, list) else [data]
         for d in docs:
@@ -76,12 +75,12 @@ def _pc_features() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def items_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not STAC_DIR.is_dir():
-        pytest.skip("shared STAC sample items not available")
+def items_file(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
     demo = [it.to_dict(transform_hrefs=False) for it in StaticCatalog(DEMO_CATALOG).items]
     path = tmp_path_factory.mktemp("stac") / "items.json"
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": demo + _pc_features()}))
+    path.write_text(
+        json.dumps({"type": "FeatureCollection", "features": demo + _pc_features(shared_data / "stac")})
+    )
     return path
 
 
