@@ -443,6 +443,7 @@ class StaticCatalog:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CatalogError(f"cannot read STAC file {self.path}: {_one_line(exc)}") from exc
         where = str(self.path)
+        raw: Any
         if isinstance(data, list):
             raw = data
         elif isinstance(data, Mapping) and data.get("type") == "FeatureCollection":

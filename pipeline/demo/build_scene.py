@@ -120,7 +120,9 @@ def to_dn(values: npt.NDArray[np.float64], band: str) -> npt.NDArray[np.uint16]:
     values become 0).
     """
     dn = np.rint(np.asarray(values, dtype=np.float64) * L4S_DIVISORS[band])
-    out = np.clip(np.nan_to_num(dn, nan=0.0, posinf=65535.0, neginf=1.0), 1, 65535).astype(np.uint16)
+    out: npt.NDArray[np.uint16] = np.clip(
+        np.nan_to_num(dn, nan=0.0, posinf=65535.0, neginf=1.0), 1, 65535
+    ).astype(np.uint16)
     out[~np.isfinite(values)] = 0
     return out
 
@@ -163,7 +165,8 @@ def derive_scl(b03: npt.NDArray[Any], b04: npt.NDArray[Any], b08: npt.NDArray[An
 def slope_deg(dem: npt.NDArray[Any], resolution: float) -> npt.NDArray[np.float64]:
     """Slope in degrees by central differences (one-sided at the edges) on a square grid."""
     gy, gx = np.gradient(np.asarray(dem, dtype=np.float64), resolution)
-    return np.degrees(np.arctan(np.hypot(gx, gy)))
+    slope: npt.NDArray[np.float64] = np.degrees(np.arctan(np.hypot(gx, gy)))
+    return slope
 
 
 def slope_consistency(chips: Sequence[Chip], resolution: float, border: int = 2) -> dict[str, Any]:
