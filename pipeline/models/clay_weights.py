@@ -79,9 +79,15 @@ def read_pickled_checkpoint(path: Path) -> Any:
                 if "mmap" not in str(exc):
                     raise
                 return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as exc:
+    except pickle.UnpicklingError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line), "")
+        raise CheckpointError(
+            f"checkpoint {path} is not a file of plain tensors and data (refused by the "
+            f"weights-only loader, nothing was executed): {detail or type(exc).__name__}"
+        ) from exc
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {first}") from exc
+        raise CheckpointError(f"checkpoint {path} cannot be read: {first}") from exc
 
 
 def encoder_state_dict(raw: Any, path: Path) -> dict[str, torch.Tensor]:
