@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import dask.array as da
 import numpy as np
-import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
+import odc.geo.xr
 import odc.stac
 import pystac
 import xarray as xr
@@ -81,7 +81,7 @@ def utm_zone_epsg(lon: float, lat: float) -> int:
 
 
 def _densified_ring(bbox: tuple[float, float, float, float], points_per_edge: int = 64) -> geom.Geometry:
-    """The bbox outline in EPSG:4326 with ``points_per_edge`` vertices per edge.
+    """Build the bbox outline in EPSG:4326 with ``points_per_edge`` vertices per edge.
 
     Projected to UTM, the straight lon/lat edges become curves; densifying first keeps the
     projected outline (and so its envelope) within a fraction of a metre of the true edge.
@@ -114,6 +114,7 @@ def utm_geobox(bbox: tuple[float, float, float, float], resolution: float = 10.0
 
     Raises:
         CubeError: On a malformed bbox or a non-positive resolution.
+
     """
     west, south, east, north = (float(v) for v in bbox)
     if not (resolution > 0 and math.isfinite(resolution)):
@@ -181,6 +182,7 @@ def check_s2_items(items: Sequence[pystac.Item], bands: Sequence[str] = S2_L2A_A
 
     Raises:
         CubeError: One line naming the offending item and asset.
+
     """
     _check_items(items, S2_COLLECTION, [*bands, SCL_ASSET], _is_utm_epsg, _S2_DTYPES)
 
@@ -193,12 +195,18 @@ def check_dem_items(items: Sequence[pystac.Item]) -> None:
 
     Raises:
         CubeError: One line naming the offending item and asset.
+
     """
-    _check_items(items, DEM_COLLECTION, [DEM_ASSET], lambda epsg: epsg == 4326 or _is_utm_epsg(epsg), _DEM_DTYPES)
+    _check_items(items, DEM_COLLECTION, [DEM_ASSET], _is_dem_epsg, _DEM_DTYPES)
+
+
+def _is_dem_epsg(epsg: int) -> bool:
+    """Tell whether a DEM's CRS is accepted: EPSG:4326 or a WGS 84 / UTM zone."""
+    return epsg == 4326 or _is_utm_epsg(epsg)
 
 
 def _is_utm_epsg(epsg: int) -> bool:
-    """True for WGS 84 / UTM north (32601..32660) and south (32701..32760)."""
+    """Tell whether ``epsg`` is WGS 84 / UTM north (32601..32660) or south (32701..32760)."""
     return 32601 <= epsg <= 32660 or 32701 <= epsg <= 32760
 
 
@@ -237,6 +245,7 @@ def load_s2(
 
     Raises:
         CubeError: On items that do not fit (see :func:`check_s2_items`).
+
     """
     items = list(items)
     check_s2_items(items, bands)
@@ -262,24 +271,45 @@ def _geobox_mid_lon(geobox: GeoBox) -> float:
     return float(lon)
 
 
-def solar_day_offsets(items: Iterable[pystac.Item], geobox: GeoBox) -> dict[date, int]:
-    """DN offset of each solar day, grouping items the way odc-stac's ``groupby="solar_day"`` does.
+def _solar_day_groups(items: Iterable[pystac.Item], geobox: GeoBox) -> dict[date, tuple[int, np.datetime64]]:
+    """Solar day -> (DN offset, earliest nominal time), grouping as ``groupby="solar_day"`` does.
+
+    odc-stac keys each item by ``parse_item(item).solar_date_at(lon).date()`` with ``lon`` the
+    grid centre's longitude, sorts the groups by key, and stamps each time slice with the
+    earliest item time of its group (UTC, timezone-naive).
 
     Raises:
         CubeError: When items of one solar day have processing baselines with different offsets.
+
     """
     lon = _geobox_mid_lon(geobox)
-    offsets: dict[date, tuple[int, str]] = {}
+    groups: dict[date, tuple[int, np.datetime64, str]] = {}
     for item in items:
-        day = odc.stac.parse_item(item).solar_date_at(lon).date()
+        parsed = odc.stac.parse_item(item)
+        day = parsed.solar_date_at(lon).date()
+        when = np.datetime64(parsed.nominal_datetime.replace(tzinfo=None), "us")
         offset = dn_offset(item.properties.get("s2:processing_baseline"))
-        if day in offsets and offsets[day][0] != offset:
-            raise CubeError(
-                f"item {item.id}: processing-baseline offset {offset} differs from {offsets[day][0]} "
-                f"of item {offsets[day][1]} on the same solar day {day}"
-            )
-        offsets.setdefault(day, (offset, item.id))
-    return {day: off for day, (off, _) in sorted(offsets.items())}
+        if day in groups:
+            first_offset, first_time, first_id = groups[day]
+            if first_offset != offset:
+                raise CubeError(
+                    f"item {item.id}: processing-baseline offset {offset} differs from {first_offset} "
+                    f"of item {first_id} on the same solar day {day}"
+                )
+            groups[day] = (offset, min(first_time, when), first_id)
+        else:
+            groups[day] = (offset, when, item.id)
+    return {day: (offset, when) for day, (offset, when, _) in sorted(groups.items())}
+
+
+def solar_day_offsets(items: Iterable[pystac.Item], geobox: GeoBox) -> dict[date, int]:
+    """DN offset (0 or 1000) of each solar day, in time-slice order.
+
+    Raises:
+        CubeError: When items of one solar day have processing baselines with different offsets.
+
+    """
+    return {day: offset for day, (offset, _) in _solar_day_groups(items, geobox).items()}
 
 
 def harmonise(ds: xr.Dataset, items: Sequence[pystac.Item]) -> xr.Dataset:
@@ -289,8 +319,8 @@ def harmonise(ds: xr.Dataset, items: Sequence[pystac.Item]) -> xr.Dataset:
     ``DN == 0`` (nodata) become NaN so that they can never pass as dark reflectance. ``SCL`` is
     passed through unchanged.
 
-    Time slices map to items by solar day: odc-stac sorts groups by solar day, so the i-th time
-    slice is the i-th solar day of :func:`solar_day_offsets`.
+    Time slices map to items by solar day: odc-stac sorts groups by solar day and stamps each
+    slice with its group's earliest item time, which is checked here.
 
     Args:
         ds: Output of :func:`load_s2`.
@@ -301,10 +331,17 @@ def harmonise(ds: xr.Dataset, items: Sequence[pystac.Item]) -> xr.Dataset:
 
     Raises:
         CubeError: If the time slices and the items' solar days disagree, or a day mixes offsets.
+
     """
-    offsets = solar_day_offsets(items, ds.odc.geobox)
-    if len(offsets) != ds.sizes["time"]:
-        raise CubeError(f"{ds.sizes['time']} time slices but items span {len(offsets)} solar days")
+    groups = _solar_day_groups(items, ds.odc.geobox)
+    expected_times = np.array([when for _, when in groups.values()], dtype="datetime64[us]")
+    actual_times = ds["time"].values.astype("datetime64[us]")
+    if expected_times.shape != actual_times.shape or (expected_times != actual_times).any():
+        raise CubeError(
+            f"time slices {[str(t) for t in actual_times]} do not match the items' solar days "
+            f"{[str(t) for t in expected_times]}: pass the items that were loaded"
+        )
+    offsets = {day: offset for day, (offset, _) in groups.items()}
     offset = xr.DataArray(np.array(list(offsets.values()), dtype="float32"), dims="time",
                           coords={"time": ds["time"]})  # fmt: skip
     out = {}
@@ -332,11 +369,13 @@ def _dilate_block(block: np.ndarray, radius: int) -> np.ndarray:
     return ndimage.binary_dilation(block, structure=structure)
 
 
-def _map_overlap_2d(func: Callable[..., np.ndarray], arr: da.Array, depth: int, dtype: Any, **kwargs: Any) -> da.Array:
+def _map_overlap_2d(
+    func: Callable[..., np.ndarray], arr: da.Array, depth: int, dtype: Any, **kwargs: Any
+) -> da.Array:
     """``map_overlap`` over the last two axes with ``boundary="none"``; output keeps input chunks."""
     depths = {arr.ndim - 2: depth, arr.ndim - 1: depth} | {i: 0 for i in range(arr.ndim - 2)}
-    out = da.map_overlap(func, arr, depth=depths, boundary="none", dtype=dtype, meta=np.array((), dtype=dtype),
-                         **kwargs)  # fmt: skip
+    meta = np.array((), dtype=dtype)
+    out = da.map_overlap(func, arr, depth=depths, boundary="none", dtype=dtype, meta=meta, **kwargs)
     return out if out.chunks == arr.chunks else out.rechunk(arr.chunks)
 
 
@@ -353,6 +392,7 @@ def clear_mask(scl: xr.DataArray, dilate_px: int = 3) -> xr.DataArray:
 
     Returns:
         Boolean DataArray like ``scl``.
+
     """
     if dilate_px < 0:
         raise CubeError(f"dilate_px must be >= 0, got {dilate_px}")
@@ -392,13 +432,17 @@ def composite(spectral: xr.Dataset, clear: xr.DataArray) -> xr.Dataset:
     Returns:
         Dataset with one float32 variable per band, dims ``(y, x)``, plus ``n_clear`` (uint8,
         number of clear time slices, saturating at 255).
+
     """
     masked = spectral.where(clear).chunk({"time": -1})
     out = {
         name: xr.apply_ufunc(
-            _nanmedian_last_axis, band, input_core_dims=[["time"]], dask="parallelized",
+            _nanmedian_last_axis,
+            band,
+            input_core_dims=[["time"]],
+            dask="parallelized",
             output_dtypes=[np.float32],
-        )  # fmt: skip
+        )
         for name, band in masked.data_vars.items()
     }
     out["n_clear"] = clear.sum("time").clip(max=255).astype("uint8")
@@ -477,6 +521,7 @@ def load_dem(
 
     Raises:
         CubeError: On items that do not fit (see :func:`check_dem_items`).
+
     """
     items = list(items)
     check_dem_items(items)
@@ -526,6 +571,7 @@ def slope_degrees(dem: xr.DataArray, resolution: float) -> xr.DataArray:
 
     Returns:
         float32 DataArray ``slope_deg`` like ``dem``.
+
     """
     data = dem.data if isinstance(dem.data, da.Array) else da.from_array(dem.data, chunks=-1)
     slope = _map_overlap_2d(_slope_block, data, 1, np.float32, resolution=abs(float(resolution)))
@@ -572,6 +618,7 @@ def build_cube(
 
     Raises:
         CubeError: On inputs that do not fit.
+
     """
     s2_items, dem_items = list(s2_items), list(dem_items)
     spectral_bands = [b for b in SWEEP_BANDS if b.startswith("B")]
@@ -617,6 +664,7 @@ def stack_bands(cube: xr.Dataset, bands: Sequence[str]) -> da.Array:
 
     Raises:
         CubeError: Naming the first band the cube lacks.
+
     """
     for band in bands:
         if band not in cube.data_vars:
