@@ -1,0 +1,1 @@
+"""Products written from a finished result store: polygons, COG, STAC, web pyramid, quicklook."""

@@ -38,6 +38,7 @@ def open_store(path: str | os.PathLike[str], *, require_complete: bool = True) -
 
     Raises:
         UserError: The path is not a readable result store, or the sweep has not completed.
+
     """
     p = Path(path)
     if not p.exists():
@@ -58,7 +59,7 @@ def open_store(path: str | os.PathLike[str], *, require_complete: bool = True) -
 
 
 def store_crs(ds: xr.Dataset) -> CRS:
-    """The store's CRS: ``proj:code`` if present, else the CF grid mapping."""
+    """Return the store's CRS: ``proj:code`` if present, else the CF grid mapping."""
     code = ds.attrs.get("proj:code")
     if code:
         return CRS.from_user_input(code)
@@ -69,7 +70,7 @@ def store_crs(ds: xr.Dataset) -> CRS:
 
 
 def store_transform(ds: xr.Dataset) -> Affine:
-    """The store's affine transform (top-left corner): ``proj:transform`` if present, else the coords."""
+    """Return the store's affine transform: ``proj:transform`` if present, else from the coords."""
     t = ds.attrs.get("proj:transform")
     if t is not None and len(t) >= 6:
         return Affine(*[float(v) for v in t[:6]])
@@ -77,7 +78,7 @@ def store_transform(ds: xr.Dataset) -> Affine:
 
 
 def store_threshold(ds: xr.Dataset, threshold: float | None = None) -> float:
-    """The probability threshold to use: ``threshold`` if given, else the store's."""
+    """Return the probability threshold to use: ``threshold`` if given, else the store's."""
     if threshold is None:
         value = ds.attrs.get("landslide:threshold")
         if value is None:
@@ -89,7 +90,7 @@ def store_threshold(ds: xr.Dataset, threshold: float | None = None) -> float:
 
 
 def store_meta(ds: xr.Dataset) -> dict[str, Any]:
-    """The store attributes (plain JSON values)."""
+    """Return the store attributes (plain JSON values)."""
     return dict(ds.attrs)
 
 

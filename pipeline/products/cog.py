@@ -46,6 +46,7 @@ def write_cog(ds: xr.Dataset, path: str | os.PathLike[str], *, window: int = 204
 
     Returns:
         ``path``.
+
     """
     out = Path(path)
     prob = ds["probability"]
@@ -79,4 +80,3 @@ def write_cog(ds: xr.Dataset, path: str | os.PathLike[str], *, window: int = 204
         with rasterio.Env(GDAL_CACHEMAX=256):
             rasterio.shutil.copy(staging, out, driver="COG", **COG_OPTIONS)
     return out
-

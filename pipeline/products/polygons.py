@@ -148,6 +148,7 @@ def landslide_polygons(
     Returns:
         One row per landslide in the store's CRS with columns ``id``, ``area_m2``, ``n_pixels``,
         ``mean_probability``, ``max_probability``, ``mean_slope_deg``, sorted by area, largest first.
+
     """
     thr = store_threshold(ds, threshold)
     transform = store_transform(ds)
@@ -164,7 +165,7 @@ def landslide_polygons(
             sub["valid"].values,
             sub["slope"].values,
             thr,
-            transform * Affine.translation(cols.start, rows.start),
+            transform @ Affine.translation(cols.start, rows.start),
             inner,
         )
         final.extend(f)

@@ -50,7 +50,7 @@ def _bounds_3857(ds: xr.Dataset) -> tuple[float, float, float, float]:
     t = store_transform(ds)
     ny, nx = ds.sizes["y"], ds.sizes["x"]
     x0, y0 = t.c, t.f
-    x1, y1 = t * (nx, ny)
+    x1, y1 = t @ (nx, ny)
     tr = Transformer.from_crs(store_crs(ds), 3857, always_xy=True)
     return tr.transform_bounds(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1), densify_pts=21)
 
@@ -61,10 +61,10 @@ def _tile_range(bounds: tuple[float, float, float, float], zoom: int) -> tuple[i
     size = WORLD / n
     west, south, east, north = bounds
     eps = 1e-6 * size
-    tx0 = int(math.floor((west + ORIGIN) / size))
-    tx1 = int(math.floor((east - eps + ORIGIN) / size))
-    ty0 = int(math.floor((ORIGIN - north) / size))
-    ty1 = int(math.floor((ORIGIN - south - eps) / size))
+    tx0 = math.floor((west + ORIGIN) / size)
+    tx1 = math.floor((east - eps + ORIGIN) / size)
+    ty0 = math.floor((ORIGIN - north) / size)
+    ty1 = math.floor((ORIGIN - south - eps) / size)
     clamp = lambda v: max(0, min(n - 1, v))  # noqa: E731
     return clamp(tx0), clamp(ty0), clamp(tx1), clamp(ty1)
 
@@ -90,7 +90,7 @@ def zoom_range(ds: xr.Dataset) -> tuple[int, int]:
 
 
 def level_geobox(ds: xr.Dataset, zoom: int) -> tuple[GeoBox, tuple[int, int]]:
-    """The tile-aligned EPSG:3857 grid of one zoom level and its first tile (x, y)."""
+    """Return the tile-aligned EPSG:3857 grid of one zoom level and its first tile (x, y)."""
     tx0, ty0, tx1, ty1 = _tile_range(_bounds_3857(ds), zoom)
     res = WORLD / (2**zoom * TILE)
     left, top = -ORIGIN + tx0 * TILE * res, ORIGIN - ty0 * TILE * res
@@ -99,7 +99,7 @@ def level_geobox(ds: xr.Dataset, zoom: int) -> tuple[GeoBox, tuple[int, int]]:
 
 
 def build_pyramid(ds: xr.Dataset) -> xr.DataTree:
-    """The lazy pyramid: a DataTree with one child per level (``"0"`` is the coarsest)."""
+    """Build the lazy pyramid: a DataTree with one child per level (``"0"`` is the coarsest)."""
     min_zoom, max_zoom = zoom_range(ds)
     prob = ds["probability"].astype(np.float32)
     prob = prob.odc.assign_crs(store_crs(ds).to_wkt())

@@ -127,9 +127,7 @@ def make_store(
     ds["probability"].attrs.update(long_name="landslide probability", units="1")
     ds["slope"].attrs.update(long_name="terrain slope", units="degree")
     to_ll = Transformer.from_crs(crs, 4326, always_xy=True)
-    west, south, east, north = to_ll.transform_bounds(
-        x0, y0 - RES * SHAPE[0], x0 + RES * SHAPE[1], y0
-    )
+    west, south, east, north = to_ll.transform_bounds(x0, y0 - RES * SHAPE[0], x0 + RES * SHAPE[1], y0)
     attrs: dict[str, object] = {
         "landslide:status": status,
         "landslide:model": "hybrid-clay-unet",

@@ -1,0 +1,1 @@
+"""Tests of the products (polygons, COG, STAC, pyramid, quicklook, export)."""
