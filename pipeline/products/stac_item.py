@@ -3,10 +3,11 @@
 The Item (STAC 1.1.0) describes one finished sweep: geometry/bbox in WGS84 (the store's grid
 footprint), ``start_datetime``/``end_datetime`` the sweep's image window and ``datetime`` its end,
 the projection extension (v2.0.0: code, shape, transform, native bbox) on the Item with per-asset
-overrides where an asset has another CRS, the raster extension (v1.1.0, ``raster:bands``) plus the
-STAC 1.1 ``nodata``/``data_type``/``unit`` fields on the COG asset, and one ``derived_from`` link
-per input scene (query strings such as SAS tokens stripped). Asset hrefs are relative to the
-Item's directory.
+overrides where an asset has another CRS, the raster extension (v1.1.0, ``raster:bands`` with
+``nodata``, ``data_type``, ``unit``, ``sampling``, ``spatial_resolution``) on the COG asset (the
+STAC 1.1 asset-level ``nodata`` is left out: rustac 0.9 cannot read ``"nan"`` there), and one
+``derived_from`` link per input scene (query strings such as SAS tokens stripped). Asset hrefs
+are relative to the Item's directory.
 
 A series of sweeps over one region is one Collection whose ``item`` links are the sweeps,
 ordered by end date; :func:`update_collection` adds or replaces an Item by id and recomputes the
@@ -161,7 +162,8 @@ def build_item(
             extra["proj:code"] = ASSET_CRS[key]
         if key == "cog":
             res = abs(t.a)
-            extra.update(nodata="nan", data_type="float32", unit="1")
+            # nodata etc. only inside raster:bands: rustac 0.9 cannot parse the STAC 1.1 asset-level
+            # ``"nodata": "nan"`` (valid per the core schema) and then refuses the whole item
             extra["raster:bands"] = [
                 {
                     "nodata": "nan",

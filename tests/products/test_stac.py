@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from jsonschema.exceptions import ValidationError
+
+from pipeline.products.stac_item import strip_query
+
+from .stac_validation import assert_valid, stac_errors
+
+
+def _item(exported) -> dict:
+    return json.loads(exported.paths["item"].read_text())
+
+
+def test_item_validates_offline(exported) -> None:
+    assert_valid(_item(exported))
+
+
+def test_collection_validates_offline(exported) -> None:
+    assert_valid(json.loads(exported.paths["collection"].read_text()))
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda d: d.pop("bbox"),
+        lambda d: d["properties"].pop("datetime"),
+        lambda d: d["properties"].__setitem__("proj:shape", [384]),
+        lambda d: d["properties"].__setitem__("proj:epsg", 32654),  # removed in projection v2
+        lambda d: d["assets"]["cog"]["raster:bands"][0].__setitem__("nodata", "none"),
+        lambda d: d["assets"]["cog"]["raster:bands"][0].__setitem__("data_type", "float"),
+        lambda d: d["stac_extensions"].append("https://example.invalid/unknown/v1.0.0/schema.json"),
+    ],
+)
+def test_broken_items_fail(exported, breakage) -> None:
+    broken = copy.deepcopy(_item(exported))
+    breakage(broken)
+    assert stac_errors(broken)
+    with pytest.raises(ValidationError):
+        assert_valid(broken)
+
+
+def test_broken_collection_fails(exported) -> None:
+    coll = json.loads(exported.paths["collection"].read_text())
+    coll["extent"]["temporal"]["interval"] = ["2018-09-01"]
+    assert stac_errors(coll)
+
+
+def test_item_content(exported, store) -> None:
+    item = _item(exported)
+    props = item["properties"]
+    assert props["datetime"] == props["end_datetime"] == "2018-09-30T23:59:59Z"
+    assert props["start_datetime"] == "2018-09-01T00:00:00Z"
+    assert props["proj:code"] == "EPSG:32654"
+    assert props["proj:shape"] == [384, 640]
+    assert props["proj:transform"] == list(store.transform)[:6]
+    assert props["proj:bbox"] == [570000.0, 4731160.0, 576400.0, 4735000.0]
+    assert props["landslide:polygon_count"] == exported.polygon_count
+    west, south, east, north = item["bbox"]
+    assert 141.8 < west < east < 142.0 and 42.7 < south < north < 42.8
+    assets = item["assets"]
+    assert set(assets) == {"zarr", "cog", "polygons", "polygons_geojson", "pyramid", "quicklook"}
+    assert assets["cog"]["type"] == "image/tiff; application=geotiff; profile=cloud-optimized"
+    assert assets["cog"]["raster:bands"][0]["nodata"] == "nan"
+    assert assets["cog"]["raster:bands"][0]["data_type"] == "float32"
+    assert assets["polygons_geojson"]["proj:code"] == "EPSG:4326"
+    assert assets["pyramid"]["proj:code"] == "EPSG:3857"
+    assert assets["quicklook"]["roles"] == ["overview"]
+    base = exported.paths["item"].parent
+    for asset in assets.values():  # relative hrefs that resolve to the written products
+        assert not Path(asset["href"]).is_absolute()
+        assert (base / asset["href"]).exists()
+    derived = [lk["href"] for lk in item["links"] if lk["rel"] == "derived_from"]
+    assert len(derived) == 2 and all("?" not in h for h in derived)
+    assert item["collection"] == "iburi-2018"
+
+
+def test_strip_query() -> None:
+    assert (
+        strip_query("https://x.blob.core.windows.net/a/b.tif?st=1&sig=abc")
+        == "https://x.blob.core.windows.net/a/b.tif"
+    )
+    assert strip_query("https://h/p#frag") == "https://h/p"
+    assert strip_query("/data/item.json") == "/data/item.json"
+
+
+def test_rustac_validates_core_offline(exported, tmp_path: Path) -> None:
+    """rustac has the core schemas built in; extensions it would download, so strip them here."""
+    rustac = shutil.which("rustac")
+    if rustac is None:
+        pytest.skip("rustac CLI not installed")
+    core_only = _item(exported)
+    core_only["stac_extensions"] = []
+    path = tmp_path / "item.json"
+    path.write_text(json.dumps(core_only))
+    ok = subprocess.run([rustac, "validate", str(path)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    core_only.pop("bbox")
+    path.write_text(json.dumps(core_only))
+    bad = subprocess.run([rustac, "validate", str(path)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0
