@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from typing import Any, Final
 
+import bottleneck as bn
+import dask
 import dask.array as da
 import numpy as np
 import odc.geo.xr
@@ -36,9 +38,10 @@ import odc.stac
 import pystac
 import xarray as xr
 from affine import Affine
-from odc.geo import geom
+from odc.geo import Resolution, geom, xy_
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
+from pyproj import Transformer
 from scipy import ndimage
 
 from pipeline.bands import L4S_DIVISORS, S2_L2A_ASSETS, SCL_DILATE, SCL_INVALID, SWEEP_BANDS, dn_offset
@@ -411,9 +414,11 @@ def clear_mask(scl: xr.DataArray, dilate_px: int = 3) -> xr.DataArray:
 
 def _nanmedian_last_axis(values: np.ndarray) -> np.ndarray:
     """``nanmedian`` over the last axis, NaN (without a warning) where all values are NaN."""
+    if values.shape[-1] == 1:  # one observation: the median is the value (fast path)
+        return values[..., 0].astype("float32")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(values, axis=-1).astype("float32")
+        return bn.nanmedian(values, axis=-1).astype("float32")
 
 
 def composite(spectral: xr.Dataset, clear: xr.DataArray) -> xr.Dataset:
@@ -493,6 +498,52 @@ def fill_small_gaps(dem: xr.DataArray, max_px: int = DEM_FILL_PX) -> xr.DataArra
     return dem.copy(data=filled)
 
 
+def _native_grid(items: Sequence[pystac.Item], geobox: GeoBox, margin_px: int = 4) -> GeoBox:
+    """The DEM's own pixel grid over ``geobox`` (plus a margin), snapped like its tiles.
+
+    CRS and the finest resolution come from the items' ``proj:*`` metadata (Copernicus GLO-30:
+    EPSG:4326, 1 arcsec); the grid is anchored so pixels coincide with the tiles' pixels, so the
+    read involves no resampling.
+    """
+    first = items[0]
+    epsg = _declared_epsg(first, DEM_ASSET) or 4326
+    res_x, res_y, anchor = 1 / 3600, 1 / 3600, (0.5, 0.5)
+    transforms = [it.properties.get("proj:transform") or it.assets[DEM_ASSET].extra_fields.get("proj:transform") for it in items]
+    transforms = [t for t in transforms if t]
+    if transforms:
+        res_x = min(abs(float(t[0])) for t in transforms)
+        res_y = min(abs(float(t[4])) for t in transforms)
+        t0 = transforms[0]
+        anchor = ((float(t0[2]) / res_x) % 1.0, (float(t0[5]) / res_y) % 1.0)
+    bbox = geobox.extent.to_crs(f"EPSG:{epsg}").boundingbox
+    pad_x, pad_y = margin_px * res_x, margin_px * res_y
+    return GeoBox.from_bbox(
+        (bbox.left - pad_x, bbox.bottom - pad_y, bbox.right + pad_x, bbox.top + pad_y),
+        f"EPSG:{epsg}", resolution=Resolution(res_x, -res_y), anchor=xy_(*anchor),
+    )  # fmt: skip
+
+
+def _resample_bilinear(
+    native: np.ndarray, native_box: GeoBox, out_box: GeoBox, rows: tuple[int, int], cols: tuple[int, int]
+) -> np.ndarray:
+    """Bilinear sample of ``native`` at the pixel centres of a window of ``out_box``.
+
+    Each output pixel centre is transformed to the native CRS (pyproj) and interpolated from its
+    four native neighbours (``scipy.ndimage.map_coordinates``, order 1), so a pixel's value does
+    not depend on how the output is chunked. NaN outside the native array or next to NaN.
+    """
+    t = out_box.transform
+    cc, rr = np.meshgrid(np.arange(*cols) + 0.5, np.arange(*rows) + 0.5)
+    x = t.c + t.a * cc + t.b * rr
+    y = t.f + t.d * cc + t.e * rr
+    transformer = Transformer.from_crs(out_box.crs.proj, native_box.crs.proj, always_xy=True)
+    lon, lat = transformer.transform(x, y)
+    inv = ~native_box.transform
+    col_f, row_f = inv * (lon, lat)
+    coords = np.stack([np.asarray(row_f) - 0.5, np.asarray(col_f) - 0.5])
+    return ndimage.map_coordinates(native, coords, order=1, mode="constant", cval=np.nan).astype(np.float32)
+
+
 def load_dem(
     items: Sequence[pystac.Item],
     geobox: GeoBox,
@@ -504,15 +555,19 @@ def load_dem(
 ) -> xr.DataArray:
     """Lazy DEM heights (metres, float32) on the Sentinel-2 grid, small NaN seams filled.
 
-    odc-stac reads asset ``data`` of every tile onto ``geobox`` with bilinear resampling (NaN
-    outside the tiles), all tiles fused into one plane; then :func:`fill_small_gaps` closes the
-    1-pixel NaN seams Copernicus DEM tiles can have, before any slope is taken.
+    1. odc-stac reads asset ``data`` of every tile on the DEM's **own** grid over the area
+       (:func:`_native_grid`: no resampling, tiles fused into one plane);
+    2. :func:`fill_small_gaps` closes the 1-pixel NaN seams Copernicus DEM tiles can have;
+    3. each output chunk is sampled bilinearly at its pixel centres (:func:`_resample_bilinear`).
+
+    Resampling per output pixel, rather than letting the reader warp per chunk, makes the DEM
+    (and the slope) identical whatever the chunking, so sweeps with different block sizes agree.
 
     Args:
         items: ``cop-dem-glo-30`` items.
         geobox: The output grid (the Sentinel-2 grid).
         chunk: Spatial chunk size in pixels.
-        fill_px: Reach of the seam fill in pixels (0 disables it).
+        fill_px: Reach of the seam fill in native pixels (0 disables it).
         fail_on_error: Passed to odc-stac (unreadable tiles become NaN when False).
         patch_url: Optional href rewrite (signing).
 
@@ -525,11 +580,12 @@ def load_dem(
     """
     items = list(items)
     check_dem_items(items)
+    native_box = _native_grid(items, geobox)
     ds = odc.stac.load(
         items,
         bands=[DEM_ASSET],
-        geobox=geobox,
-        chunks={"y": chunk, "x": chunk},
+        geobox=native_box,
+        chunks={"y": -1, "x": -1},
         groupby=_one_group,
         resampling="bilinear",
         dtype="float32",
@@ -537,10 +593,27 @@ def load_dem(
         fail_on_error=fail_on_error,
         patch_url=patch_url,
     )
-    dem = ds[DEM_ASSET].isel(time=0, drop=True)
-    dem = fill_small_gaps(dem, fill_px)
+    native = fill_small_gaps(ds[DEM_ASSET].isel(time=0, drop=True), fill_px).data.rechunk(-1)
+    native_d = native.to_delayed().ravel()[0]
+    rows_b = _bounds(geobox.shape[0], chunk)
+    cols_b = _bounds(geobox.shape[1], chunk)
+    blocks = [
+        [
+            da.from_delayed(
+                dask.delayed(_resample_bilinear)(native_d, native_box, geobox, r, c),
+                shape=(r[1] - r[0], c[1] - c[0]), dtype=np.float32,
+            )  # fmt: skip
+            for c in cols_b
+        ]
+        for r in rows_b
+    ]
+    dem = xr.DataArray(da.block(blocks), dims=("y", "x"), coords=xr_coords(geobox), name="dem")
     dem.attrs = {"units": "m", "long_name": "height above the EGM2008 geoid"}
-    return dem.rename("dem")
+    return dem
+
+
+def _bounds(size: int, chunk: int) -> list[tuple[int, int]]:
+    return [(a, min(a + chunk, size)) for a in range(0, size, chunk)]
 
 
 def _slope_block(block: np.ndarray, resolution: float) -> np.ndarray:

@@ -153,13 +153,19 @@ def model_for(checkpoint: str, sha256: str, device: str, batch_size: int) -> Loa
         return _PROCESS_MODELS[sha256]
 
 
-def chips_run_here() -> int:
-    """Chips run by every model loaded in this process (worker plugins included)."""
+def chips_run_here(dask_worker: Any = None) -> int:
+    """Chips run by every model loaded in this process (worker plugins included).
+
+    Args:
+        dask_worker: Supplied by ``Client.run`` (where ``get_worker()`` is not available).
+    """
     total = sum(m.chips_run for m in _PROCESS_MODELS.values())
-    try:
-        worker = get_worker()
-    except ValueError:
-        return total
+    worker = dask_worker
+    if worker is None:
+        try:
+            worker = get_worker()
+        except ValueError:
+            return total
     for name, plugin in worker.plugins.items():
         if name.startswith(PLUGIN_PREFIX) and plugin.loaded is not None:
             total += plugin.loaded.chips_run

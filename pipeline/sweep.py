@@ -399,9 +399,9 @@ def _compute_region(
         compute=False, consolidated=False, zarr_format=cfg.zarr_format,
     )  # fmt: skip
     future = client.compute(write)
-    if cfg.progress:
+    if cfg.progress and sys.stdout.isatty():
         progress(future)
-        print(file=sys.stderr)
+        print()
     future.result()
 
 
