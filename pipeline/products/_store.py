@@ -44,7 +44,7 @@ def open_store(path: str | os.PathLike[str], *, require_complete: bool = True) -
     if not p.exists():
         raise UserError(f"no result store at {p}")
     try:
-        ds = xr.open_zarr(p, decode_coords="all")
+        ds: xr.Dataset = xr.open_zarr(p, decode_coords="all")
     except Exception as exc:  # zarr raises several types for "not a store"
         raise UserError(f"{p} is not a readable Zarr result store ({type(exc).__name__})") from exc
     missing = [v for v in ("probability", "valid", "slope") if v not in ds.data_vars]
@@ -74,7 +74,8 @@ def store_transform(ds: xr.Dataset) -> Affine:
     t = ds.attrs.get("proj:transform")
     if t is not None and len(t) >= 6:
         return Affine(*[float(v) for v in t[:6]])
-    return ds.rio.transform(recalc=True)
+    transform: Affine = ds.rio.transform(recalc=True)
+    return transform
 
 
 def store_threshold(ds: xr.Dataset, threshold: float | None = None) -> float:

@@ -65,7 +65,10 @@ def _tile_range(bounds: tuple[float, float, float, float], zoom: int) -> tuple[i
     tx1 = math.floor((east - eps + ORIGIN) / size)
     ty0 = math.floor((ORIGIN - north) / size)
     ty1 = math.floor((ORIGIN - south - eps) / size)
-    clamp = lambda v: max(0, min(n - 1, v))  # noqa: E731
+
+    def clamp(v: int) -> int:
+        return int(max(0, min(n - 1, v)))
+
     return clamp(tx0), clamp(ty0), clamp(tx1), clamp(ty1)
 
 

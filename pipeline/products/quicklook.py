@@ -21,8 +21,10 @@ import rioxarray
 import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
+from matplotlib.patches import Rectangle
 from rasterio.enums import Resampling
 
+from pipeline.errors import UserError
 from pipeline.products._store import store_crs, store_threshold, store_transform
 
 MAX_PIXELS = 1600
@@ -43,8 +45,8 @@ def _coarse(ds: xr.Dataset) -> tuple[np.ndarray, int]:
 
 def _nice_length(span_m: float) -> float:
     target = span_m / 5
-    exp = 10 ** math.floor(math.log10(target))
-    return max(v * exp for v in (1, 2, 5) if v * exp <= target)
+    exp = 10.0 ** math.floor(math.log10(target))
+    return max(float(v) * exp for v in (1, 2, 5) if v * exp <= target)
 
 
 def _scale_bar(ax: Axes, extent_km: tuple[float, float, float, float]) -> None:
@@ -53,8 +55,8 @@ def _scale_bar(ax: Axes, extent_km: tuple[float, float, float, float]) -> None:
     x0 = left + 0.05 * (right - left)
     y0 = bottom + 0.06 * (top - bottom)
     h = 0.012 * (top - bottom)
-    ax.add_patch(plt.Rectangle((x0, y0), length_km, h, color="black", zorder=5))
-    ax.add_patch(plt.Rectangle((x0, y0), length_km / 2, h, color="white", ec="black", lw=0.8, zorder=6))
+    ax.add_patch(Rectangle((x0, y0), length_km, h, color="black", zorder=5))
+    ax.add_patch(Rectangle((x0, y0), length_km / 2, h, color="white", ec="black", lw=0.8, zorder=6))
     label = f"{length_km:g} km" if length_km >= 1 else f"{length_km * 1000:g} m"
     ax.text(
         x0 + length_km / 2,
@@ -72,7 +74,10 @@ def _labels_on_grid(labels_path: Path, ds: xr.Dataset, shape: tuple[int, int], f
     """Read a reference mask and resample it (nearest) onto the (coarsened) store grid."""
     t = store_transform(ds)
     dst_transform = t @ t.scale(factor, factor)
-    ref = rioxarray.open_rasterio(labels_path, masked=True).squeeze("band", drop=True)
+    opened = rioxarray.open_rasterio(labels_path, masked=True)
+    if not isinstance(opened, xr.DataArray):
+        raise UserError(f"{labels_path} is not a single raster")
+    ref = opened.isel(band=0, drop=True)
     out = ref.rio.reproject(
         store_crs(ds).to_wkt(),
         shape=shape,

@@ -245,6 +245,7 @@ def update_collection(
         raise ValueError("write the item (write_item) before adding it to a collection")
     cpath = Path(collection_path)
     cdir = cpath.parent.resolve()
+    coll: dict[str, Any]
     if cpath.exists():
         coll = json.loads(cpath.read_text())
     else:
