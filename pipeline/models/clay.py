@@ -232,7 +232,8 @@ class Attention(nn.Module):
         q, k, v = self.to_qkv(self.norm(x)).chunk(3, dim=-1)
         q, k, v = (t.reshape(b, n, self.heads, -1).transpose(1, 2) for t in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0)
-        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
+        projected: torch.Tensor = self.to_out(out.transpose(1, 2).reshape(b, n, -1))
+        return projected
 
 
 class FeedForward(nn.Module):
@@ -266,7 +267,9 @@ class Transformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the blocks and the final norm."""
-        for attn, ff in self.layers:  # type: ignore[misc]
+        for block in self.layers:
+            attn: nn.Module = block[0]  # type: ignore[index]
+            ff: nn.Module = block[1]  # type: ignore[index]
             x = attn(x) + x
             x = ff(x) + x
         out: torch.Tensor = self.norm(x)
@@ -335,7 +338,7 @@ class ClayEncoder(nn.Module):
         b, _, height, width = pixels.shape
         zeros = pixels.new_zeros(b, 4)
         cube = {"pixels": pixels, "time": zeros, "latlon": zeros, "gsd": gsd, "waves": waves}
-        tokens = self(cube)[:, 1:]
+        tokens: torch.Tensor = self(cube)[:, 1:]
         p = self.patch_size
         return tokens.transpose(1, 2).reshape(b, self.dim, height // p, width // p)
 

@@ -51,6 +51,9 @@ class ClayBranch(nn.Module):
 
     """
 
+    band_index: torch.Tensor
+    waves: torch.Tensor
+
     def __init__(self, bands: Sequence[str], clay: Mapping[str, Any] | None = None, gsd: float = CLAY_GSD_M):
         super().__init__()
         self.spectral_bands = tuple(b for b in bands if b in WAVELENGTHS_UM)

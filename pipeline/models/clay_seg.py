@@ -69,6 +69,8 @@ class ClaySegmenter(nn.Module):
 
     """
 
+    terrain_index: torch.Tensor
+
     def __init__(
         self,
         bands: Sequence[str],
@@ -114,7 +116,8 @@ class ClaySegmenter(nn.Module):
             features = block(F.interpolate(features, scale_factor=2.0, mode="bilinear", align_corners=False))
             if stage == 0 and terrain is not None:
                 features = features + self.alpha_decoder * terrain[1]
-        return self.head(self.dropout(features))
+        logits: torch.Tensor = self.head(self.dropout(features))
+        return logits
 
 
 def default_config(bands: Sequence[str]) -> dict[str, Any]:

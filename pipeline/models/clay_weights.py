@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import pickle
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +71,9 @@ def read_pickled_checkpoint(path: Path) -> Any:
         raise CheckpointError(
             f"checkpoint {path} needs object types that are not allowed: {', '.join(refused[:5])}"
         )
-    stand_ins = [(_HARMLESS_GLOBALS[name], name) for name in unsafe]
+    stand_ins: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
+        (_HARMLESS_GLOBALS[name], name) for name in unsafe
+    ]
     try:
         with torch.serialization.safe_globals(stand_ins):
             try:
@@ -165,9 +168,7 @@ def load_clay_state_dict(
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(
-            f"Clay checkpoint {path} does not exist; get {CLAY_FILENAME} from {CLAY_URL}"
-        )
+        raise CheckpointError(f"Clay checkpoint {path} does not exist; get {CLAY_FILENAME} from {CLAY_URL}")
     if path.suffix == ".safetensors":
         from pipeline.models.checkpoint import read_state_dict
 

@@ -45,7 +45,7 @@ def find_clay_encoder(model: nn.Module) -> ClayEncoder:
 def apply_lora(
     model: nn.Module,
     rank: int = 8,
-    alpha: float = 8,
+    alpha: int = 8,
     dropout: float = 0.1,
     targets: Sequence[str] = LORA_TARGETS,
 ) -> nn.Module:

@@ -65,7 +65,8 @@ class UpBlock(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """Upsample ``x`` to the skip's size, concatenate on channels, convolve."""
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.conv(torch.cat([x, skip], dim=1))
+        out: torch.Tensor = self.conv(torch.cat([x, skip], dim=1))
+        return out
 
 
 class UNet(nn.Module):
@@ -108,7 +109,7 @@ class UNet(nn.Module):
     @property
     def downsampling(self) -> int:
         """Total downsampling factor from input to bottleneck (``2 ** len(widths)``)."""
-        return 2 ** len(self.widths)
+        return int(2 ** len(self.widths))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Run the encoder.
@@ -133,7 +134,8 @@ class UNet(nn.Module):
         x = bottleneck
         for up, skip in zip(self.ups, reversed(skips), strict=True):
             x = up(x, skip)
-        return self.head(self.dropout(x))
+        logits: torch.Tensor = self.head(self.dropout(x))
+        return logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, 1, H, W]`` for input ``x: float32 [B, C, H, W]``."""
