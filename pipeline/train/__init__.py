@@ -1,0 +1,1 @@
+"""Training and evaluation on Landslide4Sense with the method's protocol."""

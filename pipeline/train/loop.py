@@ -1,0 +1,335 @@
+"""The training loop of the method: stages, early stopping, per-epoch resumable state.
+
+* Models without a Clay encoder (``unet``) train in one stage: AdamW (lr 3e-4, wd 1e-3), a
+  cosine schedule over all epochs.
+* Models with a Clay encoder (``clay``, ``hybrid``) train in two stages. Stage 1 (the first
+  ``stage1_epochs`` epochs): Clay frozen, no LoRA, the rest at lr 3e-4. Stage 2: LoRA inserted
+  into Clay, the rest at 1e-4 and the LoRA weights at 3e-5. AdamW and the cosine schedule are
+  rebuilt at the start of each stage.
+* The checkpoint is chosen by validation F1 at 0.70 (:data:`~pipeline.train.metrics.SELECTION_THRESHOLD`);
+  training stops after ``patience`` epochs without improvement.
+* Every epoch writes ``state.pt`` (model, optimiser, scheduler, epoch, RNG state, best score,
+  history), atomically; ``best.safetensors`` holds the best weights so far and ``metrics.jsonl``
+  one line per epoch. A killed run continues with ``resume=True`` and gives the same result as
+  an uninterrupted one on CPU: every epoch re-seeds its own RNGs from ``(seed, epoch)``.
+* AMP (bf16, or fp16 with a gradient scaler) on CUDA only; fp32 and deterministic algorithms on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.errors import UserError
+from pipeline.models.registry import build_model
+from pipeline.train import stages
+from pipeline.train.data import ChipSet, augment
+from pipeline.train.losses import LossConfig, SegmentationLoss
+from pipeline.train.metrics import SELECTION_THRESHOLD, ConfusionAccumulator
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+BEST_FILE = "best.safetensors"
+HISTORY_FILE = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (JSON-serialisable).
+
+    Attributes:
+        model: Registry name.
+        model_config: Registry constructor arguments.
+        seed: Seed of initialisation, shuffling, augmentation and dropout.
+        epochs: Maximum number of epochs.
+        batch_size: Chips per step.
+        lr: Stage-1 learning rate (whole model; Clay frozen).
+        stage2_lr: Stage-2 learning rate of everything but LoRA.
+        lora_lr: Stage-2 learning rate of the LoRA weights.
+        stage1_epochs: Length of stage 1 for models with a Clay encoder.
+        weight_decay: AdamW weight decay.
+        grad_clip: Max gradient norm.
+        patience: Epochs without validation improvement before stopping.
+        augment: Random flips and 90-degree rotations.
+        repeats: Passes over the train set per epoch, each with fresh augmentation (1 = method).
+        intensity_jitter: Std of a random per-chip, per-channel gain (1 + N(0, s)) and offset
+            (N(0, s), in z-units) applied to training inputs; 0 (the method) disables it.
+        loss: Loss weights.
+        lora: LoRA settings (rank, alpha, dropout).
+        clay_checkpoint: Clay v1.5 weights for the encoder; None keeps the random initialisation.
+        amp: Autocast on CUDA (ignored on CPU).
+        progress: Show a tqdm bar.
+    """
+
+    model: str
+    model_config: dict[str, Any]
+    seed: int = 42
+    epochs: int = 50
+    batch_size: int = 8
+    lr: float = 3e-4
+    stage2_lr: float = 1e-4
+    lora_lr: float = 3e-5
+    stage1_epochs: int = 10
+    weight_decay: float = 1e-3
+    grad_clip: float = 1.0
+    patience: int = 10
+    augment: bool = True
+    repeats: int = 1
+    intensity_jitter: float = 0.0
+    loss: LossConfig = field(default_factory=LossConfig)
+    lora: stages.LoraSettings = field(default_factory=stages.LoraSettings)
+    clay_checkpoint: str | None = None
+    amp: bool = True
+    progress: bool = True
+
+    def fingerprint(self) -> str:
+        """JSON of the settings that must match for a run to be resumed."""
+        raw = asdict(self)
+        raw.pop("progress")
+        return json.dumps(raw, sort_keys=True, default=str)
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`: the best model (weights loaded, LoRA merged) and the history."""
+
+    model: nn.Module
+    best_epoch: int
+    best_val_f1: float
+    epochs_run: int
+    history: list[dict[str, Any]]
+
+
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + stream) % (2**63 - 1)
+
+
+def configure_determinism(device: torch.device) -> None:
+    """Deterministic kernels where PyTorch has them (warn where it does not)."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+
+
+def _autocast(device: torch.device, enabled: bool) -> Any:
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
+@torch.no_grad()
+def predict_batches(
+    model: nn.Module, dataset: ChipSet, batch_size: int, device: torch.device, amp: bool = True
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(probabilities, masks)`` per batch, in dataset order, model in eval mode."""
+    model.eval()
+    for start in range(0, len(dataset), batch_size):
+        x = dataset.images[start : start + batch_size].to(device)
+        with _autocast(device, amp):
+            logits = model(x)
+        yield torch.sigmoid(logits.float()).cpu(), dataset.masks[start : start + batch_size]
+
+
+def evaluate_counts(
+    model: nn.Module, dataset: ChipSet, thresholds: tuple[float, ...], batch_size: int, device: torch.device,
+    amp: bool = True,
+) -> ConfusionAccumulator:
+    """Pixel counts over the whole ``dataset`` at each threshold."""
+    acc = ConfusionAccumulator(thresholds)
+    for prob, mask in predict_batches(model, dataset, batch_size, device, amp):
+        acc.update(prob, mask)
+    return acc
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: tell the user which
+        raise UserError(f"{path}: cannot resume from this training state ({exc})") from exc
+    return state
+
+
+def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in history))
+    tmp.replace(path)
+
+
+def fit(
+    config: TrainConfig,
+    train_set: ChipSet,
+    val_set: ChipSet,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: torch.device | None = None,
+    stop_after_epochs: int | None = None,
+) -> FitResult:
+    """Train one model on ``train_set``, selecting on ``val_set`` (F1 at 0.70).
+
+    Args:
+        config: The run's settings.
+        train_set: Training chips (normalised).
+        val_set: Validation chips: checkpoint selection and early stopping only.
+        run_dir: Directory for ``state.pt``, ``best.safetensors`` and ``metrics.jsonl``.
+        resume: Continue from ``run_dir/state.pt`` if present (its settings must match).
+        device: Where to train; default CUDA if available, else CPU.
+        stop_after_epochs: Stop (as if killed) after this many epochs of this call; for tests.
+
+    Returns:
+        The best model (eval mode, LoRA merged) and the training history.
+
+    Raises:
+        UserError: If ``run_dir`` holds a state of a different run, or a state exists without
+            ``resume``.
+    """
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    configure_determinism(device)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state_path = run_dir / STATE_FILE
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise UserError("training needs at least one train chip and one validation chip")
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, config.model_config)
+    stages.load_clay_weights(model, config.clay_checkpoint)
+    two_stage = stages.has_clay(model)
+    loss_fn = SegmentationLoss(config.loss).to(device)
+
+    state: dict[str, Any] | None = None
+    if state_path.exists():
+        if not resume:
+            raise UserError(f"{run_dir} already holds a training run; pass --resume to continue it")
+        state = _load_state(state_path)
+        if state.get("fingerprint") != config.fingerprint():
+            raise UserError(f"{run_dir} holds a run with different settings; use another --out")
+
+    stage = 1
+    if state is not None:
+        stage = int(state["stage"])
+    if stage == 2:
+        stages.enter_stage2(model, config.lora)
+    model.to(device)
+    optimizer, scheduler = stages.build_optimizer(model, config, stage, two_stage)
+    start_epoch, best_f1, best_epoch, best_stage, since_best = 0, -1.0, -1, 1, 0
+    history: list[dict[str, Any]] = []
+    finished = False
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch = int(state["epoch"]) + 1
+        best_f1, best_epoch = float(state["best_f1"]), int(state["best_epoch"])
+        best_stage, since_best = int(state["best_stage"]), int(state["since_best"])
+        history = list(state["history"])
+        finished = bool(state["finished"])
+        log.info("resuming %s at epoch %d (best F1 %.4f at epoch %d)", run_dir, start_epoch + 1, best_f1,
+                 best_epoch + 1)
+
+    use_amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
+    epochs_this_call = 0
+    epoch = start_epoch
+    while not finished and epoch < config.epochs:
+        if two_stage and stage == 1 and epoch >= config.stage1_epochs:
+            stage = 2
+            stages.enter_stage2(model, config.lora)
+            model.to(device)
+            optimizer, scheduler = stages.build_optimizer(model, config, stage, two_stage)
+        started = time.monotonic()
+        torch.manual_seed(_epoch_seed(config.seed, epoch, 0))
+        shuffle_gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, 1))
+        order = torch.cat([torch.randperm(len(train_set), generator=shuffle_gen)
+                           for _ in range(max(config.repeats, 1))])
+        aug_gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, 2))
+        model.train()
+        total_loss, n_batches = 0.0, 0
+        steps = range(0, len(order), config.batch_size)
+        bar = tqdm(steps, desc=f"seed {config.seed} epoch {epoch + 1}/{config.epochs}",
+                   disable=not config.progress, leave=False)
+        for start in bar:
+            idx = order[start : start + config.batch_size]
+            x, y = train_set.images[idx], train_set.masks[idx]
+            if config.augment:
+                x, y = augment(x, y, aug_gen)
+            if config.intensity_jitter > 0:
+                shape = (x.shape[0], x.shape[1], 1, 1)
+                gain = 1.0 + config.intensity_jitter * torch.randn(shape, generator=aug_gen)
+                x = x * gain + config.intensity_jitter * torch.randn(shape, generator=aug_gen)
+            x, y = x.to(device), y.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device, use_amp):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
+            if not torch.isfinite(loss):
+                raise UserError(f"training diverged at epoch {epoch + 1}: loss is {loss.item()}")
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            total_loss += float(loss.detach())
+            n_batches += 1
+            bar.set_postfix(loss=f"{total_loss / n_batches:.4f}")
+        epoch_lrs = [g["lr"] for g in optimizer.param_groups]
+        scheduler.step()
+        val = evaluate_counts(model, val_set, (SELECTION_THRESHOLD,), config.batch_size, device, use_amp)
+        scores = val.at(SELECTION_THRESHOLD)
+        improved = scores.f1 > best_f1
+        if improved:
+            best_f1, best_epoch, best_stage, since_best = scores.f1, epoch, stage, 0
+            tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(tensors, str(run_dir / (BEST_FILE + ".tmp")))
+            (run_dir / (BEST_FILE + ".tmp")).replace(run_dir / BEST_FILE)
+        else:
+            since_best += 1
+        row = {
+            "epoch": epoch + 1, "stage": stage, "train_loss": total_loss / max(n_batches, 1),
+            "val_f1@0.70": scores.f1, "val_precision@0.70": scores.precision,
+            "val_recall@0.70": scores.recall, "val_iou@0.70": scores.iou,
+            "lr": epoch_lrs, "seconds": round(time.monotonic() - started, 3),
+            "best": improved,
+        }
+        history.append(row)
+        tqdm.write(f"seed {config.seed} epoch {epoch + 1}: loss {row['train_loss']:.4f} "
+                   f"val F1@0.70 {scores.f1:.4f}{' *' if improved else ''}") if config.progress else None
+        finished = since_best >= config.patience or epoch + 1 >= config.epochs
+        _save_state(state_path, {
+            "fingerprint": config.fingerprint(), "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "epoch": epoch, "stage": stage, "best_f1": best_f1, "best_epoch": best_epoch,
+            "best_stage": best_stage, "since_best": since_best, "history": history,
+            "finished": finished, "torch_rng": torch.get_rng_state(),
+        })
+        _write_history(run_dir / HISTORY_FILE, history)
+        epoch += 1
+        epochs_this_call += 1
+        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs and not finished:
+            raise KeyboardInterrupt(f"stopped after {epochs_this_call} epochs (stop_after_epochs)")
+
+    best = build_model(config.model, config.model_config)
+    if best_stage == 2:
+        stages.enter_stage2(best, config.lora)
+    best.load_state_dict(load_file(str(run_dir / BEST_FILE)))
+    best = stages.merge(best).to(device).eval()
+    return FitResult(best, best_epoch + 1, best_f1, len(history), history)
+
