@@ -508,7 +508,10 @@ def _native_grid(items: Sequence[pystac.Item], geobox: GeoBox, margin_px: int = 
     first = items[0]
     epsg = _declared_epsg(first, DEM_ASSET) or 4326
     res_x, res_y, anchor = 1 / 3600, 1 / 3600, (0.5, 0.5)
-    transforms = [it.properties.get("proj:transform") or it.assets[DEM_ASSET].extra_fields.get("proj:transform") for it in items]
+    transforms = [
+        it.properties.get("proj:transform") or it.assets[DEM_ASSET].extra_fields.get("proj:transform")
+        for it in items
+    ]
     transforms = [t for t in transforms if t]
     if transforms:
         res_x = min(abs(float(t[0])) for t in transforms)
@@ -601,8 +604,9 @@ def load_dem(
         [
             da.from_delayed(
                 dask.delayed(_resample_bilinear)(native_d, native_box, geobox, r, c),
-                shape=(r[1] - r[0], c[1] - c[0]), dtype=np.float32,
-            )  # fmt: skip
+                shape=(r[1] - r[0], c[1] - c[0]),
+                dtype=np.float32,
+            )
             for c in cols_b
         ]
         for r in rows_b

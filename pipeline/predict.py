@@ -23,7 +23,7 @@ from distributed import WorkerPlugin, get_worker
 from numpy.typing import NDArray
 
 from pipeline.models.checkpoint import CheckpointMeta, load_checkpoint, sha256_file
-from pipeline.tiling import ChipGrid, block_chips, blend_weights
+from pipeline.tiling import ChipGrid, blend_weights, block_chips
 
 PLUGIN_PREFIX = "landslide-model-"
 

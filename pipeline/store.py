@@ -99,7 +99,7 @@ def encoding(zarr_format: int) -> dict[str, dict[str, Any]]:
     """Per-variable encoding: explicit fill values so missing chunks read as not valid."""
     enc: dict[str, dict[str, Any]] = {
         "probability": {"_FillValue": np.float32(np.nan), "dtype": "float32"},
-        "valid": {"_FillValue": np.uint8(0), "dtype": "uint8"},
+        "valid": {"_FillValue": None, "dtype": "uint8"},
         "slope": {"_FillValue": np.float32(np.nan), "dtype": "float32"},
     }
     return enc
@@ -127,7 +127,9 @@ def prepare(path: Path, ds: xr.Dataset, fingerprint: str, zarr_format: int, over
     if path.exists():
         attrs = read_attrs(path)
         if attrs is None or STATUS not in attrs:
-            raise StoreError(f"{path} exists and is not a landslide store; choose another --out (nothing was changed)")
+            raise StoreError(
+                f"{path} exists and is not a landslide store; choose another --out (nothing was changed)"
+            )
         if overwrite:
             shutil.rmtree(path)
         elif attrs[STATUS] == "complete":

@@ -33,7 +33,13 @@ from odc.geo.geobox import GeoBox
 from pipeline import __version__, catalog, cube, store
 from pipeline.cluster import ClusterSpec, dask_client
 from pipeline.errors import UserError
-from pipeline.models.checkpoint import CheckpointError, CheckpointMeta, read_meta, sha256_file, shipped_checkpoint
+from pipeline.models.checkpoint import (
+    CheckpointError,
+    CheckpointMeta,
+    read_meta,
+    sha256_file,
+    shipped_checkpoint,
+)
 from pipeline.predict import chips_run_here, predict_block, resolve_device
 from pipeline.tiling import ChipGrid, chips_to_tile_once, chunk_bounds, pad_to_multiple
 
@@ -205,12 +211,19 @@ def load_meta(cfg: SweepConfig) -> tuple[Path, CheckpointMeta, str]:
 def _intersects(item: pystac.Item, bounds: tuple[float, float, float, float]) -> bool:
     if item.bbox is None:
         return True
-    w, s, e, n = item.bbox[:4] if len(item.bbox) == 4 else (item.bbox[0], item.bbox[1], item.bbox[3], item.bbox[4])
+    w, s, e, n = (
+        item.bbox[:4] if len(item.bbox) == 4 else (item.bbox[0], item.bbox[1], item.bbox[3], item.bbox[4])
+    )
     return not (e < bounds[0] or w > bounds[2] or n < bounds[1] or s > bounds[3])
 
 
 def region_probability(
-    stack: da.Array, grid: ChipGrid, region: Region, shape: tuple[int, int], block: int, model_kw: dict[str, Any]
+    stack: da.Array,
+    grid: ChipGrid,
+    region: Region,
+    shape: tuple[int, int],
+    block: int,
+    model_kw: dict[str, Any],
 ) -> da.Array:
     """``map_overlap`` the model over a region's margin-extended band stack; return its core.
 
@@ -242,7 +255,9 @@ def region_probability(
     return prob[m:-m, m:-m]
 
 
-def run_sweep(cfg: SweepConfig, client: Client | None = None, signer: catalog.Signer | None = None) -> SweepSummary:
+def run_sweep(
+    cfg: SweepConfig, client: Client | None = None, signer: catalog.Signer | None = None
+) -> SweepSummary:
     """Run a sweep end to end and return its summary.
 
     Args:
@@ -289,7 +304,9 @@ def run_sweep(cfg: SweepConfig, client: Client | None = None, signer: catalog.Si
         store.REGIONS_TOTAL: len(regions),
     }
     tmpl = store.template(gbox.crs.proj, gbox.transform, shape, cfg.block, run_meta)
-    done = set(store.prepare(cfg.out, tmpl, fingerprint(cfg, sha, shape, crs), cfg.zarr_format, cfg.overwrite))
+    done = set(
+        store.prepare(cfg.out, tmpl, fingerprint(cfg, sha, shape, crs), cfg.zarr_format, cfg.overwrite)
+    )
 
     device = resolve_device(cfg.device)
     spec = replace(cfg.cluster, device=device)
@@ -302,15 +319,26 @@ def run_sweep(cfg: SweepConfig, client: Client | None = None, signer: catalog.Si
         chips_before = sum(cl.run(chips_run_here).values())
         t_compute = time.perf_counter()
         for n, region in enumerate(todo, 1):
-            _compute_region(cfg, cl, region, gbox, grid, shape, meta, s2_items, dem_items, model_kw, signer, cat)
+            _compute_region(
+                cfg, cl, region, gbox, grid, shape, meta, s2_items, dem_items, model_kw, signer, cat
+            )
             store.mark_region_done(cfg.out, region.index)
             if cfg.progress:
-                print(f"region {region.index + 1}/{len(regions)} written ({n}/{len(todo)} this run)", file=sys.stderr)
+                print(
+                    f"region {region.index + 1}/{len(regions)} written ({n}/{len(todo)} this run)",
+                    file=sys.stderr,
+                )
         compute_s = time.perf_counter() - t_compute
         chips = sum(cl.run(chips_run_here).values()) - chips_before
 
-    scenes = [{"id": it.id, "collection": S2_COLLECTION, "href": catalog.strip_signature(_self_href(it))} for it in s2_items]
-    scenes += [{"id": it.id, "collection": DEM_COLLECTION, "href": catalog.strip_signature(_self_href(it))} for it in dem_items]
+    scenes = [
+        {"id": it.id, "collection": S2_COLLECTION, "href": catalog.strip_signature(_self_href(it))}
+        for it in s2_items
+    ]
+    scenes += [
+        {"id": it.id, "collection": DEM_COLLECTION, "href": catalog.strip_signature(_self_href(it))}
+        for it in dem_items
+    ]
     stats = _result_stats(cfg.out, meta.threshold)
     store.finalise(
         cfg.out,
@@ -382,8 +410,12 @@ def _compute_region(
     m = REGION_MARGIN
     load_box = window_geobox(gbox, region.rows, region.cols, m)
     bounds = tuple(load_box.extent.to_crs("EPSG:4326").boundingbox)
-    s2 = catalog.sign_items([it for it in s2_items if _intersects(it, bounds)], getattr(cat, "signer", signer))
-    dem = catalog.sign_items([it for it in dem_items if _intersects(it, bounds)], getattr(cat, "signer", signer))
+    s2 = catalog.sign_items(
+        [it for it in s2_items if _intersects(it, bounds)], getattr(cat, "signer", signer)
+    )
+    dem = catalog.sign_items(
+        [it for it in dem_items if _intersects(it, bounds)], getattr(cat, "signer", signer)
+    )
     if not s2 or not dem:
         raise UserError(f"region {region.index}: no scenes cover it")
     cb = cube.build_cube(s2, dem, load_box, chunk=cfg.block)

@@ -22,7 +22,9 @@ def _date(text: str) -> dt.date:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output Zarr store")
-    p.add_argument("--block", type=int, default=2048, help="block size in pixels, a multiple of 128 (default 2048)")
+    p.add_argument(
+        "--block", type=int, default=2048, help="block size in pixels, a multiple of 128 (default 2048)"
+    )
     p.add_argument("--overlap", type=int, default=8, help="pixels shared by neighbouring chips (default 8)")
     p.add_argument("--batch-size", type=int, default=8, help="chips per forward pass (default 8)")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a local cluster)")
@@ -37,7 +39,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register(sub: Any) -> None:
     """Add ``sweep`` and ``demo``."""
     p = sub.add_parser("sweep", help="map landslides over an area after an event")
-    p.add_argument("--bbox", type=float, nargs=4, required=True, metavar=("W", "S", "E", "N"), help="WGS84 bbox")
+    p.add_argument(
+        "--bbox", type=float, nargs=4, required=True, metavar=("W", "S", "E", "N"), help="WGS84 bbox"
+    )
     p.add_argument("--start", type=_date, required=True, help="first day of the post-event window")
     p.add_argument("--end", type=_date, required=True, help="last day of the window (inclusive)")
     p.add_argument("--catalog", help="STAC API URL or local catalog file (default: Planetary Computer)")

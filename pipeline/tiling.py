@@ -19,6 +19,7 @@ All functions are pure and property-tested (tests/test_tiling.py).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -143,19 +144,15 @@ def block_chips(
         ``(core_y[0] - halo, core_x[0] - halo)``. Every start is in
         ``[0, core + 2 * halo - chip]``.
     """
-    ys = tuple(
-        grid.chip_start(k) - core_y[0] + grid.halo for k in grid.chips_touching(*core_y, shape[0])
-    )
-    xs = tuple(
-        grid.chip_start(k) - core_x[0] + grid.halo for k in grid.chips_touching(*core_x, shape[1])
-    )
+    ys = tuple(grid.chip_start(k) - core_y[0] + grid.halo for k in grid.chips_touching(*core_y, shape[0]))
+    xs = tuple(grid.chip_start(k) - core_x[0] + grid.halo for k in grid.chips_touching(*core_x, shape[1]))
     return BlockChips(ys, xs)
 
 
 def chunk_bounds(chunks: tuple[int, ...]) -> list[tuple[int, int]]:
     """``(start, stop)`` of each chunk along an axis given Dask's chunk sizes."""
     edges = np.concatenate([[0], np.cumsum(chunks)]).astype(int)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
 def chips_to_tile_once(shape: tuple[int, int], chip: int = 128) -> int:

@@ -50,13 +50,16 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def absolute_items(catalog_json: Path, dest: Path) -> Path:
-    """Copy an ItemCollection with relative asset hrefs, making them absolute (for serving)."""
+    """Copy an ItemCollection with relative asset hrefs as absolute ``file://`` URIs (for serving).
+
+    Plain absolute paths would be resolved against the API's self links (http) by pystac.
+    """
     doc = json.loads(catalog_json.read_text())
     for feature in doc["features"]:
         for asset in feature["assets"].values():
             href = asset["href"]
             if "://" not in href and not href.startswith("/"):
-                asset["href"] = str((catalog_json.parent / href).resolve())
+                asset["href"] = (catalog_json.parent / href).resolve().as_uri()
     dest.write_text(json.dumps(doc))
     return dest
 
@@ -95,13 +98,32 @@ def dask_cluster_processes(n_workers: int = 2) -> Iterator[tuple[str, list[subpr
     )  # fmt: skip
     procs = [sched]
     try:
-        _wait(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None, 60, "scheduler", sched)
+        _wait(
+            lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None,
+            60,
+            "scheduler",
+            sched,
+        )
         workers = [
             subprocess.Popen(
-                [str(BIN / "dask"), "worker", addr, "--nthreads", "1", "--nworkers", "1",
-                 "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", "4GiB"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-            )  # fmt: skip
+                [
+                    str(BIN / "dask"),
+                    "worker",
+                    addr,
+                    "--nthreads",
+                    "1",
+                    "--nworkers",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--no-dashboard",
+                    "--memory-limit",
+                    "4GiB",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
             for _ in range(n_workers)
         ]
         procs += workers

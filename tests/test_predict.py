@@ -28,7 +28,9 @@ def _stack(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
 def _run(stack: np.ndarray, ckpt: Path, shape: tuple[int, int], block: int, overlap: int = 8) -> np.ndarray:
     kw = {"checkpoint": str(ckpt), "sha256": sha256_file(ckpt), "device": "cpu", "batch_size": 4}
     region = Region(0, (0, shape[0]), (0, shape[1]))
-    prob = region_probability(da.from_array(stack, chunks=(13, 256, 256)), ChipGrid(overlap=overlap), region, shape, block, kw)
+    prob = region_probability(
+        da.from_array(stack, chunks=(13, 256, 256)), ChipGrid(overlap=overlap), region, shape, block, kw
+    )
     with dask.config.set(scheduler="synchronous"):
         return prob.compute()
 

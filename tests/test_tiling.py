@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,9 +11,9 @@ from hypothesis import strategies as st
 
 from pipeline.tiling import (
     ChipGrid,
-    block_chips,
     blend_weights,
     blend_weights_1d,
+    block_chips,
     chunk_bounds,
     overlap_factor,
     pad_to_multiple,
@@ -44,14 +46,14 @@ def test_weights_positive_and_symmetric(grid: ChipGrid) -> None:
 
 
 @given(grid=grids, size=st.integers(1, 700), a=st.integers(0, 700), length=st.integers(1, 400))
-def test_chips_touching_is_exactly_the_intersecting_set(grid: ChipGrid, size: int, a: int, length: int) -> None:
+def test_chips_touching_is_exactly_the_intersecting_set(
+    grid: ChipGrid, size: int, a: int, length: int
+) -> None:
     a = min(a, size - 1)
     b = min(a + length, size)
     found = set(grid.chips_touching(a, b, size))
     brute = {
-        k
-        for k in range(grid.n_chips(size))
-        if grid.chip_start(k) < b and grid.chip_start(k) + grid.chip > a
+        k for k in range(grid.n_chips(size)) if grid.chip_start(k) < b and grid.chip_start(k) + grid.chip > a
     }
     assert found == brute
 
@@ -66,7 +68,10 @@ def test_chips_touching_is_exactly_the_intersecting_set(grid: ChipGrid, size: in
 def test_block_chips_lie_inside_the_halo_extended_block(
     grid: ChipGrid, shape: tuple[int, int], block: int, by: int, bx: int
 ) -> None:
-    y0, x0 = min(by * block, (shape[0] - 1) // block * block), min(bx * block, (shape[1] - 1) // block * block)
+    y0, x0 = (
+        min(by * block, (shape[0] - 1) // block * block),
+        min(bx * block, (shape[1] - 1) // block * block),
+    )
     core_y = (y0, min(y0 + block, shape[0]))
     core_x = (x0, min(x0 + block, shape[1]))
     chips = block_chips(grid, core_y, core_x, shape)
@@ -112,9 +117,9 @@ def test_blended_mosaic_does_not_depend_on_the_block_size(
                         sy, sx = grid.chip_start(ky), grid.chip_start(kx)
                         ay, by_ = max(sy, cy[0]), min(sy + grid.chip, cy[1])
                         ax, bx_ = max(sx, cx[0]), min(sx + grid.chip, cx[1])
-                        acc[ay - cy[0] : by_ - cy[0], ax - cx[0] : bx_ - cx[0]] += (
-                            w * chip_values[ky, kx]
-                        )[ay - sy : by_ - sy, ax - sx : bx_ - sx]
+                        acc[ay - cy[0] : by_ - cy[0], ax - cx[0] : bx_ - cx[0]] += (w * chip_values[ky, kx])[
+                            ay - sy : by_ - sy, ax - sx : bx_ - sx
+                        ]
                 out[cy[0] : cy[1], cx[0] : cx[1]] = acc
         return out
 
@@ -127,7 +132,7 @@ def test_blended_mosaic_does_not_depend_on_the_block_size(
 def test_chunk_bounds_partition_the_axis(chunks: list[int]) -> None:
     bounds = chunk_bounds(tuple(chunks))
     assert bounds[0][0] == 0 and bounds[-1][1] == sum(chunks)
-    assert all(b0[1] == b1[0] for b0, b1 in zip(bounds, bounds[1:], strict=False))
+    assert all(b0[1] == b1[0] for b0, b1 in itertools.pairwise(bounds))
 
 
 @given(size=st.integers(1, 10_000), multiple=st.integers(1, 512))

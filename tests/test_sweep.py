@@ -1,0 +1,191 @@
+"""End-to-end sweeps on the embedded demo scene with real parts.
+
+Real COGs read through odc-stac, a LocalCluster of 2 worker processes over TCP, a separately
+started ``dask scheduler`` with two ``dask worker`` processes, a STAC API served by
+``rustac serve`` on loopback, and Zarr stores read back by rioxarray and GDAL. The model is a
+small U-Net with seeded random weights: these tests check the plumbing, not the skill.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from distributed import Client, LocalCluster
+
+from pipeline.cli import main
+from pipeline.demo import scene
+from pipeline.store import open_result
+from pipeline.sweep import SweepConfig, run_sweep
+from tests.servers import absolute_items, dask_cluster_processes, stac_api
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as c:  # fmt: skip
+        assert all(addr.startswith("tcp://127.0.0.1") for addr in c.scheduler_info()["workers"])
+        yield c
+
+
+def _cfg(out: Path, ckpt: Path, block: int, **kw: object) -> SweepConfig:
+    base = dict(
+        bbox=scene.DEMO_BBOX, start=scene.DEMO_START, end=scene.DEMO_END, out=out,
+        catalog=str(scene.DEMO_CATALOG), checkpoint=ckpt, block=block, progress=False, device="cpu",
+    )  # fmt: skip
+    base.update(kw)
+    return SweepConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, client: Client, tiny_unet_checkpoint: Path) -> Path:
+    out = tmp_path_factory.mktemp("sweep") / "ref.zarr"
+    summary = run_sweep(_cfg(out, tiny_unet_checkpoint, 256), client=client)
+    assert summary.chips > 0 and summary.regions_computed == summary.regions_total
+    return out
+
+
+def _arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    ds = open_result(path)
+    return ds["probability"].values, ds["valid"].values
+
+
+def test_block_size_does_not_change_the_mosaic(
+    reference: Path, tmp_path: Path, client: Client, tiny_unet_checkpoint: Path
+) -> None:
+    out = tmp_path / "b512.zarr"
+    run_sweep(_cfg(out, tiny_unet_checkpoint, 512), client=client)
+    p256, v256 = _arrays(reference)
+    p512, v512 = _arrays(out)
+    np.testing.assert_array_equal(v256, v512)
+    assert v256.mean() > 0.9
+    np.testing.assert_allclose(p256, p512, atol=1e-5, rtol=0)
+
+
+def test_store_layout_and_georeferencing(reference: Path) -> None:
+    ds = xr.open_zarr(reference, decode_coords="all")
+    assert ds.attrs["landslide:status"] == "complete"
+    assert ds.attrs["proj:code"] == "EPSG:32654"
+    assert ds["probability"].dtype == np.float32 and ds["valid"].dtype == np.uint8
+    assert ds.rio.crs.to_epsg() == 32654
+    t = ds.rio.transform()
+    assert (t.a, t.e) == (10.0, -10.0)
+    assert list(ds.attrs["proj:transform"]) == [t.a, t.b, t.c, t.d, t.e, t.f]
+    p = ds["probability"].values
+    assert np.nanmin(p) >= 0 and np.nanmax(p) <= 1
+    assert np.isnan(p[ds["valid"].values == 0]).all()
+    assert ds.attrs["landslide:scenes"][0]["id"] == scene.DEMO_S2_ITEM_ID
+    assert len(ds.attrs["landslide:checkpoint_sha256"]) == 64
+    # GDAL reads the georeferencing of the Zarr v2 array directly.
+    with rasterio.open(f'ZARR:"{reference}":/probability') as src:
+        assert src.crs.to_epsg() == 32654
+        assert src.transform.almost_equals(t)
+        np.testing.assert_array_equal(src.read(1), p)
+
+
+def test_sweep_through_a_scheduler_address_with_two_dask_workers(
+    reference: Path, tmp_path: Path, tiny_unet_checkpoint: Path
+) -> None:
+    out = tmp_path / "remote.zarr"
+    with dask_cluster_processes(2) as (addr, _workers):
+        code = main([
+            "sweep", "--bbox", *map(str, scene.DEMO_BBOX), "--start", str(scene.DEMO_START),
+            "--end", str(scene.DEMO_END), "--catalog", str(scene.DEMO_CATALOG),
+            "--checkpoint", str(tiny_unet_checkpoint), "--out", str(out), "--block", "512",
+            "--scheduler", addr, "--no-progress", "--device", "cpu",
+        ])  # fmt: skip
+        assert code == 0
+        with Client(addr) as c:
+            assert len(c.scheduler_info()["workers"]) == 2
+    np.testing.assert_allclose(_arrays(out)[0], _arrays(reference)[0], atol=1e-5)
+
+
+def test_sweep_searches_a_stac_api(
+    reference: Path, tmp_path: Path, client: Client, tiny_unet_checkpoint: Path
+) -> None:
+    items = absolute_items(scene.DEMO_CATALOG, tmp_path / "items.json")
+    with stac_api(items) as url:
+        out = tmp_path / "api.zarr"
+        run_sweep(_cfg(out, tiny_unet_checkpoint, 256, catalog=url), client=client)
+    np.testing.assert_array_equal(_arrays(out)[0], _arrays(reference)[0])
+
+
+def test_cli_summary_and_json(
+    tmp_path: Path, tiny_unet_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cli.zarr"
+    args = [
+        "sweep", "--bbox", *map(str, scene.DEMO_BBOX), "--start", str(scene.DEMO_START), "--end",
+        str(scene.DEMO_END), "--catalog", str(scene.DEMO_CATALOG), "--checkpoint", str(tiny_unet_checkpoint),
+        "--out", str(out), "--block", "512", "--no-progress", "--workers", "1",
+        "--json", str(tmp_path / "s.json"),
+    ]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "km2" in text and "chips/s" in text
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["area_km2"] == pytest.approx(384 * 640 * 100 / 1e6, rel=0.05)
+    # Same command again: the store is complete, so it refuses and leaves it as it was.
+    assert main(args) == 2
+    assert "already holds a complete sweep" in capsys.readouterr().err
+    assert open_result(out).attrs["landslide:status"] == "complete"
+
+
+BAD = [
+    (["--bbox", "142", "42.7", "141.9", "42.8"], "antimeridian|west"),
+    (["--bbox", "141.9", "95", "142", "96"], "latitude|range|bbox"),
+    (["--start", "2018-09-30", "--end", "2018-09-07"], "before"),
+    (["--start", "2019-01-01", "--end", "2019-01-31"], "no sentinel-2-l2a scenes"),
+    (["--catalog", "http://127.0.0.1:9"], "cannot reach"),
+]
+
+
+@pytest.mark.parametrize(("override", "pattern"), BAD)
+def test_bad_input_one_line_error_and_no_store(
+    tmp_path: Path, tiny_unet_checkpoint: Path, override: list[str], pattern: str
+) -> None:
+    args = {
+        "--bbox": [*map(str, scene.DEMO_BBOX)], "--start": [str(scene.DEMO_START)],
+        "--end": [str(scene.DEMO_END)], "--catalog": [str(scene.DEMO_CATALOG)],
+    }  # fmt: skip
+    i = 0
+    while i < len(override):
+        key = override[i]
+        n = 4 if key == "--bbox" else 1
+        args[key] = override[i + 1 : i + 1 + n]
+        i += 1 + n
+    out = tmp_path / "bad.zarr"
+    cmd = [sys.executable, "-m", "pipeline.cli", "sweep", *[x for k, v in args.items() for x in (k, *v)],
+           "--checkpoint", str(tiny_unet_checkpoint), "--out", str(out), "--no-progress"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("landslide: error:")
+    import re
+
+    assert re.search(pattern, lines[0], re.IGNORECASE), lines[0]
+    assert not out.exists()
+
+
+def test_existing_non_store_output_is_never_touched(tmp_path: Path, tiny_unet_checkpoint: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("a user's file")
+    for extra in ([], ["--overwrite"]):
+        code = main([
+            "sweep", "--bbox", *map(str, scene.DEMO_BBOX), "--start", str(scene.DEMO_START),
+            "--end", str(scene.DEMO_END), "--catalog", str(scene.DEMO_CATALOG), "--checkpoint",
+            str(tiny_unet_checkpoint), "--out", str(out), "--no-progress", *extra,
+        ])  # fmt: skip
+        assert code == 2
+    assert (out / "notes.txt").read_text() == "a user's file"
