@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a complete store at --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", type=Path, help="also write the summary as JSON here")
+    p.add_argument(
+        "--export", type=Path, metavar="DIR",
+        help="after the sweep, write the products (polygons, COG, STAC item, pyramid, quicklook) here",
+    )  # fmt: skip
 
 
 def register(sub: Any) -> None:
@@ -74,6 +77,14 @@ def _report(summary: SweepSummary, args: argparse.Namespace) -> None:
         args.json.write_text(summary_json(summary))
 
 
+def _export(store: Path, out_dir: Path, labels: Path | None = None) -> None:
+    from pipeline.products.export import export_products
+
+    paths = export_products(store, out_dir, labels_path=labels)
+    for key, path in sorted(paths.items()):
+        print(f"{key:<17} {path}")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run ``landslide sweep``."""
     cfg = _config(
@@ -82,11 +93,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         region_blocks=args.region_blocks, event_id=args.event_id,
     )  # fmt: skip
     _report(run_sweep(cfg), args)
+    if args.export:
+        _export(args.out, args.export)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Run ``landslide demo``: the real sweep path on the embedded scene, then a quicklook."""
+    """Run ``landslide demo``: the real sweep path on the embedded scene, then every product.
+
+    The quicklook shows the probability beside the scene's known landslide masks.
+    """
     from pipeline.demo import scene
 
     if not scene.DEMO_CATALOG.is_file():
@@ -95,12 +111,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args, bbox=scene.DEMO_BBOX, start=scene.DEMO_START, end=scene.DEMO_END,
         catalog=str(scene.DEMO_CATALOG), event_id="demo-l4s",
     )  # fmt: skip
-    summary = run_sweep(cfg)
-    _report(summary, args)
-    from pipeline.products.quicklook import write_quicklook
-    from pipeline.store import open_result
-
-    png = args.out.with_name(args.out.name.removesuffix(".zarr") + "-quicklook.png")
-    write_quicklook(open_result(args.out), png, labels_path=scene.DEMO_LABELS)
-    print(f"quicklook         {png}", file=sys.stdout)
+    _report(run_sweep(cfg), args)
+    products = args.export or args.out.with_name(args.out.name.removesuffix(".zarr") + "-products")
+    _export(args.out, products, labels=scene.DEMO_LABELS)
     return 0
