@@ -25,7 +25,10 @@ _COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="landslide", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="landslide",
+        description="Map landslides after an earthquake or storm from Sentinel-2 L2A and a DEM, on Dask.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in _COMMAND_MODULES:
