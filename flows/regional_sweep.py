@@ -81,7 +81,7 @@ def search_scenes(
 
 
 @task(cache_policy=NO_CACHE)
-def sweep(config: dict[str, Any]) -> dict[str, Any]:
+def sweep_task(config: dict[str, Any]) -> dict[str, Any]:
     """Run (or resume) the sweep and return its summary as a dict."""
     cfg = SweepConfig(
         bbox=tuple(config["bbox"]),
@@ -100,7 +100,7 @@ def sweep(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @task(cache_policy=NO_CACHE)
-def export(store_path: str, products_dir: str) -> dict[str, str]:
+def export_task(store_path: str, products_dir: str) -> dict[str, str]:
     """Write every product of the finished store into ``products_dir``."""
     return {k: str(v) for k, v in export_products(store_path, products_dir).items()}
 
@@ -187,13 +187,13 @@ def regional_sweep(
         log.info(
             "event %s: %d scene(s); %s the sweep", event_id, len(scenes), "resuming" if status else "starting"
         )
-        summary = sweep({
+        summary = sweep_task({
             "bbox": list(bbox), "start": start, "end": end, "out": str(paths["store"]), "catalog": catalog,
             "checkpoint": checkpoint, "block": block, "max_cloud": max_cloud, "event_id": event_id,
             "scheduler": scheduler, "workers": workers,
         })  # fmt: skip
         action = "swept"
-    products = export(str(paths["store"]), str(paths["products"])) if export else {}
+    products = export_task(str(paths["store"]), str(paths["products"])) if export else {}
     result = {
         "event_id": event_id, "action": action, "store": str(paths["store"]),
         "summary": summary, "products": products,

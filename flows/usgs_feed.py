@@ -64,6 +64,10 @@ def read_feed(source: str, timeout_s: float = FEED_TIMEOUT_S) -> dict[str, Any]:
         try:
             with urllib.request.urlopen(source, timeout=timeout_s) as resp:
                 body = resp.read()
+        except urllib.error.HTTPError as exc:  # its response object does not pickle: no chaining
+            raise FeedUnreachableError(
+                f"cannot read the earthquake feed {source}: HTTP {exc.code} {exc.reason}"
+            ) from None
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise FeedUnreachableError(f"cannot read the earthquake feed {source}: {reason}") from exc
