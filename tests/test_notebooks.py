@@ -23,7 +23,9 @@ def test_committed_without_outputs_and_with_one_parameters_cell(path: Path) -> N
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(c.outputs == [] and c.execution_count is None for c in code), f"strip the outputs of {path.name}"
+    assert all(c.outputs == [] and c.execution_count is None for c in code), (
+        f"strip the outputs of {path.name}"
+    )
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
     assert "LANDSLIDE_" in tagged[0].source  # the offline/CI default comes from the environment
