@@ -24,8 +24,11 @@ an unchunked computation treats it, so results do not depend on the chunking.
 from __future__ import annotations
 
 import math
+import re
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
 
@@ -36,6 +39,7 @@ import numpy as np
 import odc.geo.xr
 import odc.stac
 import pystac
+import rasterio
 import xarray as xr
 from affine import Affine
 from odc.geo import Resolution, geom, xy_
@@ -214,6 +218,155 @@ def _is_utm_epsg(epsg: int) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
+# Reading policy and pre-flight
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadPolicy:
+    """How hard to try reading a remote COG before giving up on it.
+
+    GDAL does the retrying (``GDAL_HTTP_MAX_RETRY``, ``GDAL_HTTP_RETRY_DELAY``): on HTTP 429,
+    500, 502, 503 and 504 it waits ``retry_delay_s`` and then doubles the wait (with jitter) for
+    each further attempt, so ``max_retry = 5, retry_delay_s = 1`` tolerates about 30 s of
+    outage. The same options are used by the pre-flight (in this process) and by the odc-stac
+    reads (on the Dask workers, through the rasterio environment odc-stac captures).
+
+    Attributes:
+        max_retry: Retries after the first attempt of every HTTP request.
+        retry_delay_s: First wait between attempts (seconds; doubles each retry).
+        timeout_s: Timeout of one HTTP request (seconds).
+        threads: Parallel header reads in :func:`preflight`.
+    """
+
+    max_retry: int = 5
+    retry_delay_s: float = 1.0
+    timeout_s: float = 60.0
+    threads: int = 8
+
+    def gdal_options(self) -> dict[str, str]:
+        """GDAL configuration options for reads under this policy."""
+        return {
+            "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+            "GDAL_HTTP_MAX_RETRY": str(self.max_retry),
+            "GDAL_HTTP_RETRY_DELAY": str(self.retry_delay_s),
+            "GDAL_HTTP_TIMEOUT": str(math.ceil(self.timeout_s)),
+        }
+
+
+#: The default policy of sweeps.
+READ_POLICY: Final[ReadPolicy] = ReadPolicy()
+
+
+def _options(gdal_options: Mapping[str, str] | None) -> dict[str, str]:
+    return dict(READ_POLICY.gdal_options() if gdal_options is None else gdal_options)
+
+
+_QUERY = re.compile(r"(?P<url>(?:https?|s3|gs|az)://[^\s?'\"]+)\?[^\s'\"]*")
+
+
+def redact(text: str) -> str:
+    """Remove query strings (where signatures and tokens live) from every URL in ``text``."""
+    return _QUERY.sub(lambda m: m.group("url"), text)
+
+
+@dataclass(frozen=True)
+class SkippedScene:
+    """An item left out of the cube because one of its assets could not be read.
+
+    Attributes:
+        id: Item id.
+        collection: Its collection.
+        reason: One line: the asset and the error, URLs without their query strings.
+    """
+
+    id: str
+    collection: str
+    reason: str
+
+
+def _header(href: str, options: Mapping[str, str]) -> tuple[int | None, str]:
+    """Open one asset and return ``(EPSG or None, dtype of band 1)`` (header only)."""
+    with rasterio.Env(**options), rasterio.open(href) as src:
+        return (src.crs.to_epsg() if src.crs else None), str(src.dtypes[0])
+
+
+#: The function that opens an asset's header (a seam: tests may swap it, the sweep never does).
+HeaderReader = Callable[[str, Mapping[str, str]], tuple[int | None, str]]
+
+
+def preflight(
+    items: Sequence[pystac.Item],
+    assets: Sequence[str],
+    epsg_ok: Callable[[int], bool],
+    dtypes: frozenset[str],
+    policy: ReadPolicy = READ_POLICY,
+    reader: HeaderReader = _header,
+) -> tuple[list[pystac.Item], list[SkippedScene]]:
+    """Open the header of every asset of every item (with retries) before a cube is built.
+
+    An item with an asset that stays unreadable after the policy's retries is **skipped** (left
+    out, reported); an asset that reads but whose file has an unexpected CRS or data type is an
+    input error. Header reads are cheap (one or two HTTP range requests each) and run
+    ``policy.threads`` at a time.
+
+    Args:
+        items: Items (signed where needed) to check.
+        assets: Asset keys to open in each item.
+        epsg_ok: Accepts the file's EPSG code.
+        dtypes: Accepted data types of band 1.
+        policy: Retries and timeouts.
+        reader: Opens one header (the seam).
+
+    Returns:
+        ``(readable items in input order, skipped scenes)``.
+
+    Raises:
+        CubeError: A readable asset with the wrong CRS or data type.
+    """
+    options = policy.gdal_options()
+    jobs = [(item, key) for item in items for key in assets if key in item.assets]
+
+    def check(job: tuple[pystac.Item, str]) -> tuple[str, str | None]:
+        item, key = job
+        try:
+            epsg, dtype = reader(item.assets[key].href, options)
+        except (rasterio.errors.RasterioError, OSError) as exc:
+            return item.id, redact(f"asset {key!r} unreadable: {' '.join(str(exc).split())}")[:300]
+        if epsg is not None and not epsg_ok(epsg):
+            raise CubeError(f"item {item.id}: asset {key!r} file has unexpected CRS EPSG:{epsg}")
+        if epsg is None:
+            raise CubeError(f"item {item.id}: asset {key!r} file has no CRS")
+        if dtype not in dtypes:
+            raise CubeError(f"item {item.id}: asset {key!r} file has unexpected data type {dtype!r}")
+        return item.id, None
+
+    with ThreadPoolExecutor(max(1, policy.threads)) as pool:
+        results = list(pool.map(check, jobs))
+    reasons: dict[str, str] = {}
+    for item_id, reason in results:
+        if reason is not None:
+            reasons.setdefault(item_id, reason)
+    ok = [it for it in items if it.id not in reasons]
+    skipped = [SkippedScene(it.id, str(it.collection_id), reasons[it.id]) for it in items if it.id in reasons]
+    return ok, skipped
+
+
+def preflight_s2(
+    items: Sequence[pystac.Item], bands: Sequence[str], policy: ReadPolicy = READ_POLICY
+) -> tuple[list[pystac.Item], list[SkippedScene]]:
+    """:func:`preflight` for Sentinel-2 L2A items: bands + SCL, UTM, integer DNs."""
+    return preflight(items, [*bands, SCL_ASSET], _is_utm_epsg, _S2_DTYPES, policy)
+
+
+def preflight_dem(
+    items: Sequence[pystac.Item], policy: ReadPolicy = READ_POLICY
+) -> tuple[list[pystac.Item], list[SkippedScene]]:
+    """:func:`preflight` for DEM tiles: asset ``data``, EPSG:4326 or UTM, float32."""
+    return preflight(items, [DEM_ASSET], _is_dem_epsg, _DEM_DTYPES, policy)
+
+
+# --------------------------------------------------------------------------------------------
 # Sentinel-2
 # --------------------------------------------------------------------------------------------
 
@@ -226,6 +379,7 @@ def load_s2(
     *,
     fail_on_error: bool = True,
     patch_url: Callable[[str], str] | None = None,
+    gdal_options: Mapping[str, str] | None = None,
 ) -> xr.Dataset:
     """Lazy Sentinel-2 L2A digital numbers on ``geobox``, one time slice per solar day.
 
@@ -242,6 +396,9 @@ def load_s2(
             (0) instead of failing the computation; SCL 0 is invalid, so those pixels end up
             not valid downstream.
         patch_url: Optional href rewrite (e.g. URL signing) applied by odc-stac at read time.
+        gdal_options: GDAL configuration for the reads (default :data:`READ_POLICY`'s options:
+            HTTP retries with exponential backoff). odc-stac captures the active rasterio
+            environment into the graph, so the options apply on every Dask worker.
 
     Returns:
         Dataset with one uint16 variable per band plus ``SCL``, dims ``(time, y, x)``.
@@ -254,18 +411,19 @@ def load_s2(
     check_s2_items(items, bands)
     names = [*bands, SCL_ASSET]
     resampling = {band: "bilinear" for band in bands} | {SCL_ASSET: "nearest"}
-    return odc.stac.load(
-        items,
-        bands=names,
-        geobox=geobox,
-        chunks={"time": 1, "y": chunk, "x": chunk},
-        groupby="solar_day",
-        resampling=resampling,
-        dtype="uint16",
-        nodata=S2_NODATA,
-        fail_on_error=fail_on_error,
-        patch_url=patch_url,
-    )
+    with rasterio.Env(**_options(gdal_options)):
+        return odc.stac.load(
+            items,
+            bands=names,
+            geobox=geobox,
+            chunks={"time": 1, "y": chunk, "x": chunk},
+            groupby="solar_day",
+            resampling=resampling,
+            dtype="uint16",
+            nodata=S2_NODATA,
+            fail_on_error=fail_on_error,
+            patch_url=patch_url,
+        )
 
 
 def _geobox_mid_lon(geobox: GeoBox) -> float:
@@ -555,6 +713,7 @@ def load_dem(
     fill_px: int = DEM_FILL_PX,
     fail_on_error: bool = True,
     patch_url: Callable[[str], str] | None = None,
+    gdal_options: Mapping[str, str] | None = None,
 ) -> xr.DataArray:
     """Lazy DEM heights (metres, float32) on the Sentinel-2 grid, small NaN seams filled.
 
@@ -573,6 +732,7 @@ def load_dem(
         fill_px: Reach of the seam fill in native pixels (0 disables it).
         fail_on_error: Passed to odc-stac (unreadable tiles become NaN when False).
         patch_url: Optional href rewrite (signing).
+        gdal_options: GDAL configuration for the reads (see :func:`load_s2`).
 
     Returns:
         DataArray ``dem`` with dims ``(y, x)``.
@@ -584,18 +744,19 @@ def load_dem(
     items = list(items)
     check_dem_items(items)
     native_box = _native_grid(items, geobox)
-    ds = odc.stac.load(
-        items,
-        bands=[DEM_ASSET],
-        geobox=native_box,
-        chunks={"y": -1, "x": -1},
-        groupby=_one_group,
-        resampling="bilinear",
-        dtype="float32",
-        nodata=float("nan"),
-        fail_on_error=fail_on_error,
-        patch_url=patch_url,
-    )
+    with rasterio.Env(**_options(gdal_options)):
+        ds = odc.stac.load(
+            items,
+            bands=[DEM_ASSET],
+            geobox=native_box,
+            chunks={"y": -1, "x": -1},
+            groupby=_one_group,
+            resampling="bilinear",
+            dtype="float32",
+            nodata=float("nan"),
+            fail_on_error=fail_on_error,
+            patch_url=patch_url,
+        )
     native = fill_small_gaps(ds[DEM_ASSET].isel(time=0, drop=True), fill_px).data.rechunk(-1)
     native_d = native.to_delayed().ravel()[0]
     rows_b = _bounds(geobox.shape[0], chunk)
@@ -669,6 +830,7 @@ def build_cube(
     *,
     fail_on_error: bool = True,
     patch_url: Callable[[str], str] | None = None,
+    gdal_options: Mapping[str, str] | None = None,
 ) -> xr.Dataset:
     """Lazy model-input cube on ``geobox`` in Landslide4Sense scaling.
 
@@ -687,6 +849,7 @@ def build_cube(
             (SCL 0 -> not clear) and an unreadable DEM tile as NaN, so those pixels are simply
             not valid instead of failing the whole region.
         patch_url: Optional href rewrite applied at read time.
+        gdal_options: GDAL configuration for every read (default: :data:`READ_POLICY`'s).
 
     Returns:
         Dataset with dims ``(y, x)``: the ``SWEEP_BANDS`` variables, ``valid`` (bool),
@@ -699,11 +862,16 @@ def build_cube(
     """
     s2_items, dem_items = list(s2_items), list(dem_items)
     spectral_bands = [b for b in SWEEP_BANDS if b.startswith("B")]
-    raw = load_s2(s2_items, geobox, chunk, spectral_bands, fail_on_error=fail_on_error, patch_url=patch_url)
+    raw = load_s2(
+        s2_items, geobox, chunk, spectral_bands, fail_on_error=fail_on_error, patch_url=patch_url,
+        gdal_options=gdal_options,
+    )  # fmt: skip
     harmonised = harmonise(raw, s2_items)
     clear = clear_mask(harmonised[SCL_ASSET], dilate_px)
     comp = composite(harmonised[spectral_bands], clear)
-    dem = load_dem(dem_items, geobox, chunk, fail_on_error=fail_on_error, patch_url=patch_url)
+    dem = load_dem(
+        dem_items, geobox, chunk, fail_on_error=fail_on_error, patch_url=patch_url, gdal_options=gdal_options
+    )
     slope = slope_degrees(dem, abs(geobox.resolution.x))
 
     physical: dict[str, xr.DataArray] = {b: comp[b] for b in spectral_bands}

@@ -14,8 +14,22 @@ Layout (documented for consumers in the README):
   ``proj:`` convention of GeoZarr / STAC projection) and the run metadata ``landslide:*``;
 * ``landslide:status`` is the completion record: ``in_progress`` while regions are written
   (``landslide:regions_done`` lists them), ``complete`` only after every region is written and
-  the metadata consolidated. Consolidated metadata is written once, at completion, so a reader
+  the metadata consolidated. Consolidated metadata is written only at completion, so a reader
   of a partial store cannot be served a stale consolidated view.
+
+Write protocol (what makes a kill at any moment safe, see docs/reliability.md):
+
+1. the template is written into a hidden sibling directory and renamed into place, so ``out``
+   either does not exist or is a whole in-progress store;
+2. a region's chunks are written (zarr-python 3's local store writes every key to a temporary
+   file and renames it, so a chunk is either old or new, never torn); a region killed mid-write
+   is not recorded, and a re-run recomputes and overwrites all of its chunks;
+3. only after its write returns is the region added to ``landslide:regions_done`` (an
+   attribute rewrite, again temp + rename);
+4. at the end: final metadata with ``in_progress``; consolidate; ``complete``; consolidate
+   again. Readers that use consolidated metadata (xarray, zarr, products) see ``complete``
+   only after the last step; a kill between the steps leaves ``in_progress`` and a re-run with
+   no region left to compute simply finalises.
 
 Zarr format 2 is the default: GDAL 3.10 reads v2 arrays but not zarr-python 3's v3 arrays.
 """
@@ -23,7 +37,9 @@ Zarr format 2 is the default: GDAL 3.10 reads v2 arrays but not zarr-python 3's 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +58,11 @@ STATUS = "landslide:status"
 REGIONS_DONE = "landslide:regions_done"
 REGIONS_TOTAL = "landslide:regions_total"
 FINGERPRINT = "landslide:fingerprint"
+SKIPPED = "landslide:skipped_scenes"
+SKIPPED_REASONS = "landslide:skipped_reasons"
+PLANNED = "landslide:planned_scenes"
+#: Temporary files zarr-python's local store leaves behind when killed mid-write.
+_PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
 VARIABLES = ("probability", "valid", "slope")
 
 
@@ -124,6 +145,8 @@ def prepare(path: Path, ds: xr.Dataset, fingerprint: str, zarr_format: int, over
         StoreError: The path exists and holds a complete store (without ``overwrite``), a store
             of a different sweep, or something that is not a landslide store.
     """
+    _remove_our_temporaries(path)
+    old: Path | None = None
     if path.exists():
         attrs = read_attrs(path)
         if attrs is None or STATUS not in attrs:
@@ -131,7 +154,8 @@ def prepare(path: Path, ds: xr.Dataset, fingerprint: str, zarr_format: int, over
                 f"{path} exists and is not a landslide store; choose another --out (nothing was changed)"
             )
         if overwrite:
-            shutil.rmtree(path)
+            old = path.with_name(f".{path.name}.replaced-{uuid.uuid4().hex[:8]}")
+            path.rename(old)
         elif attrs[STATUS] == "complete":
             raise StoreError(f"{path} already holds a complete sweep; pass --overwrite to replace it")
         elif attrs.get(FINGERPRINT) != fingerprint:
@@ -141,42 +165,115 @@ def prepare(path: Path, ds: xr.Dataset, fingerprint: str, zarr_format: int, over
                 "re-run its original command to resume, or pass --overwrite"
             )
         else:
+            _remove_partial_files(path)
             return sorted(int(i) for i in attrs.get(REGIONS_DONE, []))
     ds = ds.copy()
-    ds.attrs.update({STATUS: "in_progress", FINGERPRINT: fingerprint, REGIONS_DONE: []})
+    ds.attrs.update({STATUS: "in_progress", FINGERPRINT: fingerprint, REGIONS_DONE: [], SKIPPED: []})
+    tmp = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex[:8]}")
     ds.to_zarr(
-        str(path), mode="w", compute=False, zarr_format=zarr_format, consolidated=False,
+        str(tmp), mode="w", compute=False, zarr_format=zarr_format, consolidated=False,
         encoding=encoding(zarr_format),
     )  # fmt: skip
+    tmp.rename(path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return []
 
 
-def mark_region_done(path: Path, region: int) -> None:
-    """Record that a region's chunks are fully written (called after its write returns)."""
-    group = zarr.open_group(str(path), mode="r+")
-    done = sorted({*map(int, group.attrs.get(REGIONS_DONE, [])), region})
-    group.attrs[REGIONS_DONE] = done
+def _remove_our_temporaries(path: Path) -> None:
+    """Delete hidden siblings a killed :func:`prepare` left (``.NAME.creating-*``, ``.NAME.replaced-*``)."""
+    if not path.parent.is_dir():
+        return
+    for pattern in (f".{path.name}.creating-*", f".{path.name}.replaced-*"):
+        for leftover in path.parent.glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _remove_partial_files(path: Path) -> None:
+    """Delete zarr's ``*.<uuid>.partial`` temporaries a killed write left inside the store."""
+    for f in path.rglob("*.partial"):
+        if _PARTIAL.search(f.name) and f.is_file():
+            f.unlink(missing_ok=True)
+
+
+def progress(path: Path) -> dict[str, Any]:
+    """What an in-progress store records: regions done and total, skipped scenes, planned scenes."""
+    attrs = read_attrs(path) or {}
+    return {
+        "status": attrs.get(STATUS),
+        "fingerprint": attrs.get(FINGERPRINT),
+        "done": sorted(int(i) for i in attrs.get(REGIONS_DONE, [])),
+        "total": attrs.get(REGIONS_TOTAL),
+        "skipped": {str(k): str(v) for k, v in dict(attrs.get(SKIPPED_REASONS, {})).items()},
+        "planned": list(attrs.get(PLANNED, [])),
+    }
+
+
+def mark_region_done(path: Path, region: int, skipped: Mapping[str, str] | None = None) -> None:
+    """Record that a region's chunks are fully written (called after its write returns).
+
+    Args:
+        path: The store.
+        region: Index of the region.
+        skipped: Scenes left out so far (id -> reason), recorded with the region so that a
+            resumed run leaves out the same scenes.
+    """
+    group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    update: dict[str, Any] = {REGIONS_DONE: sorted({*map(int, group.attrs.get(REGIONS_DONE, [])), region})}
+    if skipped:
+        reasons = {**dict(group.attrs.get(SKIPPED_REASONS, {})), **dict(skipped)}
+        update[SKIPPED_REASONS] = reasons
+        update[SKIPPED] = sorted(reasons)
+    group.attrs.update(update)
+
+
+def record_plan(path: Path, scene_ids: list[str]) -> None:
+    """Record the scenes a new sweep uses, so a resumed run uses exactly the same ones."""
+    group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    group.attrs[PLANNED] = list(scene_ids)
 
 
 def finalise(path: Path, extra: Mapping[str, Any]) -> None:
-    """Write the final metadata, then the completion record, then consolidated metadata."""
-    group = zarr.open_group(str(path), mode="r+")
-    group.attrs.update(dict(extra))
+    """Final metadata, consolidate, then the completion record, then consolidate again.
+
+    A reader using consolidated metadata sees ``complete`` only once everything else is there.
+    """
+    group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    group.attrs.update({**dict(extra), STATUS: "in_progress"})
+    zarr.consolidate_metadata(str(path))
+    group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
     group.attrs[STATUS] = "complete"
     zarr.consolidate_metadata(str(path))
 
 
-def open_result(path: str | Path) -> xr.Dataset:
+def is_complete(path: Path) -> bool:
+    """Whether ``path`` holds a complete sweep (as a consolidated-metadata reader sees it)."""
+    attrs = read_attrs(path)
+    return attrs is not None and attrs.get(STATUS) == "complete"
+
+
+def open_result(path: str | Path, *, allow_partial: bool = False) -> xr.Dataset:
     """Open a result store with its CRS decoded (``decode_coords="all"``).
 
+    Args:
+        path: The store.
+        allow_partial: Open an unfinished sweep too (its missing regions read as not valid).
+
     Raises:
-        StoreError: If the path is not a landslide store.
+        StoreError: If the path is not a landslide store, or the sweep is not complete and
+            ``allow_partial`` is False.
     """
     path = Path(path)
     attrs = read_attrs(path)
     if attrs is None or STATUS not in attrs:
         raise StoreError(f"{path} is not a landslide store")
-    return xr.open_zarr(str(path), decode_coords="all", consolidated=attrs[STATUS] == "complete")
+    complete = attrs[STATUS] == "complete"
+    if not complete and not allow_partial:
+        raise StoreError(
+            f"{describe_progress(path)}: not a complete sweep; re-run the same 'landslide sweep' "
+            "command to finish it"
+        )
+    return xr.open_zarr(str(path), decode_coords="all", consolidated=complete)
 
 
 def describe_progress(path: Path) -> str:

@@ -31,6 +31,7 @@ from distributed import Client, progress
 from odc.geo.geobox import GeoBox
 
 from pipeline import __version__, catalog, cube, store
+from pipeline.bands import SWEEP_BANDS
 from pipeline.cluster import ClusterSpec, dask_client
 from pipeline.errors import UserError
 from pipeline.models.checkpoint import (
@@ -76,6 +77,9 @@ class SweepConfig:
         cluster: Where to compute.
         event_id: Optional event identifier recorded in the store.
         progress: Show a progress bar.
+        read_retries: HTTP retries of every COG request (GDAL, exponential backoff).
+        retry_delay_s: First wait between retries (seconds; doubles each retry).
+        read_timeout_s: Timeout of one HTTP request (seconds).
     """
 
     bbox: tuple[float, float, float, float]
@@ -96,6 +100,9 @@ class SweepConfig:
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     event_id: str | None = None
     progress: bool = True
+    read_retries: int = 5
+    retry_delay_s: float = 1.0
+    read_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -115,9 +122,10 @@ class SweepSummary:
     regions_total: int
     scenes: list[str]
     skipped_scenes: list[str]
+    warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        """Human-readable summary lines."""
+        """Human-readable summary lines (warnings last, each on its own line)."""
         return [
             f"wrote {self.out}",
             f"area swept        {self.area_km2:,.2f} km2 ({self.valid_fraction:.1%} valid)",
@@ -126,6 +134,7 @@ class SweepSummary:
             f"regions           {self.regions_computed} computed of {self.regions_total}",
             f"wall time         {self.wall_s:,.1f} s; {self.chips} chips, {self.chips_per_s:,.2f} chips/s "
             f"(overlap factor {self.overlap_factor:.2f})",
+            *(f"warning: {w}" for w in self.warnings),
         ]
 
 
@@ -255,6 +264,92 @@ def region_probability(
     return prob[m:-m, m:-m]
 
 
+def read_policy(cfg: SweepConfig) -> cube.ReadPolicy:
+    """The COG reading policy of a sweep (retries, backoff, timeout)."""
+    return cube.ReadPolicy(
+        max_retry=cfg.read_retries, retry_delay_s=cfg.retry_delay_s, timeout_s=cfg.read_timeout_s
+    )
+
+
+def spectral_bands() -> list[str]:
+    """The Sentinel-2 assets a sweep reads (besides SCL)."""
+    return [b for b in SWEEP_BANDS if b.startswith("B")]
+
+
+@dataclass
+class _Scenes:
+    """The items a sweep uses, and those it left out (id -> reason)."""
+
+    s2: list[pystac.Item]
+    dem: list[pystac.Item]
+    skipped: dict[str, str]
+
+    def drop(self, skipped: list[cube.SkippedScene]) -> None:
+        """Leave out newly skipped scenes for the rest of the sweep."""
+        for sk in skipped:
+            self.skipped.setdefault(sk.id, f"{sk.collection} {sk.reason}")
+        self.s2 = [it for it in self.s2 if it.id not in self.skipped]
+        self.dem = [it for it in self.dem if it.id not in self.skipped]
+
+
+def _search(cfg: SweepConfig, cat: catalog.Catalog) -> tuple[list[pystac.Item], list[pystac.Item]]:
+    """Post-event Sentinel-2 items and DEM tiles over the area; checked before anything is written."""
+    s2_items = cat.search(S2_COLLECTION, cfg.bbox, cfg.start, cfg.end, max_cloud=cfg.max_cloud)
+    if not s2_items:
+        raise UserError(
+            f"no {S2_COLLECTION} scenes found for bbox {list(cfg.bbox)} between {cfg.start} and {cfg.end}"
+            + (f" with cloud cover <= {cfg.max_cloud}%" if cfg.max_cloud is not None else "")
+        )
+    dem_items = cat.search(DEM_COLLECTION, cfg.bbox, DEM_WINDOW[0], DEM_WINDOW[1])
+    if not dem_items:
+        raise UserError(f"no {DEM_COLLECTION} tiles found for bbox {list(cfg.bbox)}")
+    cube.check_s2_items(s2_items, spectral_bands())
+    cube.check_dem_items(dem_items)
+    return s2_items, dem_items
+
+
+def _resumable(cfg: SweepConfig, fp: str) -> dict[str, Any] | None:
+    """The progress record of a partial store of this very sweep at ``cfg.out``, if there is one."""
+    if cfg.overwrite or not cfg.out.exists():
+        return None
+    prog = store.progress(cfg.out)
+    if prog["status"] != "in_progress" or prog["fingerprint"] != fp:
+        return None
+    return prog
+
+
+def _usable_scenes(
+    cfg: SweepConfig,
+    s2_items: list[pystac.Item],
+    dem_items: list[pystac.Item],
+    prior: dict[str, Any] | None,
+    sign: catalog.Signer | None,
+) -> _Scenes:
+    """Scenes to use: those of the original plan when resuming, minus unreadable ones (pre-flight).
+
+    Raises:
+        UserError: When no Sentinel-2 scene or no DEM tile can be read.
+    """
+    scenes = _Scenes(list(s2_items), list(dem_items), dict(prior["skipped"]) if prior else {})
+    if prior and prior["planned"]:
+        planned = set(prior["planned"])
+        scenes.s2 = [it for it in scenes.s2 if it.id in planned]
+        scenes.dem = [it for it in scenes.dem if it.id in planned]
+    scenes.drop([])
+    policy = read_policy(cfg)
+    _, s2_skipped = cube.preflight_s2(catalog.sign_items(scenes.s2, sign), spectral_bands(), policy)
+    _, dem_skipped = cube.preflight_dem(catalog.sign_items(scenes.dem, sign), policy)
+    scenes.drop(s2_skipped + dem_skipped)
+    for what, left, skipped in (
+        ("Sentinel-2 L2A scene", scenes.s2, s2_skipped),
+        ("DEM tile", scenes.dem, dem_skipped),
+    ):
+        if not left:
+            detail = "; ".join(f"{sk.id}: {sk.reason}" for sk in skipped)[:600]
+            raise UserError(f"no readable {what} (all unreadable after retries): {detail}")
+    return scenes
+
+
 def run_sweep(
     cfg: SweepConfig, client: Client | None = None, signer: catalog.Signer | None = None
 ) -> SweepSummary:
@@ -266,27 +361,24 @@ def run_sweep(
         signer: Signs items before each region (None: the catalog's default signer).
 
     Raises:
-        UserError: Bad input, no scenes, unreachable catalog, an existing output, ...
+        UserError: Bad input, no (readable) scenes, unreachable catalog, an existing output, a
+            region that failed (the store stays resumable), ...
     """
     t0 = time.perf_counter()
     validate(cfg)
     ckpt, meta, sha = load_meta(cfg)
     cat = catalog.open_catalog(cfg.catalog, signer=signer)
-    s2_items = cat.search(S2_COLLECTION, cfg.bbox, cfg.start, cfg.end, max_cloud=cfg.max_cloud)
-    if not s2_items:
-        raise UserError(
-            f"no {S2_COLLECTION} scenes found for bbox {list(cfg.bbox)} between {cfg.start} and {cfg.end}"
-            + (f" with cloud cover <= {cfg.max_cloud}%" if cfg.max_cloud is not None else "")
-        )
-    dem_items = cat.search(DEM_COLLECTION, cfg.bbox, DEM_WINDOW[0], DEM_WINDOW[1])
-    if not dem_items:
-        raise UserError(f"no {DEM_COLLECTION} tiles found for bbox {list(cfg.bbox)}")
+    sign = getattr(cat, "signer", signer)
+    s2_items, dem_items = _search(cfg, cat)
 
     gbox = area_geobox(cfg.bbox)
     shape = (int(gbox.shape[0]), int(gbox.shape[1]))
     crs = str(gbox.crs)
     grid = ChipGrid(overlap=cfg.overlap)
     regions = plan_regions(shape, cfg.block, cfg.region_blocks)
+    fp = fingerprint(cfg, sha, shape, crs)
+    prior = _resumable(cfg, fp)
+    scenes = _usable_scenes(cfg, s2_items, dem_items, prior, sign)
     run_meta = {
         "landslide:model": meta.model,
         "landslide:checkpoint": ckpt.name,
@@ -304,9 +396,11 @@ def run_sweep(
         store.REGIONS_TOTAL: len(regions),
     }
     tmpl = store.template(gbox.crs.proj, gbox.transform, shape, cfg.block, run_meta)
-    done = set(
-        store.prepare(cfg.out, tmpl, fingerprint(cfg, sha, shape, crs), cfg.zarr_format, cfg.overwrite)
-    )
+    done = set(store.prepare(cfg.out, tmpl, fp, cfg.zarr_format, cfg.overwrite))
+    if done:
+        print(f"resuming: {len(done)}/{len(regions)} regions already written in {cfg.out}", file=sys.stderr)
+    else:
+        store.record_plan(cfg.out, [it.id for it in scenes.s2 + scenes.dem])
 
     device = resolve_device(cfg.device)
     spec = replace(cfg.cluster, device=device)
@@ -319,10 +413,13 @@ def run_sweep(
         chips_before = sum(cl.run(chips_run_here).values())
         t_compute = time.perf_counter()
         for n, region in enumerate(todo, 1):
-            _compute_region(
-                cfg, cl, region, gbox, grid, shape, meta, s2_items, dem_items, model_kw, signer, cat
-            )
-            store.mark_region_done(cfg.out, region.index)
+            try:
+                _compute_region(cfg, cl, region, gbox, grid, shape, meta, scenes, model_kw, sign)
+            except UserError as exc:
+                raise _region_failed(cfg, region, regions, exc, exc.exit_code) from exc
+            except Exception as exc:  # a read or worker failure: say which region, stay resumable
+                raise _region_failed(cfg, region, regions, exc, 3) from exc
+            store.mark_region_done(cfg.out, region.index, scenes.skipped)
             if cfg.progress:
                 print(
                     f"region {region.index + 1}/{len(regions)} written ({n}/{len(todo)} this run)",
@@ -331,20 +428,20 @@ def run_sweep(
         compute_s = time.perf_counter() - t_compute
         chips = sum(cl.run(chips_run_here).values()) - chips_before
 
-    scenes = [
-        {"id": it.id, "collection": S2_COLLECTION, "href": catalog.strip_signature(_self_href(it))}
-        for it in s2_items
-    ]
-    scenes += [
-        {"id": it.id, "collection": DEM_COLLECTION, "href": catalog.strip_signature(_self_href(it))}
-        for it in dem_items
+    scenes_meta = [
+        {"id": it.id, "collection": coll, "href": catalog.strip_signature(_self_href(it))}
+        for coll, items in ((S2_COLLECTION, scenes.s2), (DEM_COLLECTION, scenes.dem))
+        for it in items
     ]
     stats = _result_stats(cfg.out, meta.threshold)
+    warnings = _warnings(scenes.skipped, stats["valid_fraction"])
     store.finalise(
         cfg.out,
         {
-            "landslide:scenes": scenes,
-            "landslide:skipped_scenes": [],
+            "landslide:scenes": scenes_meta,
+            store.SKIPPED: sorted(scenes.skipped),
+            store.SKIPPED_REASONS: dict(sorted(scenes.skipped.items())),
+            "landslide:warnings": warnings,
             "landslide:chips_run": chips,
             "landslide:completed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             **{f"landslide:{k}": v for k, v in stats.items()},
@@ -364,8 +461,40 @@ def run_sweep(
         overlap_factor=chips / needed if needed else math.nan,
         regions_computed=len(todo),
         regions_total=len(regions),
-        scenes=[s["id"] for s in scenes if s["collection"] == S2_COLLECTION],
-        skipped_scenes=[],
+        scenes=[it.id for it in scenes.s2],
+        skipped_scenes=sorted(scenes.skipped),
+        warnings=warnings,
+    )
+
+
+def _warnings(skipped: dict[str, str], valid_fraction: float) -> list[str]:
+    """What a responder must know about a complete result."""
+    out = []
+    if skipped:
+        out.append(
+            f"{len(skipped)} scene(s) skipped as unreadable: {', '.join(sorted(skipped))} "
+            "(their pixels are not valid unless another scene covers them)"
+        )
+    if valid_fraction == 0.0:
+        out.append(
+            "no clear pixels: every pixel is cloud, shadow, no data or outside the scenes; "
+            "nothing could be mapped (valid fraction 0); try a later --end"
+        )
+    return out
+
+
+def _region_failed(
+    cfg: SweepConfig, region: Region, regions: list[Region], exc: BaseException, exit_code: int
+) -> UserError:
+    """One line: which region failed and why, how far the store got, how to resume."""
+    text = cube.redact(" ".join(str(exc).split()))[:300] or type(exc).__name__
+    if not isinstance(exc, UserError):
+        text = f"{type(exc).__name__}: {text}"
+    written = len(store.progress(cfg.out)["done"])
+    return UserError(
+        f"region {region.index + 1}/{len(regions)} failed: {text}; {written}/{len(regions)} regions are "
+        f"written in {cfg.out} (not complete): re-run the same command to resume",
+        exit_code=exit_code,
     )
 
 
@@ -400,25 +529,35 @@ def _compute_region(
     grid: ChipGrid,
     shape: tuple[int, int],
     meta: CheckpointMeta,
-    s2_items: list[pystac.Item],
-    dem_items: list[pystac.Item],
+    scenes: _Scenes,
     model_kw: dict[str, Any],
-    signer: catalog.Signer | None,
-    cat: Any,
+    sign: catalog.Signer | None,
 ) -> None:
-    """Build, compute and write one region (items signed just before)."""
+    """Sign, pre-flight, build, compute and write one region.
+
+    Items are signed just before the region is read (tokens expire) and their headers opened
+    with retries; a scene that stays unreadable is dropped from ``scenes`` for the rest of the
+    sweep. A region that no scene or no DEM tile covers is left unwritten (it reads as not
+    valid) and still counts as done.
+
+    Raises:
+        UserError: When every scene covering the region is unreadable.
+    """
     m = REGION_MARGIN
     load_box = window_geobox(gbox, region.rows, region.cols, m)
     bounds = tuple(load_box.extent.to_crs("EPSG:4326").boundingbox)
-    s2 = catalog.sign_items(
-        [it for it in s2_items if _intersects(it, bounds)], getattr(cat, "signer", signer)
-    )
-    dem = catalog.sign_items(
-        [it for it in dem_items if _intersects(it, bounds)], getattr(cat, "signer", signer)
-    )
+    s2 = catalog.sign_items([it for it in scenes.s2 if _intersects(it, bounds)], sign)
+    dem = catalog.sign_items([it for it in scenes.dem if _intersects(it, bounds)], sign)
     if not s2 or not dem:
-        raise UserError(f"region {region.index}: no scenes cover it")
-    cb = cube.build_cube(s2, dem, load_box, chunk=cfg.block)
+        return
+    policy = read_policy(cfg)
+    s2, s2_skipped = cube.preflight_s2(s2, spectral_bands(), policy)
+    dem, dem_skipped = cube.preflight_dem(dem, policy)
+    scenes.drop(s2_skipped + dem_skipped)
+    if not s2 or not dem:
+        reasons = "; ".join(f"{sk.id}: {sk.reason}" for sk in s2_skipped + dem_skipped)
+        raise UserError(f"every scene covering it is unreadable after retries ({reasons})")
+    cb = cube.build_cube(s2, dem, load_box, chunk=cfg.block, gdal_options=policy.gdal_options())
     stack = cube.stack_bands(cb, meta.bands)
     prob = region_probability(stack, grid, region, shape, cfg.block, model_kw)
     slope = cb["slope_deg"].data.astype(np.float32)[m:-m, m:-m].rechunk(prob.chunks)

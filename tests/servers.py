@@ -1,4 +1,5 @@
-"""Real local servers for tests: a STAC API (``rustac serve``) and a Dask scheduler + workers."""
+"""Real local servers for tests: a STAC API (``rustac serve``), a Dask scheduler + workers, and an
+HTTP file server standing in for blob storage (Range requests, injected 503s, expiring tokens)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 BIN = Path(sys.executable).parent
 
@@ -134,3 +139,129 @@ def dask_cluster_processes(n_workers: int = 2) -> Iterator[tuple[str, list[subpr
         yield addr, workers
     finally:
         _stop(procs[::-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Blob storage stand-in: a real HTTP file server with Range requests, failures and tokens
+
+
+@dataclass
+class BlobRules:
+    """What the test HTTP server does to requests (mutable while it runs; guarded by ``lock``).
+
+    Attributes:
+        fail_first: Path -> number of requests still to answer with 503 (counts down).
+        always_fail: Path substrings answered with 503 forever (a scene that stays unreadable).
+        fail_every: Answer every n-th request (over all paths) with 503; 0 for never.
+        require_token: Reject requests without ``token`` and a future ``exp`` (403).
+        tokens_seen: Every distinct accepted token.
+        requests: Count of requests by path (after rule checks).
+        failures: Number of 503 answers given.
+        expired: Number of 403 answers given for expired or missing tokens.
+    """
+
+    fail_first: dict[str, int] = field(default_factory=dict)
+    always_fail: set[str] = field(default_factory=set)
+    fail_every: int = 0
+    require_token: bool = False
+    tokens_seen: set[str] = field(default_factory=set)
+    requests: dict[str, int] = field(default_factory=dict)
+    failures: int = 0
+    expired: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _count: int = 0
+
+    def verdict(self, path: str, query: dict[str, str]) -> int:
+        """HTTP status to answer with before serving (200: serve the file)."""
+        with self.lock:
+            self._count += 1
+            if self.require_token:
+                token, exp = query.get("token"), query.get("exp")
+                if not token or not exp or float(exp) < time.time():
+                    self.expired += 1
+                    return 403
+                self.tokens_seen.add(token)
+            if any(s in path for s in self.always_fail) or (
+                self.fail_every and self._count % self.fail_every == 0
+            ):
+                self.failures += 1
+                return 503
+            if self.fail_first.get(path, 0) > 0:
+                self.fail_first[path] -= 1
+                self.failures += 1
+                return 503
+            self.requests[path] = self.requests.get(path, 0) + 1
+            return 200
+
+
+class RangeHTTPRequestHandler(BaseHTTPRequestHandler):
+    """GET/HEAD of files under ``root`` with single ``Range: bytes=a-b`` support (what GDAL uses)."""
+
+    root: Path
+    rules: BlobRules
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Stay quiet."""
+
+    def do_HEAD(self) -> None:
+        """Headers only."""
+        self._serve(body=False)
+
+    def do_GET(self) -> None:
+        """Headers and (a range of) the file."""
+        self._serve(body=True)
+
+    def _reply(self, status: int, headers: dict[str, str], payload: bytes, body: bool) -> None:
+        self.send_response(status)
+        for k, v in {**headers, "Content-Length": str(len(payload))}.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if body and payload:
+            self.wfile.write(payload)
+
+    def _serve(self, body: bool) -> None:
+        parts = urlsplit(self.path)
+        rel = unquote(parts.path).lstrip("/")
+        status = self.rules.verdict(rel, dict(parse_qsl(parts.query)))
+        if status != 200:
+            self._reply(status, {"Content-Type": "text/plain"}, b"unavailable\n", body)
+            return
+        target = (self.root / rel).resolve()
+        if self.root not in target.parents or not target.is_file():
+            self._reply(404, {"Content-Type": "text/plain"}, b"not found\n", body)
+            return
+        data = target.read_bytes()
+        size = len(data)
+        rng = self.headers.get("Range")
+        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
+        if rng and rng.startswith("bytes="):
+            first, _, last = rng[6:].split(",")[0].partition("-")
+            if first:
+                a, b = int(first), min(int(last) if last else size - 1, size - 1)
+            else:  # suffix range: the last N bytes
+                a, b = max(size - int(last), 0), size - 1
+            if a >= size:
+                self._reply(416, {"Content-Range": f"bytes */{size}"}, b"", body)
+                return
+            headers["Content-Range"] = f"bytes {a}-{b}/{size}"
+            self._reply(206, headers, data[a : b + 1], body)
+            return
+        self._reply(200, headers, data, body)
+
+
+@contextmanager
+def blob_server(root: Path, rules: BlobRules | None = None) -> Iterator[tuple[str, BlobRules]]:
+    """Serve ``root`` over HTTP on 127.0.0.1 from a thread; yields ``(base URL, rules)``."""
+    rules = rules or BlobRules()
+    handler = type("Handler", (RangeHTTPRequestHandler,), {"root": root.resolve(), "rules": rules})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="blob-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", rules
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
