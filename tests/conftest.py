@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,9 @@ from pipeline.bands import SWEEP_BANDS
 from pipeline.models.checkpoint import CheckpointMeta, save_checkpoint
 from pipeline.models.registry import build_model
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not SHARED.is_dir():  # CI clones the repo with shared/ beside it
-    SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: The real sample data: ``shared/data`` beside the checkout (as on CI), or $LANDSLIDE_SHARED_DATA.
+_BESIDE = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(os.environ.get("LANDSLIDE_SHARED_DATA", _BESIDE))
 
 
 @pytest.fixture(scope="session")

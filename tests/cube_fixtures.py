@@ -16,7 +16,9 @@ from pathlib import Path
 import pystac
 import rasterio
 
-DATA = Path("/work/shared/data/rasters")
+from tests.conftest import SHARED
+
+DATA = SHARED / "rasters"
 S2_DIR = DATA / "s2-l2a-29RKH-20200219"
 S2_ITEM_JSON = S2_DIR / "S2A_29RKH_20200219_0_L2A.json"
 DEM_TIF = DATA / "cop-dem-glo-30" / "Copernicus_DSM_COG_10_N00_00_E006_00_DEM.tif"

@@ -7,7 +7,7 @@ Three directory layouts are recognised (:func:`detect_layout`):
 * ``mirror`` -- the HuggingFace mirrors that include test masks:
   ``images/{train,validation,test}/image_N.h5`` + ``annotations/{split}/mask_N.h5``.
 * ``flat`` -- one pool ``img/image_N.h5`` + ``mask/mask_N.h5`` (e.g. the 15-chip sample in
-  ``/work/shared/data/l4s-sample``), split deterministically by :func:`split_pool`.
+  ``shared/data/l4s-sample`` beside the checkout), split deterministically by :func:`split_pool`.
 
 Every chip is checked when read: key ``img`` of shape (128, 128, 14) and key ``mask`` of shape
 (128, 128); a missing, corrupt or truncated file raises :class:`~pipeline.errors.UserError`
@@ -315,3 +315,22 @@ def augment(
         xs.append(xi)
         ys.append(yi)
     return torch.stack(xs), torch.stack(ys)
+
+
+def shared_sample_dir() -> Path:
+    """Where the real Landslide4Sense sample chips are.
+
+    ``$LANDSLIDE_L4S_SAMPLE`` if set, else the first ``shared/data/l4s-sample`` found above the
+    working directory or the package's checkout.
+    """
+    import os
+
+    env = os.environ.get("LANDSLIDE_L4S_SAMPLE")
+    if env:
+        return Path(env)
+    for base in (Path.cwd(), Path(__file__).resolve()):
+        for parent in (base, *base.parents):
+            candidate = parent / "shared" / "data" / "l4s-sample"
+            if candidate.is_dir():
+                return candidate
+    return Path("shared/data/l4s-sample")

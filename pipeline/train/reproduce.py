@@ -28,11 +28,12 @@ from typing import Any
 
 from pipeline.bands import L4S_BANDS
 from pipeline.errors import UserError
+from pipeline.train.data import shared_sample_dir
 from pipeline.train.experiment import markdown_table, prepare_data, run_experiment
 from pipeline.train.loop import TrainConfig
 
 MODELS = ("unet", "clay", "hybrid")
-SAMPLE_DIR = Path("/work/shared/data/l4s-sample")
+SAMPLE_DIR = shared_sample_dir()
 
 #: Test F1 (percent) published for the method (DOMAIN.md, arXiv 2606.14081): (mean, std or None).
 PUBLISHED_TEST_F1: dict[str, tuple[float, float | None]] = {

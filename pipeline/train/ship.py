@@ -23,11 +23,12 @@ import torch
 
 from pipeline.bands import SWEEP_BANDS
 from pipeline.models.checkpoint import shipped_checkpoint
+from pipeline.train.data import shared_sample_dir
 from pipeline.train.experiment import prepare_data, run_seed
 from pipeline.train.loop import TrainConfig
 from pipeline.train.rule import fit_rule, score_rule
 
-SAMPLE_DIR = Path("/work/shared/data/l4s-sample")
+SAMPLE_DIR = shared_sample_dir()
 
 #: Chip ids per split. Pixel counts: 3:0 45:0 72:34 525:39 800:107 40:151 16:186 253:264
 #: 600:272 38:297 1:405 28:951 300:969 41:1074 512:4837.

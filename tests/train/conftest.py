@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-SAMPLE = Path("/work/shared/data/l4s-sample")
+from tests.conftest import SHARED
+
+SAMPLE = SHARED / "l4s-sample"
 #: Real sample chip ids used to build small layouts (mixture of empty and landslide chips).
 TRAIN_IDS = (1, 28, 300, 512, 45)
 VAL_IDS = (16, 41)
