@@ -1,0 +1,1 @@
+"""Benchmarks of the landslide sweep: ``python -m bench.run`` (``make bench``)."""

@@ -1,0 +1,92 @@
+"""Peak resident memory of a process tree, and the CPU others used meanwhile, sampled in a thread.
+
+The bench machine may be shared: :attr:`PeakTreeRSS.foreign_cores` is the average number of
+cores kept busy by processes *outside* this process tree during the measurement (system busy
+CPU time minus this tree's CPU time, over the wall time). It is recorded beside every timing so
+that a slow figure can be told apart from a busy machine.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+
+import psutil
+
+
+def _busy_seconds() -> float:
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
+
+
+class PeakTreeRSS:
+    """Context manager sampling this process and its children (Dask nannies and workers included).
+
+    Attributes:
+        interval_s: Sampling period.
+        peak_bytes: Largest total resident memory seen.
+        wall_s: Duration of the measurement.
+        tree_cpu_s: CPU seconds used by the tree (processes that exit count up to their last sample).
+        system_busy_s: Busy CPU seconds of the whole machine.
+    """
+
+    def __init__(self, interval_s: float = 0.1) -> None:
+        self.interval_s = interval_s
+        self.peak_bytes = 0
+        self.wall_s = 0.0
+        self.tree_cpu_s = 0.0
+        self.system_busy_s = 0.0
+        self._root = psutil.Process()
+        self._cpu_at_start: dict[int, float] = {}
+        self._cpu_last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+        self._t0 = 0.0
+        self._busy0 = 0.0
+
+    def _tick(self) -> None:
+        total = 0
+        for proc in [self._root, *self._root.children(recursive=True)]:
+            try:
+                with proc.oneshot():
+                    total += proc.memory_info().rss
+                    cpu = proc.cpu_times()
+                    self._cpu_last[proc.pid] = cpu.user + cpu.system
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        self.peak_bytes = max(self.peak_bytes, total)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._tick()
+            self._stop.wait(self.interval_s)
+
+    @property
+    def peak_mb(self) -> float:
+        """Peak resident memory in MiB."""
+        return self.peak_bytes / 2**20
+
+    @property
+    def foreign_cores(self) -> float:
+        """Average cores used by processes outside this tree during the measurement."""
+        if self.wall_s <= 0:
+            return 0.0
+        return max(0.0, (self.system_busy_s - self.tree_cpu_s) / self.wall_s)
+
+    def __enter__(self) -> PeakTreeRSS:
+        self._tick()
+        self._cpu_at_start = dict(self._cpu_last)
+        self._t0, self._busy0 = time.perf_counter(), _busy_seconds()
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._tick()
+        self.wall_s = time.perf_counter() - self._t0
+        self.system_busy_s = _busy_seconds() - self._busy0
+        self.tree_cpu_s = sum(v - self._cpu_at_start.get(pid, 0.0) for pid, v in self._cpu_last.items())

@@ -1,0 +1,87 @@
+"""Model-only throughput: chips/s at each batch size through the production inference path.
+
+Chips go through :meth:`pipeline.predict.LoadedModel.probabilities` (normalisation, batching,
+the CPU graph optimisation of :func:`pipeline.predict.load_model`), with data already in
+memory: the ceiling the end-to-end sweep is compared with.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.memory import PeakTreeRSS
+from pipeline.models.flops import measure
+from pipeline.predict import LoadedModel, load_model
+
+
+@dataclass
+class ModelSpeed:
+    """Throughput of one model.
+
+    Attributes:
+        batch: Best batch size.
+        chips_per_s: Chips/s at ``batch``.
+        gflop_per_chip: Forward GFLOP per 128-px chip (FlopCounterMode).
+        mfu: ``chips_per_s * gflop_per_chip / ceiling``.
+        by_batch: Chips/s for every batch size tried.
+        load_s: Seconds to load and optimise the model.
+        foreign_cores: Average cores used by other processes on the machine meanwhile.
+    """
+
+    batch: int
+    chips_per_s: float
+    gflop_per_chip: float
+    mfu: float
+    by_batch: dict[int, float] = field(default_factory=dict)
+    load_s: float = 0.0
+    foreign_cores: float = 0.0
+
+
+def chips_per_s(model: LoadedModel, batch: int, min_s: float, max_iters: int, warmup: int = 1) -> float:
+    """Best single-pass chips/s of ``model`` at ``batch`` (after ``warmup`` passes).
+
+    Passes repeat until ``min_s`` seconds have been timed or ``max_iters`` passes ran.
+    """
+    rng = np.random.default_rng(0)
+    chips = (1.0 + 0.5 * rng.standard_normal((batch, len(model.meta.bands), 128, 128))).astype(np.float32)
+    model.batch_size = batch
+    for _ in range(warmup):
+        model.probabilities(chips)
+    best, spent, iters = 0.0, 0.0, 0
+    while iters < max_iters and (spent < min_s or iters == 0):
+        t0 = time.perf_counter()
+        model.probabilities(chips)
+        dt = time.perf_counter() - t0
+        best, spent, iters = max(best, batch / dt), spent + dt, iters + 1
+    return best
+
+
+def measure_model(
+    name: str,
+    config: dict[str, object],
+    checkpoint: Path,
+    ceiling_gflops: float,
+    batches: tuple[int, ...],
+    min_s: float,
+    max_iters: int,
+) -> ModelSpeed:
+    """Sweep batch sizes for one model and report the best, with its FLOP utilisation."""
+    cost = measure(name, dict(config))
+    t0 = time.perf_counter()
+    loaded = load_model(checkpoint, "cpu" if not torch.cuda.is_available() else "cuda", batches[-1])
+    load_s = time.perf_counter() - t0
+    with PeakTreeRSS() as monitor:
+        by_batch = {b: chips_per_s(loaded, b, min_s, max_iters) for b in batches}
+    best = max(by_batch, key=lambda b: by_batch[b])
+    del loaded
+    rate = by_batch[best]
+    return ModelSpeed(
+        batch=best, chips_per_s=rate, gflop_per_chip=cost.gflop_per_chip,
+        mfu=rate * cost.gflop_per_chip / ceiling_gflops, by_batch=by_batch, load_s=load_s,
+        foreign_cores=monitor.foreign_cores,
+    )  # fmt: skip

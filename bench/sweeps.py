@@ -1,0 +1,89 @@
+"""End-to-end sweeps through the real path: local COGs -> STAC -> odc-stac cube -> model -> Zarr.
+
+Each run starts its own ``LocalCluster`` of worker processes (:func:`pipeline.cluster.dask_client`,
+the one the CLI uses) and calls :func:`pipeline.sweep.run_sweep` with it, while
+:class:`bench.memory.PeakTreeRSS` samples the resident memory of this process and all its
+children (the nanny and worker processes).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.memory import PeakTreeRSS
+from bench.scene import BenchScene
+from pipeline.cluster import ClusterSpec, dask_client
+from pipeline.demo import scene as demo
+from pipeline.sweep import SweepConfig, run_sweep
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """Figures of one benchmark sweep.
+
+    Attributes:
+        area_km2: Area of the output mosaic.
+        chips: Chips the model ran (overlaps included).
+        compute_s: Seconds of region computation (cube, model, blending, Zarr writes).
+        wall_s: Seconds of ``run_sweep`` (search, model load on workers, compute, statistics).
+        overlap_factor: Chips run over chips needed to tile the area once.
+        peak_rss_mb: Peak resident memory of the process tree during the run.
+        workers: Worker processes.
+        block: Block size (pixels).
+        foreign_cores: Average cores used by other processes on the machine meanwhile.
+    """
+
+    area_km2: float
+    chips: int
+    compute_s: float
+    wall_s: float
+    overlap_factor: float
+    peak_rss_mb: float
+    workers: int
+    block: int
+    foreign_cores: float = 0.0
+
+    @property
+    def chips_per_s(self) -> float:
+        """Chips per second of compute."""
+        return self.chips / self.compute_s
+
+    @property
+    def km2_per_s(self) -> float:
+        """Output area per second of compute."""
+        return self.area_km2 / self.compute_s
+
+    @property
+    def s_per_km2(self) -> float:
+        """Seconds of compute per km2 of output."""
+        return self.compute_s / self.area_km2
+
+
+def bench_sweep(
+    scene: BenchScene,
+    checkpoint: Path,
+    out: Path,
+    *,
+    workers: int,
+    block: int,
+    batch_size: int,
+    region_blocks: int = 4,
+) -> SweepRun:
+    """Sweep a tiled scene once on a fresh local cluster and return its figures."""
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = SweepConfig(
+        bbox=scene.bbox, start=demo.DEMO_START, end=demo.DEMO_END, out=out,
+        catalog=str(scene.catalog), checkpoint=checkpoint, block=block, batch_size=batch_size,
+        region_blocks=region_blocks, device="cpu", progress=False,
+    )  # fmt: skip
+    with PeakTreeRSS() as rss, dask_client(ClusterSpec(n_workers=workers, device="cpu")) as (client, _):
+        summary = run_sweep(cfg, client=client)
+    shutil.rmtree(out, ignore_errors=True)
+    compute_s = summary.chips / summary.chips_per_s if summary.chips_per_s else summary.wall_s
+    return SweepRun(
+        area_km2=summary.area_km2, chips=summary.chips, compute_s=compute_s, wall_s=summary.wall_s,
+        overlap_factor=summary.overlap_factor, peak_rss_mb=rss.peak_mb, workers=workers, block=block,
+        foreign_cores=rss.foreign_cores,
+    )  # fmt: skip
