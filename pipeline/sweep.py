@@ -50,6 +50,8 @@ DEM_COLLECTION = "cop-dem-glo-30"
 #: neighbourhood operations (cloud-mask dilation, slope, DEM gap filling).
 REGION_MARGIN = 160
 RESOLUTION = 10.0
+#: Largest side (pixels) of a region read as a single chunk (see :func:`read_chunk`).
+READ_CHUNK_MAX = 1024
 #: The DEM is static: its items carry a production date, so search it over a wide window.
 DEM_WINDOW = (dt.date(1990, 1, 1), dt.date(2100, 12, 31))
 
@@ -169,6 +171,17 @@ def window_geobox(gbox: GeoBox, rows: tuple[int, int], cols: tuple[int, int], ma
     r0, c0 = rows[0] - margin, cols[0] - margin
     shape = (rows[1] - rows[0] + 2 * margin, cols[1] - cols[0] + 2 * margin)
     return GeoBox(shape, gbox.transform * Affine.translation(c0, r0), gbox.crs)
+
+
+def read_chunk(load_box: GeoBox, block: int) -> int:
+    """Chunk size of a region's cube: the whole region when it is small, else the block size.
+
+    Reading and cube tasks cost about a millisecond of scheduling each; a region of small blocks
+    read in block-sized chunks spends most of its time there. Regions up to ``READ_CHUNK_MAX``
+    pixels a side are read as one chunk (at most ~55 MB of float32 bands); larger ones in chunks
+    of ``max(block, READ_CHUNK_MAX)``. The cube is chunk-invariant, so this changes no value.
+    """
+    return max(block, min(max(int(n) for n in load_box.shape), READ_CHUNK_MAX))
 
 
 def margin_chunks(size: int, block: int, margin: int) -> tuple[int, ...]:
@@ -557,7 +570,9 @@ def _compute_region(
     if not s2 or not dem:
         reasons = "; ".join(f"{sk.id}: {sk.reason}" for sk in s2_skipped + dem_skipped)
         raise UserError(f"every scene covering it is unreadable after retries ({reasons})")
-    cb = cube.build_cube(s2, dem, load_box, chunk=cfg.block, gdal_options=policy.gdal_options())
+    cb = cube.build_cube(
+        s2, dem, load_box, chunk=read_chunk(load_box, cfg.block), gdal_options=policy.gdal_options()
+    )
     stack = cube.stack_bands(cb, meta.bands)
     prob = region_probability(stack, grid, region, shape, cfg.block, model_kw)
     slope = cb["slope_deg"].data.astype(np.float32)[m:-m, m:-m].rechunk(prob.chunks)

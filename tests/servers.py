@@ -265,3 +265,39 @@ def blob_server(root: Path, rules: BlobRules | None = None) -> Iterator[tuple[st
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing result stores
+
+#: Attributes that legitimately differ between an interrupted-and-resumed run and a clean one.
+VOLATILE_ATTRS = frozenset({"landslide:completed_at", "landslide:chips_run"})
+
+
+def store_bytes(path: Path) -> dict[str, bytes]:
+    """Decoded bytes of ``probability``, ``valid`` and ``slope`` of a store (read with zarr)."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    return {name: group[name][...].tobytes() for name in ("probability", "valid", "slope")}
+
+
+def assert_same_store(path: Path, reference: Path) -> int:
+    """Assert two stores hold identical arrays (byte for byte) and attributes; return bytes compared."""
+    import zarr
+
+    got, ref = store_bytes(path), store_bytes(reference)
+    for name in ref:
+        assert got[name] == ref[name], f"{name} differs from the reference"
+    a = {k: v for k, v in zarr.open_group(str(path), mode="r").attrs.items() if k not in VOLATILE_ATTRS}
+    b = {k: v for k, v in zarr.open_group(str(reference), mode="r").attrs.items() if k not in VOLATILE_ATTRS}
+    assert a == b, {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+    return sum(len(v) for v in ref.values())
+
+
+def store_attrs_file(path: Path) -> dict[str, object]:
+    """The group attributes as on disk right now (Zarr v2 ``.zattrs``; {} while absent or torn)."""
+    try:
+        return dict(json.loads((path / ".zattrs").read_text()))
+    except (OSError, ValueError):
+        return {}

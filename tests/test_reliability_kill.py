@@ -1,0 +1,212 @@
+"""Kills: the ``landslide`` CLI SIGKILLed mid-sweep and re-run, and a Dask worker SIGKILLed mid-sweep.
+
+Real processes throughout: the CLI runs as a subprocess, the cluster is a ``dask scheduler`` with
+``dask worker`` processes (each under its nanny, which restarts a killed worker). The demo is
+swept with 128-px blocks and one block per region (15 regions), so kills land between and inside
+region writes. Every finished store is compared byte for byte with an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import psutil
+import pytest
+from distributed import Client
+
+from pipeline.demo import scene
+from pipeline.errors import UserError
+from pipeline.predict import plugin_name
+from pipeline.products._store import open_store
+from pipeline.store import open_result
+from pipeline.sweep import SweepConfig, run_sweep
+from tests.servers import assert_same_store, dask_cluster_processes, store_attrs_file
+
+pytestmark = pytest.mark.slow
+# Functions of this module run on the workers (Client.run), which cannot import ``tests``.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+W, S, E, N = scene.DEMO_BBOX
+#: The west 60 % of the demo: 384 x 384 px, 9 regions of one 128-px block.
+BBOX = (W, S, W + 0.6 * (E - W), N)
+BLOCK, REGION_BLOCKS, REGIONS = 128, 1, 9
+#: Totals reported by the tests (docs/reliability.md quotes them).
+FIGURES: dict[str, int] = {"kills": 0, "bytes": 0}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    with dask_cluster_processes(2) as (addr, workers):
+        yield addr, workers
+
+
+@pytest.fixture(scope="module")
+def client(cluster: tuple[str, list[subprocess.Popen[bytes]]]) -> Iterator[Client]:
+    with Client(cluster[0]) as c:
+        yield c
+
+
+def _cfg(out: Path, ckpt: Path) -> SweepConfig:
+    return SweepConfig(
+        bbox=BBOX, start=scene.DEMO_START, end=scene.DEMO_END, out=out,
+        catalog=str(scene.DEMO_CATALOG), checkpoint=ckpt, block=BLOCK, region_blocks=REGION_BLOCKS,
+        progress=False, device="cpu",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, client: Client, tiny_unet_checkpoint: Path) -> Path:
+    """An uninterrupted sweep with the same parameters."""
+    out = tmp_path_factory.mktemp("kill") / "reference.zarr"
+    summary = run_sweep(_cfg(out, tiny_unet_checkpoint), client=client)
+    assert summary.regions_total == REGIONS == summary.regions_computed
+    return out
+
+
+def _cli(out: Path, ckpt: Path, scheduler: str | None) -> list[str]:
+    where = ["--scheduler", scheduler] if scheduler else ["--workers", "1"]
+    return [
+        sys.executable, "-m", "pipeline.cli", "sweep", "--bbox", *map(str, BBOX),
+        "--start", str(scene.DEMO_START), "--end", str(scene.DEMO_END),
+        "--catalog", str(scene.DEMO_CATALOG), "--checkpoint", str(ckpt), "--out", str(out),
+        "--block", str(BLOCK), "--region-blocks", str(REGION_BLOCKS), "--device", "cpu", *where,
+    ]  # fmt: skip
+
+
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the CLI process, then each process it started (as if the machine lost power)."""
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    os.kill(proc.pid, signal.SIGKILL)
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=30)
+    psutil.wait_procs(children, timeout=30)
+
+
+def _kill_when(proc: subprocess.Popen[bytes], out: Path, min_done: int, at: float | None) -> int:
+    """Kill the CLI once ``min_done`` regions are recorded (or at ``at`` s); return regions recorded."""
+    t0 = time.monotonic()
+    while proc.poll() is None:
+        done = len(store_attrs_file(out).get("landslide:regions_done", []))  # type: ignore[arg-type]
+        if (at is None and done >= min_done) or (at is not None and time.monotonic() - t0 >= at):
+            _kill_tree(proc)
+            return done
+        time.sleep(0.05)
+    raise AssertionError(f"the sweep ended (rc {proc.returncode}) before the kill")
+
+
+def _resume(out: Path, ckpt: Path, scheduler: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(_cli(out, ckpt, scheduler), capture_output=True, text=True, timeout=300)
+
+
+def _check_partial(out: Path) -> None:
+    """A killed sweep's store is never presented as complete (when it exists at all)."""
+    if not out.exists():
+        return
+    assert store_attrs_file(out).get("landslide:status") == "in_progress"
+    with pytest.raises(UserError, match="not a complete sweep"):
+        open_result(out)
+    with pytest.raises(UserError, match="not a complete sweep"):
+        open_store(out)
+
+
+def test_cli_killed_after_first_region_resumes_to_identical_store(
+    tmp_path: Path, cluster: tuple[str, list[subprocess.Popen[bytes]]], reference: Path,
+    tiny_unet_checkpoint: Path,
+) -> None:  # fmt: skip
+    out = tmp_path / "killed.zarr"
+    # The first run owns its LocalCluster: killing it kills its workers too.
+    proc = subprocess.Popen(_cli(out, tiny_unet_checkpoint, None), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    done = _kill_when(proc, out, min_done=1, at=None)
+    FIGURES["kills"] += 1
+    assert 1 <= done < REGIONS
+    _check_partial(out)
+    rerun = _resume(out, tiny_unet_checkpoint, cluster[0])
+    assert rerun.returncode == 0, rerun.stderr
+    recorded = int(rerun.stderr.split("resuming: ")[1].split("/")[0])
+    assert recorded >= done
+    assert f"resuming: {recorded}/{REGIONS} regions already written" in rerun.stderr
+    assert f"regions           {REGIONS - recorded} computed of {REGIONS}" in rerun.stdout
+    FIGURES["bytes"] += assert_same_store(out, reference)
+
+
+@pytest.mark.parametrize("seed", [20261124])
+def test_cli_killed_at_a_random_time_resumes_to_identical_store(
+    tmp_path: Path, cluster: tuple[str, list[subprocess.Popen[bytes]]], reference: Path,
+    tiny_unet_checkpoint: Path, seed: int,
+) -> None:  # fmt: skip
+    out = tmp_path / "random.zarr"
+    at = random.Random(seed).uniform(3.0, 15.0)
+    proc = subprocess.Popen(_cli(out, tiny_unet_checkpoint, cluster[0]), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    done = _kill_when(proc, out, min_done=0, at=at)
+    FIGURES["kills"] += 1
+    _check_partial(out)
+    rerun = _resume(out, tiny_unet_checkpoint, cluster[0])
+    assert rerun.returncode == 0, f"seed {seed}, killed at {at:.2f} s after {done} regions: {rerun.stderr}"
+    FIGURES["bytes"] += assert_same_store(out, reference)
+
+
+def test_worker_killed_mid_sweep_does_not_fail_it(
+    tmp_path: Path, cluster: tuple[str, list[subprocess.Popen[bytes]]], client: Client, reference: Path,
+    tiny_unet_checkpoint: Path,
+) -> None:  # fmt: skip
+    out = tmp_path / "worker-loss.zarr"
+    nanny = cluster[1][0]
+    worker_pids = set(client.run(os.getpid).values())
+    (victim,) = [p for p in psutil.Process(nanny.pid).children() if p.pid in worker_pids]
+    killed: list[int] = []
+
+    def kill_one_worker() -> None:
+        while len(store_attrs_file(out).get("landslide:regions_done", [])) < 2:  # type: ignore[arg-type]
+            time.sleep(0.05)
+        killed.append(victim.pid)
+        victim.kill()  # SIGKILL of the worker process; its nanny starts a replacement
+
+    killer = threading.Thread(target=kill_one_worker, daemon=True)
+    killer.start()
+    summary = run_sweep(_cfg(out, tiny_unet_checkpoint), client=client)
+    killer.join(timeout=5)
+    assert killed, "the worker was not killed during the sweep"
+    FIGURES["kills"] += 1
+    assert summary.regions_computed == REGIONS
+    FIGURES["bytes"] += assert_same_store(out, reference)
+    # The nanny started a replacement, and the model plugin (registered with the scheduler) is
+    # loaded on it.
+    client.wait_for_workers(2, timeout=60)
+    name = plugin_name(_sha(out))
+    loaded = client.run(_plugin_loaded, name=name)
+    assert len(loaded) == 2 and all(loaded.values()), loaded
+    assert killed[0] not in client.run(os.getpid).values()
+
+
+def _plugin_loaded(name: str, dask_worker: Any = None) -> bool:
+    """Whether the model plugin ``name`` has loaded its model on this worker (run via Client.run)."""
+    plugin = dask_worker.plugins.get(name)
+    return plugin is not None and plugin.loaded is not None
+
+
+def _sha(out: Path) -> str:
+    return str(open_result(out).attrs["landslide:checkpoint_sha256"])
+
+
+def test_report_figures() -> None:
+    """Print the totals (collected by ``pytest -s``) for docs/reliability.md."""
+    print(f"\nreliability figures: kills survived {FIGURES['kills']}, bytes compared {FIGURES['bytes']}")
