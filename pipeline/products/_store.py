@@ -20,9 +20,10 @@ from affine import Affine
 from pyproj import CRS
 
 from pipeline.errors import UserError
+from pipeline.store import STATUS
 
 #: The attribute carrying the completion record, and its value once a sweep has finished.
-STATUS_ATTR = "landslide:status"
+STATUS_ATTR = STATUS  # the completion record of pipeline.store
 COMPLETE = "complete"
 
 
