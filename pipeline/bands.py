@@ -12,6 +12,7 @@ models used for sweeps are trained on ``SWEEP_BANDS`` (the 14 L4S channels less 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 #: The 14 Landslide4Sense channels, in file order (HWC, last axis).
@@ -100,7 +101,7 @@ def dn_offset(baseline: str | None) -> int:
     return BOA_ADD_OFFSET if parse_baseline(baseline) >= OFFSET_BASELINE else 0
 
 
-def band_indices(bands: tuple[str, ...] | list[str], subset: tuple[str, ...] | list[str]) -> list[int]:
+def band_indices(bands: Sequence[str], subset: Sequence[str]) -> list[int]:
     """Positions of ``subset`` within ``bands``, in ``subset`` order.
 
     Raises:

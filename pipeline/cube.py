@@ -26,14 +26,13 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
 
 import bottleneck as bn
-import dask
 import dask.array as da
 import numpy as np
 import odc.geo.xr
@@ -42,6 +41,7 @@ import pystac
 import rasterio
 import xarray as xr
 from affine import Affine
+from dask.delayed import delayed
 from odc.geo import Resolution, geom, xy_
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
@@ -505,7 +505,7 @@ def harmonise(ds: xr.Dataset, items: Sequence[pystac.Item]) -> xr.Dataset:
     offsets = {day: offset for day, (offset, _) in groups.items()}
     offset = xr.DataArray(np.array(list(offsets.values()), dtype="float32"), dims="time",
                           coords={"time": ds["time"]})  # fmt: skip
-    out = {}
+    out: dict[Hashable, xr.DataArray] = {}
     for name, raw in ds.data_vars.items():
         if name == SCL_ASSET:
             out[name] = raw
@@ -666,11 +666,11 @@ def _native_grid(items: Sequence[pystac.Item], geobox: GeoBox, margin_px: int = 
     first = items[0]
     epsg = _declared_epsg(first, DEM_ASSET) or 4326
     res_x, res_y, anchor = 1 / 3600, 1 / 3600, (0.5, 0.5)
-    transforms = [
-        it.properties.get("proj:transform") or it.assets[DEM_ASSET].extra_fields.get("proj:transform")
-        for it in items
-    ]
-    transforms = [t for t in transforms if t]
+    transforms: list[list[float]] = []
+    for it in items:
+        t = it.properties.get("proj:transform") or it.assets[DEM_ASSET].extra_fields.get("proj:transform")
+        if t:
+            transforms.append([float(v) for v in t])
     if transforms:
         res_x = min(abs(float(t[0])) for t in transforms)
         res_y = min(abs(float(t[4])) for t in transforms)
@@ -697,6 +697,7 @@ def _resample_bilinear(
     cc, rr = np.meshgrid(np.arange(*cols) + 0.5, np.arange(*rows) + 0.5)
     x = t.c + t.a * cc + t.b * rr
     y = t.f + t.d * cc + t.e * rr
+    assert out_box.crs is not None and native_box.crs is not None
     transformer = Transformer.from_crs(out_box.crs.proj, native_box.crs.proj, always_xy=True)
     lon, lat = transformer.transform(x, y)
     inv = ~native_box.transform
@@ -764,7 +765,7 @@ def load_dem(
     blocks = [
         [
             da.from_delayed(
-                dask.delayed(_resample_bilinear)(native_d, native_box, geobox, r, c),
+                delayed(_resample_bilinear)(native_d, native_box, geobox, r, c),
                 shape=(r[1] - r[0], c[1] - c[0]),
                 dtype=np.float32,
             )

@@ -219,9 +219,10 @@ def mark_region_done(path: Path, region: int, skipped: Mapping[str, str] | None 
             resumed run leaves out the same scenes.
     """
     group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-    update: dict[str, Any] = {REGIONS_DONE: sorted({*map(int, group.attrs.get(REGIONS_DONE, [])), region})}
+    attrs: dict[str, Any] = dict(group.attrs)
+    update: dict[str, Any] = {REGIONS_DONE: sorted({*map(int, attrs.get(REGIONS_DONE, [])), region})}
     if skipped:
-        reasons = {**dict(group.attrs.get(SKIPPED_REASONS, {})), **dict(skipped)}
+        reasons = {**dict(attrs.get(SKIPPED_REASONS, {})), **dict(skipped)}
         update[SKIPPED_REASONS] = reasons
         update[SKIPPED] = sorted(reasons)
     group.attrs.update(update)

@@ -152,7 +152,7 @@ class Region:
 def plan_regions(shape: tuple[int, int], block: int, region_blocks: int) -> list[Region]:
     """Cut an area into regions of ``region_blocks`` blocks a side (row-major order)."""
     step = block * region_blocks
-    out = []
+    out: list[Region] = []
     for r0 in range(0, shape[0], step):
         for c0 in range(0, shape[1], step):
             out.append(Region(len(out), (r0, min(r0 + step, shape[0])), (c0, min(c0 + step, shape[1]))))
@@ -408,6 +408,7 @@ def run_sweep(
         "landslide:software_version": __version__,
         store.REGIONS_TOTAL: len(regions),
     }
+    assert gbox.crs is not None
     tmpl = store.template(gbox.crs.proj, gbox.transform, shape, cfg.block, run_meta)
     done = set(store.prepare(cfg.out, tmpl, fp, cfg.zarr_format, cfg.overwrite))
     if done:
@@ -527,7 +528,7 @@ class _client:
         if self.client is not None:
             return self.client, None
         self._cm = dask_client(self.spec)
-        return self._cm.__enter__()  # type: ignore[no-any-return]
+        return self._cm.__enter__()
 
     def __exit__(self, *exc: object) -> None:
         if self._cm is not None:
@@ -558,7 +559,8 @@ def _compute_region(
     """
     m = REGION_MARGIN
     load_box = window_geobox(gbox, region.rows, region.cols, m)
-    bounds = tuple(load_box.extent.to_crs("EPSG:4326").boundingbox)
+    bb = load_box.extent.to_crs("EPSG:4326").boundingbox
+    bounds = (bb.left, bb.bottom, bb.right, bb.top)
     s2 = catalog.sign_items([it for it in scenes.s2 if _intersects(it, bounds)], sign)
     dem = catalog.sign_items([it for it in scenes.dem if _intersects(it, bounds)], sign)
     if not s2 or not dem:

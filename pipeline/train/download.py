@@ -52,8 +52,10 @@ def check_counts(dest: Path) -> dict[str, int]:
         images = len(list((dest / "images" / split).glob("image_*.h5")))
         masks = len(list((dest / "annotations" / split).glob("mask_*.h5")))
         if images != expected or masks != expected:
-            raise UserError(f"{dest}: {split} has {images} images and {masks} masks, expected {expected}; "
-                            "re-run `landslide data download` to resume")
+            raise UserError(
+                f"{dest}: {split} has {images} images and {masks} masks, expected {expected}; "
+                "re-run `landslide data download` to resume"
+            )
         counts[split] = images
     return counts
 
@@ -70,6 +72,7 @@ def download(dest: str | Path, repo_id: str = MIRROR_REPO, verify: bool = True) 
     """
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.hf_api import RepoFile
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -77,14 +80,18 @@ def download(dest: str | Path, repo_id: str = MIRROR_REPO, verify: bool = True) 
         log.info("downloading %s into %s (resumable)", repo_id, dest)
         snapshot_download(repo_id, repo_type="dataset", local_dir=dest, allow_patterns=_PATTERNS)
         listing = [
-            f for f in HfApi().list_repo_tree(repo_id, repo_type="dataset", recursive=True)
+            f
+            for f in HfApi().list_repo_tree(repo_id, repo_type="dataset", recursive=True)
             if getattr(f, "size", None) is not None and f.path.startswith(("images/", "annotations/"))
         ]
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        raise UserError(f"cannot reach the HuggingFace hub for {repo_id} ({type(exc).__name__}); "
-                        f"{WHERE_TO_GET}") from exc
+        raise UserError(
+            f"cannot reach the HuggingFace hub for {repo_id} ({type(exc).__name__}); {WHERE_TO_GET}"
+        ) from exc
     if verify:
         for entry in listing:
+            if not isinstance(entry, RepoFile):
+                continue
             path = dest / entry.path
             if not path.is_file() or path.stat().st_size != entry.size:
                 raise UserError(f"{path}: missing or wrong size; re-run `landslide data download` to resume")

@@ -65,5 +65,7 @@ class SegmentationLoss(torch.nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss for logits and {0, 1} targets of the same shape ``[B, 1, H, W]``."""
         logits = logits.float()
-        bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=self.pos_weight)
+        pos_weight = self.pos_weight
+        assert isinstance(pos_weight, torch.Tensor)  # a registered buffer
+        bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
         return self.config.bce_weight * bce + self.config.lovasz_weight * lovasz_hinge_flat(logits, target)
