@@ -1,7 +1,10 @@
 """Where the sweep computes: a LocalCluster, a LocalCUDACluster, or any scheduler address.
 
 * default: a ``LocalCluster`` of worker processes on 127.0.0.1 (one thread each, torch using
-  ``cores // workers`` threads, so model kernels don't oversubscribe the machine);
+  ``cores // workers`` threads, so model kernels don't oversubscribe the machine). The thread
+  count travels in the workers' environment (``LANDSLIDE_TORCH_THREADS``), so it holds also
+  when the client is handed to ``run_sweep`` (Dask's nanny sets ``OMP_NUM_THREADS=1``, which
+  would otherwise leave a single worker using one core);
 * ``--scheduler ADDRESS``: join an existing cluster (``dask scheduler`` + ``dask worker``
   processes on any number of machines) — the way past one machine;
 * a CUDA device with the ``gpu`` extra installed: a ``dask_cuda.LocalCUDACluster`` with one
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from distributed import Client, LocalCluster
 
 from pipeline.errors import UserError
+from pipeline.predict import TORCH_THREADS_ENV
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def dask_client(spec: ClusterSpec) -> Iterator[tuple[Client, int | None]]:
         threads = max(1, cpu_count() // n)
         cluster = LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=40,
+            dashboard_address=None, silence_logs=40, env={TORCH_THREADS_ENV: str(threads)},
         )  # fmt: skip
     client = Client(cluster)
     try:
