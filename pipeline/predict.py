@@ -145,7 +145,7 @@ def load_model(
     """
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, device=dev)
-    model = model.eval().to(memory_format=torch.channels_last)
+    model = model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if optimize and dev == "cpu":
         chip = 128
         example = torch.zeros(batch_size, len(meta.bands), chip, chip).contiguous(
@@ -163,7 +163,7 @@ def torch_threads_for_worker(requested: int | None) -> int | None:
     return int(env) if env and env.isdigit() and int(env) > 0 else None
 
 
-class ModelPlugin(WorkerPlugin):  # type: ignore[misc]
+class ModelPlugin(WorkerPlugin):
     """Loads the model once per worker when the worker starts (or joins).
 
     Args:
@@ -214,8 +214,8 @@ def model_for(checkpoint: str, sha256: str, device: str, batch_size: int) -> Loa
         worker = None
     if worker is not None:
         plugin = worker.plugins.get(plugin_name(sha256))
-        if plugin is not None and plugin.loaded is not None:
-            return plugin.loaded  # type: ignore[no-any-return]
+        if isinstance(plugin, ModelPlugin) and plugin.loaded is not None:
+            return plugin.loaded
     with _PROCESS_LOCK:
         if sha256 not in _PROCESS_MODELS:
             _PROCESS_MODELS[sha256] = load_model(checkpoint, device, batch_size)
@@ -281,7 +281,7 @@ def predict_block(
     core_h, core_w = y1 - y0, x1 - x0
     core_y = (y0 + offset[0], y1 + offset[0])
     core_x = (x0 + offset[1], x1 + offset[1])
-    finite = np.isfinite(block).all(axis=0)
+    finite: NDArray[np.bool_] = np.asarray(np.isfinite(block).all(axis=0))
     valid_core = finite[h : h + core_h, h : h + core_w]
     out = np.full((core_h, core_w), np.nan, dtype=np.float32)
     if not valid_core.any():
