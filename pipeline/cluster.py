@@ -47,6 +47,17 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def worker_env(threads: int) -> dict[str, str]:
+    """Environment of local worker processes: ``threads`` for torch, OpenMP and oneDNN.
+
+    Dask's nanny pins ``OMP_NUM_THREADS=1`` (and MKL/OpenBLAS) in every worker so that numpy
+    does not oversubscribe. Each local worker owns ``threads`` cores, so its OpenMP/oneDNN
+    kernels may use them; torch's own count is applied by the model plugin.
+    """
+    n = str(threads)
+    return {TORCH_THREADS_ENV: n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+
+
 @contextmanager
 def dask_client(spec: ClusterSpec) -> Iterator[tuple[Client, int | None]]:
     """A connected client and the torch threads each worker should use (None: leave as is).
@@ -76,7 +87,7 @@ def dask_client(spec: ClusterSpec) -> Iterator[tuple[Client, int | None]]:
         threads = max(1, cpu_count() // n)
         cluster = LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=40, env={TORCH_THREADS_ENV: str(threads)},
+            dashboard_address=None, silence_logs=40, env=worker_env(threads),
         )  # fmt: skip
     client = Client(cluster)
     try:

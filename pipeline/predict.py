@@ -90,11 +90,16 @@ class LoadedModel:
         cuda = self.device.startswith("cuda")
         with self._lock, torch.inference_mode():
             for i in range(0, x.shape[0], self.batch_size):
-                batch = torch.from_numpy(x[i : i + self.batch_size]).to(self.device)
+                part = x[i : i + self.batch_size]
+                n = len(part)
+                if n < self.batch_size:  # pad: one input shape, so a frozen graph never re-specialises
+                    pad = np.zeros((self.batch_size - n, *part.shape[1:]), part.dtype)
+                    part = np.concatenate([part, pad])
+                batch = torch.from_numpy(part).to(self.device)
                 batch = batch.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                     logits = self.model(batch)
-                out[i : i + len(batch)] = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+                out[i : i + n] = torch.sigmoid(logits[:n].float())[:, 0].cpu().numpy()
             self.chips_run += x.shape[0]
         return out
 
