@@ -452,3 +452,31 @@ def test_cube_chunking_spectral_exact_dem_bounded(plane_dem):
     heights_small = load_dem([dem_item()], gb, 50).values
     heights_large = load_dem([dem_item()], gb, 256).values
     assert np.abs(heights_small - heights_large).max() < 2.0
+
+
+def test_real_planetary_computer_items_pass_the_item_checks(shared_data: Path) -> None:
+    """The real PC sentinel-2-l2a and cop-dem-glo-30 items are accepted as they come."""
+    import json
+
+    import pystac
+
+    from pipeline.cube import _native_grid, check_dem_items, check_s2_items
+
+    s2 = [
+        pystac.Item.from_dict(json.loads(p.read_text()))
+        for p in sorted((shared_data / "stac" / "sentinel-2-l2a").glob("*__S2*.json"))
+    ]
+    s2 = [it for it in s2 if it.collection_id == "sentinel-2-l2a"]
+    assert len(s2) >= 30
+    check_s2_items(s2)
+    dem = [
+        pystac.Item.from_dict(json.loads(p.read_text()))
+        for p in sorted((shared_data / "stac" / "cop-dem-glo-30").glob("*_DEM.json"))
+    ]
+    check_dem_items(dem)
+    # The DEM's own grid is anchored like the tiles: pixel edges at half arcseconds.
+    box = utm_geobox((-177.9, -89.5, -177.1, -89.1), 30.0)
+    native = _native_grid(dem, box)
+    res = abs(native.transform.a)
+    assert native.crs.epsg == 4326
+    assert abs((native.transform.c / res) % 1.0 - 0.5) < 1e-6
