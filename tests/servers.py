@@ -153,6 +153,9 @@ class BlobRules:
         fail_first: Path -> number of requests still to answer with 503 (counts down).
         always_fail: Path substrings answered with 503 forever (a scene that stays unreadable).
         fail_every: Answer every n-th request (over all paths) with 503; 0 for never.
+        max_consecutive: Transient failures (``fail_first``, ``fail_every``) never hit one path
+            more than this many times in a row, so a client with more retries always gets
+            through, whatever the interleaving of concurrent requests.
         require_token: Reject requests without ``token`` and a future ``exp`` (403).
         tokens_seen: Every distinct accepted token.
         requests: Count of requests by path (after rule checks).
@@ -163,6 +166,7 @@ class BlobRules:
     fail_first: dict[str, int] = field(default_factory=dict)
     always_fail: set[str] = field(default_factory=set)
     fail_every: int = 0
+    max_consecutive: int = 3
     require_token: bool = False
     tokens_seen: set[str] = field(default_factory=set)
     requests: dict[str, int] = field(default_factory=dict)
@@ -170,6 +174,7 @@ class BlobRules:
     expired: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _count: int = 0
+    _streak: dict[str, int] = field(default_factory=dict)
 
     def verdict(self, path: str, query: dict[str, str]) -> int:
         """HTTP status to answer with before serving (200: serve the file)."""
@@ -181,17 +186,24 @@ class BlobRules:
                     self.expired += 1
                     return 403
                 self.tokens_seen.add(token)
-            if any(s in path for s in self.always_fail) or (
-                self.fail_every and self._count % self.fail_every == 0
-            ):
+            if any(s in path for s in self.always_fail):
                 self.failures += 1
                 return 503
-            if self.fail_first.get(path, 0) > 0:
-                self.fail_first[path] -= 1
-                self.failures += 1
-                return 503
+            streak = self._streak.get(path, 0)
+            if streak < self.max_consecutive:
+                if self.fail_first.get(path, 0) > 0:
+                    self.fail_first[path] -= 1
+                    return self._transient(path, streak)
+                if self.fail_every and self._count % self.fail_every == 0:
+                    return self._transient(path, streak)
+            self._streak[path] = 0
             self.requests[path] = self.requests.get(path, 0) + 1
             return 200
+
+    def _transient(self, path: str, streak: int) -> int:
+        self._streak[path] = streak + 1
+        self.failures += 1
+        return 503
 
 
 class RangeHTTPRequestHandler(BaseHTTPRequestHandler):
