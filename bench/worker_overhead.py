@@ -1,4 +1,4 @@
-"""Same frozen model, same input: chips/s in a plain process, a spawned child and a Dask task.
+"""Same model, same input: chips/s in a plain process, a spawned child and a Dask task.
 
 Isolates what running inside a Dask worker costs the model on this machine (the end-to-end
 sweep's gap to the model-only figure). Run: ``python -m bench.worker_overhead``.

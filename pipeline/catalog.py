@@ -264,6 +264,11 @@ def matches(
         cloud = item.properties.get("eo:cloud_cover")
         if cloud is not None and float(cloud) > max_cloud:
             return False
+    return intersects(item, bbox)
+
+
+def intersects(item: pystac.Item, bbox: BBox) -> bool:
+    """Whether an item's footprint (its geometry, else its bbox) intersects a WGS84 ``bbox``."""
     query = box(*bbox)
     if item.geometry is not None:
         return bool(shape(item.geometry).intersects(query))

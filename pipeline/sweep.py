@@ -31,8 +31,9 @@ from distributed import Client, progress
 from odc.geo.geobox import GeoBox
 
 from pipeline import __version__, catalog, cube, store
-from pipeline.bands import SWEEP_BANDS
+from pipeline.bands import S2_L2A_ASSETS
 from pipeline.cluster import ClusterSpec, dask_client
+from pipeline.cube import DEM_COLLECTION, S2_COLLECTION
 from pipeline.errors import UserError
 from pipeline.models.checkpoint import (
     CheckpointError,
@@ -41,11 +42,9 @@ from pipeline.models.checkpoint import (
     sha256_file,
     shipped_checkpoint,
 )
-from pipeline.predict import chips_run_here, predict_block, resolve_device
+from pipeline.predict import ModelPlugin, chips_run_here, predict_block, resolve_device
 from pipeline.tiling import ChipGrid, chips_to_tile_once, chunk_bounds, pad_to_multiple
 
-S2_COLLECTION = "sentinel-2-l2a"
-DEM_COLLECTION = "cop-dem-glo-30"
 #: Real data loaded around each region: the chip halo (128) plus slack for the cube's own
 #: neighbourhood operations (cloud-mask dilation, slope, DEM gap filling).
 REGION_MARGIN = 160
@@ -230,15 +229,6 @@ def load_meta(cfg: SweepConfig) -> tuple[Path, CheckpointMeta, str]:
     return path, meta, sha256_file(path)
 
 
-def _intersects(item: pystac.Item, bounds: tuple[float, float, float, float]) -> bool:
-    if item.bbox is None:
-        return True
-    w, s, e, n = (
-        item.bbox[:4] if len(item.bbox) == 4 else (item.bbox[0], item.bbox[1], item.bbox[3], item.bbox[4])
-    )
-    return not (e < bounds[0] or w > bounds[2] or n < bounds[1] or s > bounds[3])
-
-
 def region_probability(
     stack: da.Array,
     grid: ChipGrid,
@@ -284,11 +274,6 @@ def read_policy(cfg: SweepConfig) -> cube.ReadPolicy:
     )
 
 
-def spectral_bands() -> list[str]:
-    """The Sentinel-2 assets a sweep reads (besides SCL)."""
-    return [b for b in SWEEP_BANDS if b.startswith("B")]
-
-
 @dataclass
 class _Scenes:
     """The items a sweep uses, and those it left out (id -> reason)."""
@@ -316,7 +301,7 @@ def _search(cfg: SweepConfig, cat: catalog.Catalog) -> tuple[list[pystac.Item], 
     dem_items = cat.search(DEM_COLLECTION, cfg.bbox, DEM_WINDOW[0], DEM_WINDOW[1])
     if not dem_items:
         raise UserError(f"no {DEM_COLLECTION} tiles found for bbox {list(cfg.bbox)}")
-    cube.check_s2_items(s2_items, spectral_bands())
+    cube.check_s2_items(s2_items, S2_L2A_ASSETS)
     cube.check_dem_items(dem_items)
     return s2_items, dem_items
 
@@ -350,7 +335,7 @@ def _usable_scenes(
         scenes.dem = [it for it in scenes.dem if it.id in planned]
     scenes.drop([])
     policy = read_policy(cfg)
-    _, s2_skipped = cube.preflight_s2(catalog.sign_items(scenes.s2, sign), spectral_bands(), policy)
+    _, s2_skipped = cube.preflight_s2(catalog.sign_items(scenes.s2, sign), S2_L2A_ASSETS, policy)
     _, dem_skipped = cube.preflight_dem(catalog.sign_items(scenes.dem, sign), policy)
     scenes.drop(s2_skipped + dem_skipped)
     for what, left, skipped in (
@@ -421,8 +406,6 @@ def run_sweep(
     model_kw = {"checkpoint": str(ckpt), "sha256": sha, "device": device, "batch_size": cfg.batch_size}
     todo = [r for r in regions if r.index not in done]
     with _client(client, spec) as (cl, threads):
-        from pipeline.predict import ModelPlugin
-
         cl.register_plugin(ModelPlugin(str(ckpt), sha, device, cfg.batch_size, threads))
         chips_before = sum(cl.run(chips_run_here).values())
         t_compute = time.perf_counter()
@@ -561,12 +544,12 @@ def _compute_region(
     load_box = window_geobox(gbox, region.rows, region.cols, m)
     bb = load_box.extent.to_crs("EPSG:4326").boundingbox
     bounds = (bb.left, bb.bottom, bb.right, bb.top)
-    s2 = catalog.sign_items([it for it in scenes.s2 if _intersects(it, bounds)], sign)
-    dem = catalog.sign_items([it for it in scenes.dem if _intersects(it, bounds)], sign)
+    s2 = catalog.sign_items([it for it in scenes.s2 if catalog.intersects(it, bounds)], sign)
+    dem = catalog.sign_items([it for it in scenes.dem if catalog.intersects(it, bounds)], sign)
     if not s2 or not dem:
         return
     policy = read_policy(cfg)
-    s2, s2_skipped = cube.preflight_s2(s2, spectral_bands(), policy)
+    s2, s2_skipped = cube.preflight_s2(s2, S2_L2A_ASSETS, policy)
     dem, dem_skipped = cube.preflight_dem(dem, policy)
     scenes.drop(s2_skipped + dem_skipped)
     if not s2 or not dem:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from pipeline.models.checkpoint import sha256_file
-from pipeline.predict import load_model
+from pipeline.predict import load_model, model_for
 from pipeline.sweep import REGION_MARGIN, Region, region_probability
-from pipeline.tiling import ChipGrid
+from pipeline.tiling import ChipGrid, planned_chips
 
 
 def _stack(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -74,18 +74,21 @@ def test_invalid_pixels_are_nan_and_all_invalid_chips_are_skipped(tiny_unet_chec
     m = REGION_MARGIN
     stack[:, m : m + 200, m : m + 200] = np.nan  # a cloud
     stack[3, m + 300, m + 300] = np.nan  # one band missing at one pixel
-    model = load_model(tiny_unet_checkpoint, "cpu", 4)
+    # The synchronous scheduler runs chips through this process's cached model.
+    model = model_for(str(tiny_unet_checkpoint), sha256_file(tiny_unet_checkpoint), "cpu", 4)
     before = model.chips_run
     got = _run(stack, tiny_unet_checkpoint, shape, 128)
+    ran = model.chips_run - before
+    assert 0 < ran < planned_chips(ChipGrid(), shape, 128)
     assert np.isnan(got[:200, :200]).all()
     assert np.isnan(got[300, 300])
     assert np.isfinite(got[250:, 250:299]).all() and np.isfinite(got[:, 201:]).sum() > 0
     assert ((got[np.isfinite(got)] >= 0) & (got[np.isfinite(got)] <= 1)).all()
-    del before
 
 
 def test_threshold_and_bands_come_from_the_checkpoint(tiny_unet_checkpoint: Path) -> None:
     model = load_model(tiny_unet_checkpoint, "cpu", 2)
+    assert model.meta.threshold == 0.5
     assert model.meta.bands[-2:] == ("slope", "dem")
     assert model.mean.shape == (13, 1, 1)
     with pytest.raises(ValueError):
