@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ PLUGIN_PREFIX = "landslide-model-"
 #: :func:`pipeline.cluster.dask_client` for its local workers; Dask's nanny sets
 #: ``OMP_NUM_THREADS=1`` in every worker, so without it torch would use one core per worker).
 TORCH_THREADS_ENV = "LANDSLIDE_TORCH_THREADS"
+#: Set to ``0`` to skip the CPU graph optimisation of :func:`optimize_for_cpu` (eager PyTorch).
+CPU_JIT_ENV = "LANDSLIDE_CPU_JIT"
 
 log = logging.getLogger(__name__)
 
@@ -87,26 +90,74 @@ class LoadedModel:
         cuda = self.device.startswith("cuda")
         with self._lock, torch.inference_mode():
             for i in range(0, x.shape[0], self.batch_size):
-                batch = torch.from_numpy(x[i : i + self.batch_size]).to(self.device)
+                part = x[i : i + self.batch_size]
+                n = len(part)
+                if n < self.batch_size:  # pad: one input shape, so a frozen graph never re-specialises
+                    pad = np.zeros((self.batch_size - n, *part.shape[1:]), part.dtype)
+                    part = np.concatenate([part, pad])
+                batch = torch.from_numpy(part).to(self.device)
                 batch = batch.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                     logits = self.model(batch)
-                out[i : i + len(batch)] = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+                out[i : i + n] = torch.sigmoid(logits[:n].float())[:, 0].cpu().numpy()
             self.chips_run += x.shape[0]
         return out
 
 
-def load_model(checkpoint: str | Path, device: str = "auto", batch_size: int = 8) -> LoadedModel:
-    """Load a checkpoint safely and prepare it for inference (eval mode, channels-last).
+def optimize_for_cpu(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """Freeze a CPU model into an inference graph with oneDNN-fused kernels.
+
+    ``torch.jit.trace`` + ``torch.jit.freeze`` + ``torch.jit.optimize_for_inference`` folds
+    BatchNorm into the convolutions and pre-packs the weights. Measured on a quiet 2-core machine
+    it is **not faster** than eager PyTorch (U-Net batch 2 / 8: eager 8.25 / 8.12 chips/s, frozen
+    8.0 / 7.24), but its results are **bit-identical whatever the thread count** (eager differs
+    by ~6e-8 between 1 and 2 threads), so a sweep resumed on workers with other thread counts,
+    or finished by a replacement worker, writes a store identical value for value. The price is
+    a one-off trace per worker (seconds for the U-Net, ~75 s for Clay-large). Any failure falls
+    back to the eager model (with a warning); ``LANDSLIDE_CPU_JIT=0`` disables it.
+
+    Args:
+        model: The network in eval mode, on the CPU, channels-last.
+        example: A representative input ``[B, C, S, S]`` (channels-last).
+
+    Returns:
+        The optimised module, or ``model`` itself when optimisation is disabled or fails.
+    """
+    if os.environ.get(CPU_JIT_ENV, "1") == "0":
+        return model
+    try:
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings for shape checks (constant per chip)
+            traced = torch.jit.trace(model, example, check_trace=False)
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+            frozen(example)  # first calls compile the graph for this shape
+            frozen(example)
+        return frozen
+    except Exception as exc:  # any tracing failure means: run eagerly
+        log.warning("CPU graph optimisation failed (%s); running the eager model", exc)
+        return model
+
+
+def load_model(
+    checkpoint: str | Path, device: str = "auto", batch_size: int = 8, optimize: bool = True
+) -> LoadedModel:
+    """Load a checkpoint safely and prepare it for inference.
 
     Args:
         checkpoint: Safetensors checkpoint path.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         batch_size: Chips per forward pass.
+        optimize: On the CPU, freeze the model with :func:`optimize_for_cpu`.
     """
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, device=dev)
     model = model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if optimize and dev == "cpu":
+        chip = 128
+        example = torch.zeros(batch_size, len(meta.bands), chip, chip).contiguous(
+            memory_format=torch.channels_last
+        )
+        model = optimize_for_cpu(model, example)
     return LoadedModel(model=model, meta=meta, device=dev, batch_size=batch_size)
 
 

@@ -93,3 +93,19 @@ def test_threshold_and_bands_come_from_the_checkpoint(tiny_unet_checkpoint: Path
     assert model.mean.shape == (13, 1, 1)
     with pytest.raises(ValueError):
         model.probabilities(np.zeros((1, 12, 128, 128), dtype=np.float32))
+
+
+def test_cpu_model_output_does_not_depend_on_the_thread_count(tiny_unet_checkpoint: Path) -> None:
+    """Why CPU models are frozen: a resumed sweep on workers with other thread counts stays identical."""
+    import torch
+
+    x = np.random.default_rng(0).random((8, 13, 128, 128), dtype=np.float32)
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            outs.append(load_model(tiny_unet_checkpoint, "cpu", 4).probabilities(x))
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(outs[0], outs[1])
