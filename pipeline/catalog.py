@@ -15,9 +15,10 @@ All catalog I/O lives here; everything downstream works on plain :class:`pystac.
 
 Search semantics (identical for both implementations):
 
-* ``bbox`` is WGS84 ``(west, south, east, north)``, validated by :func:`validate_bbox`. A box
-  crossing the antimeridian (``west > east``) is **rejected** with a message asking to split it
-  in two searches; this module does not split it for you.
+* ``bbox`` is WGS84 ``(west, south, east, north)``: a :class:`BBox`, the one bbox rule set of
+  the pipeline (a plain sequence is validated into one). A box crossing the antimeridian
+  (``west > east``) is **rejected** with a message naming the two boxes to search instead; this
+  module does not split it for you. ``south > north`` is reported as such.
 * ``start`` / ``end`` are an inclusive UTC date window: ``start 00:00:00Z`` to
   ``end 23:59:59.999999Z``. Items with ``start_datetime``/``end_datetime`` match when their range
   overlaps the window.
@@ -40,7 +41,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pystac
@@ -62,8 +63,8 @@ _SIGNATURE_PREFIXES = ("x-amz-", "x-goog-")
 #: and/or returns the signed item.
 Signer = Callable[[pystac.Item], Any]
 
-BBox = tuple[float, float, float, float]
-
+#: Plain WGS84 ``(west, south, east, north)`` bounds (not validated; e.g. a region's footprint).
+Bounds = tuple[float, float, float, float]
 
 class CatalogError(UserError):
     """A catalog problem the user can fix (unreachable API, bad item, bad bbox, unknown collection)."""
@@ -104,42 +105,128 @@ class Catalog(Protocol):
 # Pure helpers
 
 
-def validate_bbox(bbox: Sequence[float]) -> BBox:
-    """Check a WGS84 bounding box and return it as a tuple of floats.
+#: Latitude limit of every bbox (degrees): sweeps map on UTM grids, which end at 84° N, and
+#: the same limit is used in the south; beyond it a UTM grid is not a sensible metric grid.
+MAX_ABS_LAT = 84.0
 
-    Requires four finite numbers with ``west < east``, ``south < north``, longitudes in
-    ``[-180, 180]`` and latitudes in ``[-90, 90]``. A box crossing the antimeridian
-    (``west > east``) is rejected: split it into two searches.
+
+class _Corners(NamedTuple):
+    west: float
+    south: float
+    east: float
+    north: float
+
+
+class BBox(_Corners):
+    """A WGS84 ``(west, south, east, north)`` box that passed the one rule set of this pipeline.
+
+    Constructing one validates it, so a ``BBox`` value is always valid; it is a tuple, so it
+    unpacks, compares and serialises like ``(west, south, east, north)``. The rules: four finite
+    numbers, longitudes in ``[-180, 180]``, latitudes in ``[-MAX_ABS_LAT, MAX_ABS_LAT]``,
+    ``south < north`` and ``west < east``. A box with ``west > east`` crosses the antimeridian
+    and is rejected with a hint naming the two boxes to sweep instead; ``south > north`` is
+    reported as such, with the box the user probably meant. Every suggested box is itself valid.
+    """
+
+    def __new__(cls, west: float, south: float, east: float, north: float) -> BBox:
+        """Validate and build (raises :class:`CatalogError` naming the first rule broken)."""
+        values = _finite_floats((west, south, east, north))
+        problem = _problem(values)
+        if problem:
+            raise CatalogError(f"bad bbox {values}: {problem}")
+        return super().__new__(cls, *values)
+
+    @property
+    def corners(self) -> tuple[float, float, float, float]:
+        """``(west, south, east, north)`` as a plain tuple."""
+        return (self.west, self.south, self.east, self.north)
+
+    @classmethod
+    def parse(cls, values: Sequence[float] | BBox) -> BBox:
+        """Validate any sequence of four numbers as a bbox (a ``BBox`` is returned as is).
+
+        Raises:
+            CatalogError: Naming what is wrong (one line).
+
+        """
+        if isinstance(values, BBox):
+            return values
+        try:
+            floats = tuple(float(v) for v in values)
+        except (TypeError, ValueError) as exc:
+            raise CatalogError(f"bad bbox {values!r}: expected four numbers west,south,east,north") from exc
+        if len(floats) != 4:
+            raise CatalogError(f"bad bbox {values!r}: expected four numbers west,south,east,north")
+        return cls(*floats)
+
+
+def _finite_floats(values: Sequence[float]) -> tuple[float, float, float, float]:
+    w, s, e, n = (float(v) for v in values)
+    if not all(math.isfinite(v) for v in (w, s, e, n)):
+        raise CatalogError(f"bad bbox {(w, s, e, n)}: values must be finite")
+    return (w, s, e, n)
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if v.is_integer() else repr(v)
+
+
+def _fmt(box_: tuple[float, ...]) -> str:
+    return "(" + ", ".join(_num(v) for v in box_) + ")"
+
+
+def bbox_suggestions(values: Sequence[float]) -> list[tuple[float, float, float, float]]:
+    """The valid box(es) a user most likely meant by an inverted one (empty if none is clear).
+
+    ``south > north`` is read as swapped latitudes; ``west > east`` as a box across the
+    antimeridian, split in two at 180°. Each returned box passes :class:`BBox`.
+    """
+    w, s, e, n = _finite_floats(values)
+    if not all(-180.0 <= v <= 180.0 for v in (w, e)) or not all(abs(v) <= MAX_ABS_LAT for v in (s, n)):
+        return []
+    s, n = min(s, n), max(s, n)
+    if s == n or w == e:
+        return []
+    parts = [(w, s, 180.0, n), (-180.0, s, e, n)] if w > e else [(w, s, e, n)]
+    return [p for p in parts if p[0] < p[2]]
+
+
+def _problem(values: tuple[float, float, float, float]) -> str | None:
+    """What is wrong with a bbox, or None; the first rule broken, hints included."""
+    west, south, east, north = values
+    for name, lon in (("west", west), ("east", east)):
+        if not -180.0 <= lon <= 180.0:
+            return f"{name} longitude {_num(lon)} outside [-180, 180]"
+    for name, lat in (("south", south), ("north", north)):
+        if not -MAX_ABS_LAT <= lat <= MAX_ABS_LAT:
+            return (
+                f"{name} latitude {_num(lat)} outside [-{MAX_ABS_LAT:g}, {MAX_ABS_LAT:g}] "
+                "(sweeps map on UTM grids, which end at 84 degrees)"
+            )
+    hints = [_fmt(b) for b in bbox_suggestions(values)]
+    split = f"split it into {' and '.join(hints)}"
+    if south > north:
+        text = f"south {_num(south)} is north of north {_num(north)} (expected W S E N)"
+        if len(hints) == 1:
+            return f"{text}; did you mean {hints[0]}?"
+        return f"{text}; swapped, it also crosses the antimeridian: {split}" if hints else text
+    if south == north:
+        return "south must be less than north"
+    if west > east:
+        return "west > east (crosses the antimeridian?)" + (f"; {split}" if hints else "")
+    if west == east:
+        return "west must be less than east"
+    return None
+
+
+def validate_bbox(bbox: Sequence[float] | BBox) -> BBox:
+    """Check a WGS84 bounding box (see :class:`BBox` for the rules) and return it as a ``BBox``.
 
     Raises:
         CatalogError: Naming what is wrong.
 
     """
-    try:
-        values = tuple(float(v) for v in bbox)
-    except (TypeError, ValueError) as exc:
-        raise CatalogError(f"bad bbox {bbox!r}: expected four numbers west,south,east,north") from exc
-    if len(values) != 4:
-        raise CatalogError(f"bad bbox {bbox!r}: expected four numbers west,south,east,north")
-    west, south, east, north = values
-    if not all(math.isfinite(v) for v in values):
-        raise CatalogError(f"bad bbox {values}: values must be finite")
-    for name, lon in (("west", west), ("east", east)):
-        if not -180.0 <= lon <= 180.0:
-            raise CatalogError(f"bad bbox {values}: {name} longitude {lon} outside [-180, 180]")
-    for name, lat in (("south", south), ("north", north)):
-        if not -90.0 <= lat <= 90.0:
-            raise CatalogError(f"bad bbox {values}: {name} latitude {lat} outside [-90, 90]")
-    if west > east:
-        raise CatalogError(
-            f"bad bbox {values}: west > east (crosses the antimeridian?); "
-            f"split it into ({west}, {south}, 180, {north}) and (-180, {south}, {east}, {north})"
-        )
-    if west == east:
-        raise CatalogError(f"bad bbox {values}: west must be less than east")
-    if south >= north:
-        raise CatalogError(f"bad bbox {values}: south must be less than north")
-    return (west, south, east, north)
+    return BBox.parse(bbox)
 
 
 def date_window(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -252,7 +339,7 @@ def sort_key(item: pystac.Item) -> tuple[dt.datetime, str]:
 
 def matches(
     item: pystac.Item,
-    bbox: BBox,
+    bbox: Bounds,
     window: tuple[dt.datetime, dt.datetime],
     max_cloud: float | None,
 ) -> bool:
@@ -267,7 +354,7 @@ def matches(
     return intersects(item, bbox)
 
 
-def intersects(item: pystac.Item, bbox: BBox) -> bool:
+def intersects(item: pystac.Item, bbox: Bounds) -> bool:
     """Whether an item's footprint (its geometry, else its bbox) intersects a WGS84 ``bbox``."""
     query = box(*bbox)
     if item.geometry is not None:

@@ -16,7 +16,7 @@ from pipeline.errors import UserError
 
 #: Modules that contribute subcommands, in the order they appear in ``--help``.
 _COMMAND_MODULES = (
-    "pipeline.sweep_commands",
+    "pipeline.sweep.commands",
     "pipeline.models.commands",
     "pipeline.train.commands",
     "pipeline.products.commands",

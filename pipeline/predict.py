@@ -169,38 +169,54 @@ def torch_threads_for_worker(requested: int | None) -> int | None:
     return int(env) if env and env.isdigit() and int(env) > 0 else None
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """The one reference to a model that travels to the workers (never the weights).
+
+    Attributes:
+        checkpoint: Path of the checkpoint, readable on every worker.
+        sha256: Its SHA-256; a worker holding a different file refuses it. Also names the
+            worker plugin that holds the loaded model.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``; ``"auto"`` is resolved on the worker, where
+            the model runs (a CPU-only client may drive GPU workers).
+        batch_size: Chips per forward pass.
+    """
+
+    checkpoint: str
+    sha256: str
+    device: str = "auto"
+    batch_size: int = 8
+
+    @property
+    def plugin_name(self) -> str:
+        """Name under which the worker plugin of this model is registered."""
+        return plugin_name(self.sha256)
+
+
 class ModelPlugin(WorkerPlugin):
     """Loads the model once per worker when the worker starts (or joins).
 
     Args:
-        checkpoint: Path of the checkpoint, readable on every worker.
-        sha256: Expected SHA-256 of the file; a worker holding a different file refuses it.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        batch_size: Chips per forward pass.
+        model: What to load, and how.
         torch_threads: Intra-op threads for torch on this worker (None: ``$LANDSLIDE_TORCH_THREADS``
             when the worker's environment sets it, else torch's default).
     """
 
-    def __init__(
-        self, checkpoint: str, sha256: str, device: str, batch_size: int, torch_threads: int | None
-    ) -> None:
-        self.checkpoint = str(checkpoint)
-        self.sha256 = sha256
-        self.device = device
-        self.batch_size = batch_size
+    def __init__(self, model: ModelRef, torch_threads: int | None = None) -> None:
+        self.model = model
         self.torch_threads = torch_threads
-        self.name = plugin_name(sha256)
+        self.name = model.plugin_name
         self.loaded: LoadedModel | None = None
 
     def setup(self, worker: Any) -> None:
-        """Verify and load the checkpoint on this worker."""
+        """Verify and load the checkpoint on this worker (``device="auto"`` resolved here)."""
         threads = torch_threads_for_worker(self.torch_threads)
         if threads:
             torch.set_num_threads(threads)
-        found = sha256_file(self.checkpoint)
-        if found != self.sha256:
-            raise RuntimeError(f"checkpoint {self.checkpoint} on this worker has sha256 {found[:12]}")
-        self.loaded = load_model(self.checkpoint, self.device, self.batch_size)
+        found = sha256_file(self.model.checkpoint)
+        if found != self.model.sha256:
+            raise RuntimeError(f"checkpoint {self.model.checkpoint} on this worker has sha256 {found[:12]}")
+        self.loaded = load_model(self.model.checkpoint, self.model.device, self.model.batch_size)
 
 
 def plugin_name(sha256: str) -> str:
@@ -212,20 +228,20 @@ _PROCESS_MODELS: dict[str, LoadedModel] = {}
 _PROCESS_LOCK = threading.Lock()
 
 
-def model_for(checkpoint: str, sha256: str, device: str, batch_size: int) -> LoadedModel:
+def model_for(model: ModelRef) -> LoadedModel:
     """The model of this worker's plugin, or a per-process cached one outside a worker."""
     try:
         worker = get_worker()
     except ValueError:
         worker = None
     if worker is not None:
-        plugin = worker.plugins.get(plugin_name(sha256))
+        plugin = worker.plugins.get(model.plugin_name)
         if isinstance(plugin, ModelPlugin) and plugin.loaded is not None:
             return plugin.loaded
     with _PROCESS_LOCK:
-        if sha256 not in _PROCESS_MODELS:
-            _PROCESS_MODELS[sha256] = load_model(checkpoint, device, batch_size)
-        return _PROCESS_MODELS[sha256]
+        if model.sha256 not in _PROCESS_MODELS:
+            _PROCESS_MODELS[model.sha256] = load_model(model.checkpoint, model.device, model.batch_size)
+        return _PROCESS_MODELS[model.sha256]
 
 
 def chips_run_here(dask_worker: Any = None) -> int:
@@ -255,10 +271,7 @@ def predict_block(
     bounds_x: list[tuple[int, int]],
     offset: tuple[int, int],
     shape: tuple[int, int],
-    checkpoint: str,
-    sha256: str,
-    device: str,
-    batch_size: int,
+    model: ModelRef,
     block_id: tuple[int, ...] | None = None,
 ) -> NDArray[np.float32]:
     """Blended probabilities of one block's core (the ``map_overlap`` task).
@@ -270,10 +283,7 @@ def predict_block(
         bounds_x: Same along x.
         offset: ``(row, col)`` of the mapped array's first pixel in the area's coordinates.
         shape: ``(rows, cols)`` of the whole area (defines the global chip grid's extent).
-        checkpoint: Checkpoint path (loaded once per worker).
-        sha256: Its SHA-256 (identifies the worker's loaded model).
-        device: Torch device.
-        batch_size: Chips per forward pass.
+        model: The model (loaded once per worker by :class:`ModelPlugin`).
         block_id: Supplied by Dask: the output block's ``(y_chunk, x_chunk)``.
 
     Returns:
@@ -303,7 +313,7 @@ def predict_block(
     if not todo:
         return out
     batch = np.stack([block[:, sy : sy + s, sx : sx + s] for sy, sx in todo]).astype(np.float32, copy=False)
-    probs = model_for(checkpoint, sha256, device, batch_size).probabilities(batch)
+    probs = model_for(model).probabilities(batch)
     weights = blend_weights(s, grid.overlap)
     acc = np.zeros((core_h, core_w), dtype=np.float64)
     wsum = np.zeros((core_h, core_w), dtype=np.float64)

@@ -19,7 +19,7 @@ import rasterio.shutil
 import xarray as xr
 from rasterio.windows import Window
 
-from pipeline.products._store import store_crs, store_transform
+from pipeline.store.reader import store_crs, store_transform
 
 BLOCKSIZE = 512
 #: Creation options of the COG driver (GDAL >= 3.1).

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import UserError
-from pipeline.products._store import atomic_output, open_store, store_threshold
 from pipeline.products.cog import write_cog
 from pipeline.products.polygons import (
     DEFAULT_MIN_AREA_M2,
@@ -24,6 +23,8 @@ from pipeline.products.polygons import (
 from pipeline.products.pyramid import write_pyramid
 from pipeline.products.quicklook import write_quicklook
 from pipeline.products.stac_item import build_item, update_collection, write_item
+from pipeline.store.atomic import atomic_output
+from pipeline.store.reader import open_result, store_threshold
 
 #: Product key -> file name inside the output directory.
 FILE_NAMES = {
@@ -104,7 +105,7 @@ def export_summary(
         raise UserError(f"--min-area must be >= 0, got {min_area_m2}")
     if labels_path is not None and not Path(labels_path).is_file():
         raise UserError(f"no reference mask at {labels_path}")
-    ds = open_store(store_path)
+    ds = open_result(store_path)
     thr = store_threshold(ds, threshold)
     out = Path(out_dir)
     try:

@@ -36,7 +36,7 @@ from scipy import ndimage
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.products._store import store_crs, store_threshold, store_transform
+from pipeline.store.reader import store_crs, store_threshold, store_transform
 
 #: Default minimum polygon area: two 10 m pixels.
 DEFAULT_MIN_AREA_M2 = 200.0
@@ -140,7 +140,7 @@ def landslide_polygons(
     """Vectorise the landslide mask of a result store, stitching polygons across windows.
 
     Args:
-        ds: The result store (lazy), as :func:`pipeline.products._store.open_store` returns it.
+        ds: The result store (lazy), as :func:`pipeline.store.open_result` returns it.
         threshold: Probability threshold; the store's ``landslide:threshold`` if None.
         min_area_m2: Drop polygons smaller than this (square metres).
         window: Window side in pixels; memory is about 20 bytes times ``window**2``.

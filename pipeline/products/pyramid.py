@@ -36,7 +36,7 @@ from ndpyramid.utils import multiscales_template
 from odc.geo.geobox import GeoBox
 from pyproj import Transformer
 
-from pipeline.products._store import store_crs, store_transform
+from pipeline.store.reader import store_crs, store_transform
 
 TILE = 256
 #: Half the Web Mercator world width, metres.

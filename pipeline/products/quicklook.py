@@ -25,7 +25,7 @@ from matplotlib.patches import Rectangle
 from rasterio.enums import Resampling
 
 from pipeline.errors import UserError
-from pipeline.products._store import store_crs, store_threshold, store_transform
+from pipeline.store.reader import store_crs, store_threshold, store_transform
 
 MAX_PIXELS = 1600
 FIG_WIDTH_IN = 10.0

@@ -31,7 +31,8 @@ import xarray as xr
 from pyproj import Transformer
 from shapely.geometry import box, mapping
 
-from pipeline.products._store import atomic_output, store_crs, store_transform
+from pipeline.store.atomic import atomic_output
+from pipeline.store.reader import store_crs, store_transform
 
 STAC_VERSION = "1.1.0"
 PROJECTION_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
