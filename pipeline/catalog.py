@@ -15,8 +15,9 @@ All catalog I/O lives here; everything downstream works on plain :class:`pystac.
 
 Search semantics (identical for both implementations):
 
-* ``bbox`` is WGS84 ``(west, south, east, north)``: a :class:`BBox`, the one bbox rule set of
-  the pipeline (a plain sequence is validated into one). A box crossing the antimeridian
+* ``bbox`` is WGS84 ``(west, south, east, north)``, checked by :func:`validate_bbox` with the
+  rules of :class:`BBox` (the one bbox rule set; a search may reach the poles, an area to map
+  stops at 84°). A box crossing the antimeridian
   (``west > east``) is **rejected** with a message naming the two boxes to search instead; this
   module does not split it for you. ``south > north`` is reported as such.
 * ``start`` / ``end`` are an inclusive UTC date window: ``start 00:00:00Z`` to
@@ -131,7 +132,7 @@ class BBox(_Corners):
     def __new__(cls, west: float, south: float, east: float, north: float) -> BBox:
         """Validate and build (raises :class:`CatalogError` naming the first rule broken)."""
         values = _finite_floats((west, south, east, north))
-        problem = _problem(values)
+        problem = _problem(values, MAX_ABS_LAT)
         if problem:
             raise CatalogError(f"bad bbox {values}: {problem}")
         return super().__new__(cls, *values)
@@ -151,13 +152,7 @@ class BBox(_Corners):
         """
         if isinstance(values, BBox):
             return values
-        try:
-            floats = tuple(float(v) for v in values)
-        except (TypeError, ValueError) as exc:
-            raise CatalogError(f"bad bbox {values!r}: expected four numbers west,south,east,north") from exc
-        if len(floats) != 4:
-            raise CatalogError(f"bad bbox {values!r}: expected four numbers west,south,east,north")
-        return cls(*floats)
+        return cls(*validate_bbox(values))
 
 
 def _finite_floats(values: Sequence[float]) -> tuple[float, float, float, float]:
@@ -175,14 +170,16 @@ def _fmt(box_: tuple[float, ...]) -> str:
     return "(" + ", ".join(_num(v) for v in box_) + ")"
 
 
-def bbox_suggestions(values: Sequence[float]) -> list[tuple[float, float, float, float]]:
+def bbox_suggestions(
+    values: Sequence[float], max_lat: float = MAX_ABS_LAT
+) -> list[tuple[float, float, float, float]]:
     """The valid box(es) a user most likely meant by an inverted one (empty if none is clear).
 
     ``south > north`` is read as swapped latitudes; ``west > east`` as a box across the
     antimeridian, split in two at 180°. Each returned box passes :class:`BBox`.
     """
     w, s, e, n = _finite_floats(values)
-    if not all(-180.0 <= v <= 180.0 for v in (w, e)) or not all(abs(v) <= MAX_ABS_LAT for v in (s, n)):
+    if not all(-180.0 <= v <= 180.0 for v in (w, e)) or not all(abs(v) <= max_lat for v in (s, n)):
         return []
     s, n = min(s, n), max(s, n)
     if s == n or w == e:
@@ -191,19 +188,17 @@ def bbox_suggestions(values: Sequence[float]) -> list[tuple[float, float, float,
     return [p for p in parts if p[0] < p[2]]
 
 
-def _problem(values: tuple[float, float, float, float]) -> str | None:
+def _problem(values: tuple[float, float, float, float], max_lat: float) -> str | None:
     """What is wrong with a bbox, or None; the first rule broken, hints included."""
     west, south, east, north = values
     for name, lon in (("west", west), ("east", east)):
         if not -180.0 <= lon <= 180.0:
             return f"{name} longitude {_num(lon)} outside [-180, 180]"
     for name, lat in (("south", south), ("north", north)):
-        if not -MAX_ABS_LAT <= lat <= MAX_ABS_LAT:
-            return (
-                f"{name} latitude {_num(lat)} outside [-{MAX_ABS_LAT:g}, {MAX_ABS_LAT:g}] "
-                "(sweeps map on UTM grids, which end at 84 degrees)"
-            )
-    hints = [_fmt(b) for b in bbox_suggestions(values)]
+        if not -max_lat <= lat <= max_lat:
+            why = " (sweeps map on UTM grids, which end at 84 degrees)" if max_lat < 90 else ""
+            return f"{name} latitude {_num(lat)} outside [-{max_lat:g}, {max_lat:g}]{why}"
+    hints = [_fmt(b) for b in bbox_suggestions(values, max_lat)]
     split = f"split it into {' and '.join(hints)}"
     if south > north:
         text = f"south {_num(south)} is north of north {_num(north)} (expected W S E N)"
@@ -219,14 +214,29 @@ def _problem(values: tuple[float, float, float, float]) -> str | None:
     return None
 
 
-def validate_bbox(bbox: Sequence[float] | BBox) -> BBox:
-    """Check a WGS84 bounding box (see :class:`BBox` for the rules) and return it as a ``BBox``.
+def validate_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
+    """Check a WGS84 box to *search*: the rules of :class:`BBox`, with latitudes up to the poles.
+
+    A search may look anywhere (DEM tiles reach 90° S); an area to *map* must be a
+    :class:`BBox` (latitudes within ``MAX_ABS_LAT``), which a sweep checks up front.
 
     Raises:
         CatalogError: Naming what is wrong.
 
     """
-    return BBox.parse(bbox)
+    if isinstance(bbox, BBox):
+        return bbox.corners
+    try:
+        floats = tuple(float(v) for v in bbox)
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(f"bad bbox {bbox!r}: expected four numbers west,south,east,north") from exc
+    if len(floats) != 4:
+        raise CatalogError(f"bad bbox {bbox!r}: expected four numbers west,south,east,north")
+    values = _finite_floats(floats)
+    problem = _problem(values, 90.0)
+    if problem:
+        raise CatalogError(f"bad bbox {values}: {problem}")
+    return values
 
 
 def date_window(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:

@@ -25,11 +25,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.catalog import (
+    MAX_ABS_LAT,
     PLANETARY_COMPUTER_URL,
+    BBox,
     Catalog,
     CatalogError,
     StacApiCatalog,
     StaticCatalog,
+    bbox_suggestions,
     is_signed,
     open_catalog,
     sign_items,
@@ -403,9 +406,43 @@ def test_validate_bbox_property(x0: float, x1: float, y0: float, y1: float) -> N
     bbox = (x0, y0, x1, y1)
     if x0 < x1 and y0 < y1:
         assert validate_bbox(bbox) == bbox
+        if abs(y0) <= MAX_ABS_LAT and abs(y1) <= MAX_ABS_LAT:
+            assert BBox.parse(bbox) == bbox and BBox.parse(BBox.parse(bbox)) == bbox
+        else:
+            with pytest.raises(CatalogError, match="outside \\[-84, 84\\]"):
+                BBox.parse(bbox)
     else:
         with pytest.raises(CatalogError, match="bad bbox"):
             validate_bbox(bbox)
+
+
+@given(lons, lons, st.floats(-MAX_ABS_LAT, MAX_ABS_LAT), st.floats(-MAX_ABS_LAT, MAX_ABS_LAT))
+def test_inverted_bbox_hints_are_valid_boxes_covering_the_intended_area(
+    x0: float, x1: float, y0: float, y1: float
+) -> None:
+    """South > north is named; every suggested box is valid; together they span what was meant."""
+    hints = bbox_suggestions((x0, y0, x1, y1))
+    for hint in hints:
+        assert BBox(*hint) == hint
+    if x0 == x1 or y0 == y1:
+        assert hints == []
+        return
+    lo, hi = min(y0, y1), max(y0, y1)
+    assert all((h[1], h[3]) == (lo, hi) for h in hints)
+    width = sum(h[2] - h[0] for h in hints)
+    assert width == pytest.approx(x1 - x0 if x0 < x1 else 360.0 - (x0 - x1), abs=1e-9)
+    if y0 > y1:
+        with pytest.raises(CatalogError, match="is north of north"):
+            BBox(x0, y0, x1, y1)
+
+
+def test_south_north_of_north_is_reported_with_a_valid_box() -> None:
+    with pytest.raises(CatalogError) as info:
+        BBox(141.9, 42.85, 142.1, 42.7)
+    assert "south 42.85 is north of north 42.7" in str(info.value)
+    assert "did you mean (141.9, 42.7, 142.1, 42.85)?" in str(info.value)
+    with pytest.raises(CatalogError, match=r"north latitude 90 outside \[-84, 84\]"):
+        BBox(0, 0, 1, 90)
 
 
 @given(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.models.checkpoint import sha256_file
-from pipeline.predict import load_model, model_for
+from pipeline.predict import ModelRef, load_model, model_for
 from pipeline.sweep import REGION_MARGIN, Region, region_probability
 from pipeline.tiling import ChipGrid, planned_chips
 
@@ -26,7 +26,7 @@ def _stack(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
 
 
 def _run(stack: np.ndarray, ckpt: Path, shape: tuple[int, int], block: int, overlap: int = 8) -> np.ndarray:
-    kw = {"checkpoint": str(ckpt), "sha256": sha256_file(ckpt), "device": "cpu", "batch_size": 4}
+    kw = ModelRef(str(ckpt), sha256_file(ckpt), "cpu", 4)
     region = Region(0, (0, shape[0]), (0, shape[1]))
     prob = region_probability(
         da.from_array(stack, chunks=(13, 256, 256)), ChipGrid(overlap=overlap), region, shape, block, kw
@@ -75,7 +75,7 @@ def test_invalid_pixels_are_nan_and_all_invalid_chips_are_skipped(tiny_unet_chec
     stack[:, m : m + 200, m : m + 200] = np.nan  # a cloud
     stack[3, m + 300, m + 300] = np.nan  # one band missing at one pixel
     # The synchronous scheduler runs chips through this process's cached model.
-    model = model_for(str(tiny_unet_checkpoint), sha256_file(tiny_unet_checkpoint), "cpu", 4)
+    model = model_for(ModelRef(str(tiny_unet_checkpoint), sha256_file(tiny_unet_checkpoint), "cpu", 4))
     before = model.chips_run
     got = _run(stack, tiny_unet_checkpoint, shape, 128)
     ran = model.chips_run - before

@@ -26,8 +26,8 @@ from pipeline import catalog, cube
 from pipeline.cli import main
 from pipeline.demo import scene
 from pipeline.errors import UserError
-from pipeline.products._store import open_store
-from pipeline.store import mark_region_done, open_result, prepare, template
+from pipeline.predict import ModelRef
+from pipeline.store import RunMeta, mark_region_done, open_result, prepare, template
 from pipeline.sweep import REGION_MARGIN, Region, area_geobox, plan_regions, region_probability, window_geobox
 from pipeline.tiling import ChipGrid
 
@@ -157,7 +157,8 @@ def test_antimeridian_is_rejected_with_a_split_hint_from_a_shell(
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.count("\n") == 1 and "split it into (179.5, -17.0, 180, -16.0)" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert "split it into (179.5, -17, 180, -16) and (-180, -17, -179.5, -16)" in proc.stderr
     assert not out.exists()
 
 
@@ -187,8 +188,8 @@ def _region_tasks(shape: tuple[int, int], region: Region, block: int) -> int:
     m = REGION_MARGIN
     rows, cols = region.rows[1] - region.rows[0], region.cols[1] - region.cols[0]
     stack = da.zeros((14, rows + 2 * m, cols + 2 * m), dtype=np.float32, chunks=(14, block, block))
-    kw = {"checkpoint": "x", "sha256": "0" * 64, "device": "cpu", "batch_size": 8}
-    return len(region_probability(stack, ChipGrid(overlap=8), region, shape, block, kw).__dask_graph__())
+    ref = ModelRef("x", "0" * 64, "cpu", 8)
+    return len(region_probability(stack, ChipGrid(overlap=8), region, shape, block, ref).__dask_graph__())
 
 
 def test_one_region_graph_is_bounded_whatever_the_area() -> None:
@@ -217,15 +218,14 @@ def test_output_paths_that_exist(
     # A partial store of other parameters: refused, untouched; and never opened as complete.
     gbox = area_geobox(scene.DEMO_BBOX)
     part = tmp_path / "partial.zarr"
-    prepare(part, template(gbox.crs.proj, gbox.transform, (384, 640), 128, {"landslide:regions_total": 15}),
-            "another-fingerprint", 2, overwrite=False)  # fmt: skip
+    tmpl = template(gbox.crs.proj, gbox.transform, (384, 640), 128, _meta(15))
+    prepare(part, tmpl, "another-fingerprint", 2, overwrite=False)
     mark_region_done(part, 3)
     _one_line_error(
         capsys, _args(part, tiny_unet_checkpoint), r"partial sweep with different parameters \(1/15"
     )
-    for opener in (open_result, open_store):
-        with pytest.raises(UserError, match="not a complete sweep"):
-            opener(part)
+    with pytest.raises(UserError, match="not a complete sweep"):
+        open_result(part)
     assert open_result(part, allow_partial=True).attrs["landslide:status"] == "in_progress"
 
 
@@ -235,6 +235,58 @@ def test_a_killed_store_creation_leaves_nothing_in_the_way(tmp_path: Path) -> No
     leftover = tmp_path / ".out.zarr.creating-deadbeef"
     leftover.mkdir()
     (leftover / ".zgroup").write_text("{}")
-    prepare(out, template(gbox.crs.proj, gbox.transform, (384, 640), 128, {}), "fp", 2, overwrite=False)
+    prepare(out, template(gbox.crs.proj, gbox.transform, (384, 640), 128, _meta(15)), "fp", 2, False)
     assert out.is_dir() and not leftover.exists()
     shutil.rmtree(out)
+
+
+def _meta(regions: int) -> RunMeta:
+    return RunMeta(
+        model="unet", checkpoint="x.safetensors", checkpoint_sha256="0" * 64, threshold=0.5, bands=("B02",),
+        start="2018-09-07", end="2018-09-30", bbox=scene.DEMO_BBOX, event_id=None, block=128, overlap=8,
+        composite="median", software_version="0", regions_total=regions,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("bbox", "pattern"),
+    [
+        (["141.9", "42.8", "142.0", "42.7"], r"south 42\.8 is north of north 42\.7.*did you mean \(141\.9"),
+        (["142.0", "42.8", "141.9", "42.7"], r"south 42\.8 is north of north 42\.7.*split it into \(142, 42"),
+        (["141.9", "42.7", "142.0", "90"], r"north latitude 90 outside \[-84, 84\]"),
+        (["141.9", "-90", "142.0", "42.7"], r"south latitude -90 outside \[-84, 84\]"),
+    ],
+    ids=["south > north", "both inverted", "north = 90", "south = -90"],
+)
+def test_a_bad_bbox_is_named_up_front_with_a_valid_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bbox: list[str], pattern: str
+) -> None:
+    # A checkpoint that does not exist: the bbox is checked first, before anything is read.
+    out = tmp_path / "out.zarr"
+    args = _args(out, tmp_path / "absent.safetensors")
+    args[args.index("--bbox") + 1 : args.index("--bbox") + 5] = bbox
+    line = _one_line_error(capsys, args, pattern)
+    assert not out.exists()
+    # Every box the message suggests is itself a valid bbox.
+    import re
+
+    parts = re.split(r"did you mean|split it into", line)
+    for box in re.findall(r"\(([-0-9., ]+)\)", parts[-1]) if len(parts) > 1 else []:
+        catalog.BBox(*(float(v) for v in box.split(",")))
+
+
+def test_an_empty_existing_directory_is_accepted_as_out(tmp_path: Path) -> None:
+    gbox = area_geobox(scene.DEMO_BBOX)
+    out = tmp_path / "out.zarr"
+    out.mkdir()
+    prog = prepare(out, template(gbox.crs.proj, gbox.transform, (384, 640), 128, _meta(15)), "fp", 2, False)
+    assert prog.status == "in_progress" and prog.done == () and prog.total == 15
+    attrs = open_result(out, allow_partial=True).attrs
+    assert attrs["Conventions"].startswith("CF-1.")
+    # ... and a directory holding anything is not.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x").write_text("keep")
+    with pytest.raises(UserError, match="not a landslide store"):
+        prepare(other, template(gbox.crs.proj, gbox.transform, (384, 640), 128, _meta(15)), "fp", 2, False)
+    assert (other / "x").read_text() == "keep"

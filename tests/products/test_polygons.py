@@ -6,8 +6,8 @@ import pytest
 import shapely
 from rasterio.features import rasterize
 
-from pipeline.products._store import open_store
 from pipeline.products.polygons import landslide_polygons
+from pipeline.store import open_result
 
 from .store_fixture import RES, FixtureStore
 
@@ -26,7 +26,7 @@ def _match(gdf: gpd.GeoDataFrame, store: FixtureStore) -> dict[str, int]:
 
 @pytest.mark.parametrize("window", [128, 100, 4096])
 def test_polygons_match_the_mask_whatever_the_window(store: FixtureStore, window: int) -> None:
-    ds = open_store(store.path)
+    ds = open_result(store.path)
     gdf = landslide_polygons(ds, window=window)
     kept = store.kept()
     assert len(gdf) == len(kept)
@@ -49,7 +49,7 @@ def test_polygons_match_the_mask_whatever_the_window(store: FixtureStore, window
 
 
 def test_cross_border_blob_is_one_polygon(store: FixtureStore) -> None:
-    gdf = landslide_polygons(open_store(store.path), window=128)
+    gdf = landslide_polygons(open_result(store.path), window=128)
     rows = _match(gdf, store)
     for name in ("cross_256_128", "big_cross_256", "ell_cross_128"):
         geom = gdf.loc[rows[name]].geometry
@@ -59,7 +59,7 @@ def test_cross_border_blob_is_one_polygon(store: FixtureStore) -> None:
 
 
 def test_invalid_pixels_excluded_and_corner_touching_kept_apart(store: FixtureStore) -> None:
-    gdf = landslide_polygons(open_store(store.path), window=128)
+    gdf = landslide_polygons(open_result(store.path), window=128)
     rows = _match(gdf, store)
     assert gdf.loc[rows["cut_by_invalid"], "n_pixels"] == 8 * 16
     assert rows["corner_a"] != rows["corner_b"]
@@ -67,7 +67,7 @@ def test_invalid_pixels_excluded_and_corner_touching_kept_apart(store: FixtureSt
 
 
 def test_min_area_and_threshold_options(store: FixtureStore) -> None:
-    ds = open_store(store.path)
+    ds = open_result(store.path)
     assert len(landslide_polygons(ds, min_area_m2=0)) == len(store.blobs)
     assert len(landslide_polygons(ds, min_area_m2=50_000)) == len(store.kept(50_000))
     assert len(landslide_polygons(ds, threshold=0.995)) == 0

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from pipeline.products._store import open_store
 from pipeline.products.pyramid import TILE, zoom_range
+from pipeline.store import open_result
 
 from .store_fixture import FixtureStore
 
@@ -12,7 +12,7 @@ from .store_fixture import FixtureStore
 def test_pyramid_levels_shapes_crs_values(exported, store: FixtureStore) -> None:
     tree = xr.open_datatree(exported.paths["pyramid"], engine="zarr", decode_coords="all")
     meta = tree.attrs["multiscales"][0]["datasets"]
-    min_zoom, max_zoom = zoom_range(open_store(store.path))
+    min_zoom, max_zoom = zoom_range(open_result(store.path))
     assert (min_zoom, max_zoom) == (10, 14)  # 10 m at 42.7 N -> zoom 14 (7 m ground pixels)
     assert [d["path"] for d in meta] == [str(k) for k in range(max_zoom - min_zoom + 1)]
     assert tree.attrs["proj:code"] == "EPSG:3857"

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.products._store import open_store
 from pipeline.products.quicklook import DPI, FIG_WIDTH_IN, write_quicklook
+from pipeline.store import open_result
 
 from .store_fixture import FixtureStore
 
@@ -19,7 +19,7 @@ def test_quicklook_with_labels_panel(exported) -> None:
 
 
 def test_quicklook_single_panel_shows_nodata_grey(store: FixtureStore, tmp_path: Path) -> None:
-    out = write_quicklook(open_store(store.path), tmp_path / "q.png")
+    out = write_quicklook(open_result(store.path), tmp_path / "q.png")
     img = np.asarray(Image.open(out).convert("RGB"))
     assert img.shape[1] == int(FIG_WIDTH_IN * DPI)
     grey = np.all(img == (0xD9, 0xD9, 0xD9), axis=-1)
