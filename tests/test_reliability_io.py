@@ -36,6 +36,8 @@ W, S, E, N = scene.DEMO_BBOX
 #: The west 60 % of the demo (384 x 384 px).
 BBOX = (W, S, W + 0.6 * (E - W), N)
 SECOND_ID = "S2_MSIL2A_20180912_T54TWN_L4S-DEMO-COPY"
+#: Totals of this module (``tests/reliability_report.py`` prints them).
+FIGURES: dict[str, int] = {"bytes": 0, "http_503_absorbed": 0, "tokens": 0}
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +106,8 @@ def test_transient_503s_are_retried_and_change_nothing(
     assert rules.failures >= 10, rules.failures
     assert summary.skipped_scenes == [] and len(summary.scenes) == 2
     assert store_bytes(tmp_path / "flaky.zarr") == store_bytes(reference)
+    FIGURES["http_503_absorbed"] += rules.failures
+    FIGURES["bytes"] += sum(len(v) for v in store_bytes(reference).values())
 
 
 def test_a_scene_that_stays_unreadable_is_skipped_and_named(
@@ -120,6 +124,7 @@ def test_a_scene_that_stays_unreadable_is_skipped_and_named(
     assert "503" in attrs["landslide:skipped_reasons"][SECOND_ID]
     assert SECOND_ID not in [s["id"] for s in attrs["landslide:scenes"]]
     assert store_bytes(tmp_path / "skip.zarr") == store_bytes(reference)
+    FIGURES["bytes"] += sum(len(v) for v in store_bytes(reference).values())
 
 
 def test_the_only_scene_unreadable_is_one_line_and_no_store(
@@ -158,6 +163,7 @@ def test_tokens_expire_but_each_region_signs_afresh(
             urllib.request.urlopen(f"{url}/a/B02.tif?token={issued[0]}&exp={time.time() - 1}")
     assert summary.regions_total == 9 and wall > life_s
     assert len(rules.tokens_seen) >= summary.regions_total, len(rules.tokens_seen)
+    FIGURES["tokens"] += len(rules.tokens_seen)
     text = (out / ".zattrs").read_text() + (out / ".zmetadata").read_text() + "\n".join(summary.lines())
     assert "token=" not in text and not any(t in text for t in issued)
     ref = store_bytes(reference)
