@@ -43,7 +43,8 @@ def _versions() -> str:
 
     return (
         f"Python {platform.python_version()}, zarr {zarr.__version__}, "
-        f"distributed {distributed.__version__}, GDAL {rasterio.__gdal_version__} (rasterio {rasterio.__version__})"
+        f"distributed {distributed.__version__}, "
+        f"GDAL {rasterio.__gdal_version__} (rasterio {rasterio.__version__})"
     )
 
 
