@@ -31,6 +31,7 @@ from flows.io_retry import backoff, retry_on_io
 from flows.pending_events import WatchOptions, advance, parse_now
 from flows.sweep_area import DEFAULT_MAX_RADIUS_KM, landslide_radius_km, sweep_bbox
 from flows.usgs_feed import DEFAULT_FEED_URL, Earthquake, parse_feed, read_feed
+from pipeline.sweep.config import DEFAULT_BLOCK
 
 DEFAULT_MIN_MAGNITUDE = 6.0
 FEED_RETRY_S = 10.0
@@ -90,7 +91,7 @@ def earthquake_watch(
     wait_days: float = 0.0,
     window_days: int = 30,
     give_up_days: float = 30.0,
-    block: int = 2048,
+    block: int = DEFAULT_BLOCK,
     export: bool = True,
     now: str | None = None,
     retry_delay_s: float = FEED_RETRY_S,
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
     p.add_argument("--min-magnitude", type=float, default=DEFAULT_MIN_MAGNITUDE)
     p.add_argument("--max-radius-km", type=float, default=DEFAULT_MAX_RADIUS_KM)
-    p.add_argument("--block", type=int, default=2048)
+    p.add_argument("--block", type=int, default=DEFAULT_BLOCK)
     p.add_argument("--now", help="evaluation time, ISO 8601 (default: now)")
     p.add_argument(
         "--once", action="store_true", help="run one poll and exit (default: serve every --every-min)"

@@ -23,6 +23,7 @@ from typing import Any
 from flows.event_state import EventRecord, EventState, utc_iso
 from flows.io_retry import backoff
 from flows.regional_sweep import regional_sweep, search_scenes
+from pipeline.sweep.config import DEFAULT_BLOCK
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class WatchOptions:
     wait_days: float = 0.0
     window_days: int = 30
     give_up_days: float = 30.0
-    block: int = 2048
+    block: int = DEFAULT_BLOCK
     export: bool = True
     retry_delay_s: float = 10.0
     scheduler: str | None = None

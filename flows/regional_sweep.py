@@ -22,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import pystac
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -30,7 +31,8 @@ from pipeline import catalog, store
 from pipeline.cluster import ClusterSpec
 from pipeline.errors import UserError
 from pipeline.products.export import FILE_NAMES, export_products
-from pipeline.sweep import S2_COLLECTION, SweepConfig, run_sweep
+from pipeline.sweep import DEFAULT_BLOCK, S2_COLLECTION, Scenes, SweepConfig, run_sweep
+from pipeline.sweep.run import search_scenes as sweep_search
 
 EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SEARCH_RETRY_S = 10.0
@@ -80,10 +82,33 @@ def search_scenes(
     return [it.id for it in items]
 
 
+@task(
+    retries=3,
+    retry_delay_seconds=backoff(SEARCH_RETRY_S),
+    retry_condition_fn=retry_on_io,
+    cache_policy=NO_CACHE,
+)
+def search_items(config: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The sweep's one search (retried on catalog I/O errors); the items are passed to the sweep."""
+    cfg = _config(config)
+    found = sweep_search(cfg, catalog.open_catalog(cfg.catalog))
+    return {"s2": [it.to_dict() for it in found.s2], "dem": [it.to_dict() for it in found.dem]}
+
+
 @task(cache_policy=NO_CACHE)
-def sweep_task(config: dict[str, Any]) -> dict[str, Any]:
-    """Run (or resume) the sweep and return its summary as a dict."""
-    cfg = SweepConfig(
+def sweep_task(
+    config: dict[str, Any], items: dict[str, list[dict[str, Any]]] | None = None
+) -> dict[str, Any]:
+    """Run (or resume) the sweep on the items already found and return its summary as a dict."""
+    scenes = None
+    if items is not None:
+        s2, dem = ([pystac.Item.from_dict(d) for d in items[k]] for k in ("s2", "dem"))
+        scenes = Scenes(tuple(s2), tuple(dem))
+    return asdict(run_sweep(_config(config), scenes=scenes))
+
+
+def _config(config: dict[str, Any]) -> SweepConfig:
+    return SweepConfig(
         bbox=tuple(config["bbox"]),
         start=dt.date.fromisoformat(config["start"]),
         end=dt.date.fromisoformat(config["end"]),
@@ -96,7 +121,6 @@ def sweep_task(config: dict[str, Any]) -> dict[str, Any]:
         cluster=ClusterSpec(scheduler=config["scheduler"], n_workers=config["workers"]),
         progress=False,
     )
-    return asdict(run_sweep(cfg))
 
 
 @task(cache_policy=NO_CACHE)
@@ -136,7 +160,7 @@ def regional_sweep(
     out_dir: str,
     catalog: str | None = None,
     checkpoint: str | None = None,
-    block: int = 2048,
+    block: int = DEFAULT_BLOCK,
     export: bool = True,
     max_cloud: float | None = 80.0,
     scheduler: str | None = None,
@@ -179,19 +203,21 @@ def regional_sweep(
         )  # fmt: skip
         action = "exported"
     else:
-        scenes = search_scenes(catalog, list(bbox), start, end, max_cloud)
-        if not scenes:
+        config = {
+            "bbox": list(bbox), "start": start, "end": end, "out": str(paths["store"]), "catalog": catalog,
+            "checkpoint": checkpoint, "block": block, "max_cloud": max_cloud, "event_id": event_id,
+            "scheduler": scheduler, "workers": workers,
+        }  # fmt: skip
+        items = search_items(config)
+        if not items["s2"]:
             raise NoImageryError(
                 f"event {event_id}: no {S2_COLLECTION} scenes over {list(bbox)} between {start} and {end}"
             )
         log.info(
-            "event %s: %d scene(s); %s the sweep", event_id, len(scenes), "resuming" if status else "starting"
+            "event %s: %d scene(s); %s the sweep", event_id, len(items["s2"]),
+            "resuming" if status else "starting",
         )
-        summary = sweep_task({
-            "bbox": list(bbox), "start": start, "end": end, "out": str(paths["store"]), "catalog": catalog,
-            "checkpoint": checkpoint, "block": block, "max_cloud": max_cloud, "event_id": event_id,
-            "scheduler": scheduler, "workers": workers,
-        })  # fmt: skip
+        summary = sweep_task(config, items)
         action = "swept"
     products = export_task(str(paths["store"]), str(paths["products"])) if export else {}
     result = {

@@ -17,6 +17,7 @@ from flows.event_state import EventRecord, EventState, utc_iso
 from flows.pending_events import WatchOptions, advance, parse_now
 from flows.regional_sweep import event_paths
 from pipeline.catalog import validate_bbox
+from pipeline.sweep.config import DEFAULT_BLOCK
 
 
 @flow(name="storm-sweep", log_prints=True)
@@ -31,7 +32,7 @@ def storm_sweep(
     max_cloud: float = 40.0,
     window_days: int = 30,
     give_up_days: float = 45.0,
-    block: int = 2048,
+    block: int = DEFAULT_BLOCK,
     export: bool = True,
     now: str | None = None,
     retry_delay_s: float = 10.0,

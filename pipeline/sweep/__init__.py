@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         window_geobox,
     )
     from pipeline.sweep.regions import region_probability
-    from pipeline.sweep.run import run_sweep, search_scenes
+    from pipeline.sweep.run import check_scenes, run_sweep, search_scenes
     from pipeline.sweep.summary import SweepSummary, summary_json
 
 _LAZY = {
@@ -49,6 +49,7 @@ _LAZY = {
     "plan_regions": "pipeline.sweep.plan", "plan_sweep": "pipeline.sweep.plan",
     "window_geobox": "pipeline.sweep.plan", "region_probability": "pipeline.sweep.regions",
     "run_sweep": "pipeline.sweep.run", "search_scenes": "pipeline.sweep.run",
+    "check_scenes": "pipeline.sweep.run",
     "SweepSummary": "pipeline.sweep.summary", "summary_json": "pipeline.sweep.summary",
 }  # fmt: skip
 
@@ -68,6 +69,7 @@ __all__ = [
     "SweepPlan",
     "SweepSummary",
     "area_geobox",
+    "check_scenes",
     "plan_regions",
     "plan_sweep",
     "region_probability",

@@ -108,22 +108,10 @@ def _config(args: argparse.Namespace, **kw: Any) -> SweepConfig:
 
 
 def _run(cfg: SweepConfig) -> SweepSummary:
-    """Run the sweep; on Ctrl-C, quiet Dask's shutdown so that one line is all the user sees."""
+    """Run the sweep (Ctrl-C: see :func:`pipeline.sweep.run.run_sweep`; the CLI prints one line)."""
     from pipeline.sweep.run import run_sweep
 
-    try:
-        return run_sweep(cfg)
-    except KeyboardInterrupt:
-        quiet_shutdown()
-        raise
-
-
-def quiet_shutdown() -> None:
-    """Silence the loggers that report a cluster torn down mid-task (after Ctrl-C)."""
-    import logging
-
-    for name in ("distributed", "tornado", "asyncio", "bokeh"):
-        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    return run_sweep(cfg)
 
 
 def _report(summary: SweepSummary, args: argparse.Namespace) -> None:

@@ -9,11 +9,14 @@ store is marked ``complete`` only at the end (:mod:`pipeline.store.writer`).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,23 +54,31 @@ def load_checkpoint_info(cfg: SweepConfig) -> Checkpoint:
 
 
 def search_scenes(cfg: SweepConfig, cat: catalog.Catalog) -> Scenes:
-    """Post-event Sentinel-2 items and DEM tiles over the area, checked before anything is written.
+    """The catalog's answers for a sweep: post-event Sentinel-2 items and DEM tiles over the area.
+
+    The one search of a sweep; a caller that searched already (a flow waiting for imagery)
+    passes the result to :func:`run_sweep`. Empty answers are returned as they are.
+    """
+    s2 = cat.search(S2_COLLECTION, cfg.bbox, cfg.start, cfg.end, max_cloud=cfg.max_cloud)
+    dem = cat.search(DEM_COLLECTION, cfg.bbox, DEM_WINDOW[0], DEM_WINDOW[1]) if s2 else []
+    return Scenes(tuple(s2), tuple(dem))
+
+
+def check_scenes(cfg: SweepConfig, scenes: Scenes) -> None:
+    """Refuse empty or malformed answers before anything is written.
 
     Raises:
         UserError: No scenes, no DEM tiles, or items that fail the checks.
     """
-    s2 = cat.search(S2_COLLECTION, cfg.bbox, cfg.start, cfg.end, max_cloud=cfg.max_cloud)
-    if not s2:
+    if not scenes.s2:
         raise UserError(
             f"no {S2_COLLECTION} scenes found for bbox {list(cfg.bbox)} between {cfg.start} and {cfg.end}"
             + (f" with cloud cover <= {cfg.max_cloud}%" if cfg.max_cloud is not None else "")
         )
-    dem = cat.search(DEM_COLLECTION, cfg.bbox, DEM_WINDOW[0], DEM_WINDOW[1])
-    if not dem:
+    if not scenes.dem:
         raise UserError(f"no {DEM_COLLECTION} tiles found for bbox {list(cfg.bbox)}")
-    cube.check_s2_items(s2, S2_L2A_ASSETS)
-    cube.check_dem_items(dem)
-    return Scenes(tuple(s2), tuple(dem))
+    cube.check_s2_items(list(scenes.s2), S2_L2A_ASSETS)
+    cube.check_dem_items(list(scenes.dem))
 
 
 def run_sweep(
@@ -94,7 +105,9 @@ def run_sweep(
     ckpt = load_checkpoint_info(cfg)
     cat = catalog.open_catalog(cfg.catalog, signer=signer)
     sign = getattr(cat, "signer", signer)
-    plan = plan_sweep(cfg, ckpt, scenes if scenes is not None else search_scenes(cfg, cat))
+    found = scenes if scenes is not None else search_scenes(cfg, cat)
+    check_scenes(cfg, found)
+    plan = plan_sweep(cfg, ckpt, found)
     with store.StoreLock(cfg.out) as lock:
         if lock.stale is not None:
             print(f"note: took over the lock of a killed sweep ({lock.stale.describe()})", file=sys.stderr)
@@ -219,6 +232,11 @@ def _client(client: Client | None, cfg: SweepConfig) -> Iterator[tuple[Client, i
     A local cluster runs on this machine, so ``device="auto"`` is resolved here only to choose
     its kind (a ``LocalCUDACluster`` when a GPU is visible); the workers resolve it again for
     the model. With a scheduler address nothing is resolved on the client.
+
+    Ctrl-C: a terminal sends SIGINT to the whole process group, local workers included. They
+    are started with SIGINT ignored (the client process alone handles it), and on the
+    interrupt the loggers that report a cluster torn down mid-task are silenced, so that the
+    CLI's one line is all the user sees.
     """
     if client is not None:
         yield client, None
@@ -226,5 +244,30 @@ def _client(client: Client | None, cfg: SweepConfig) -> Iterator[tuple[Client, i
     spec = cfg.cluster
     if not spec.scheduler:
         spec = replace(spec, device=resolve_device(cfg.device))
-    with dask_client(spec) as pair:
-        yield pair
+    with ExitStack() as stack:
+        with _children_ignore_sigint():
+            pair = stack.enter_context(dask_client(spec))
+        try:
+            yield pair
+        except KeyboardInterrupt:
+            quiet_shutdown()
+            raise
+
+
+@contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Ignore SIGINT while child processes start (they keep it ignored; Python leaves it so)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def quiet_shutdown() -> None:
+    """Silence the loggers that report a cluster torn down mid-task (after Ctrl-C)."""
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
