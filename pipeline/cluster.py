@@ -23,6 +23,10 @@ from distributed import Client, LocalCluster
 from pipeline.errors import UserError
 from pipeline.predict import TORCH_THREADS_ENV
 
+#: No dashboard, and the scheduler's HTTP (metrics) server on an ephemeral loopback port: left at
+#: its default it tries port 8787 and warns on stderr when another cluster holds it.
+QUIET_SCHEDULER = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
+
 
 @dataclass(frozen=True)
 class ClusterSpec:
@@ -80,7 +84,10 @@ def dask_client(spec: ClusterSpec) -> Iterator[tuple[Client, int | None]]:
             from dask_cuda import LocalCUDACluster
         except ImportError as exc:
             raise UserError("device cuda needs the gpu extra: pip install 'landslide-pipeline[gpu]'") from exc
-        cluster = LocalCUDACluster(n_workers=spec.n_workers, dashboard_address=None, silence_logs=40)
+        cluster = LocalCUDACluster(
+            n_workers=spec.n_workers, dashboard_address=None, silence_logs=40,
+            scheduler_kwargs=QUIET_SCHEDULER,
+        )  # fmt: skip
         threads: int | None = None
     else:
         n = spec.n_workers or min(2, cpu_count())
@@ -88,6 +95,7 @@ def dask_client(spec: ClusterSpec) -> Iterator[tuple[Client, int | None]]:
         cluster = LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None, silence_logs=40, env=worker_env(threads),
+            scheduler_kwargs=QUIET_SCHEDULER,
         )  # fmt: skip
     client = Client(cluster)
     try:
