@@ -20,6 +20,8 @@ import dask.array as da
 import numpy as np
 import pytest
 import rasterio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from pipeline import catalog, cube
@@ -290,3 +292,59 @@ def test_an_empty_existing_directory_is_accepted_as_out(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not a landslide store"):
         prepare(other, template(gbox.crs.proj, gbox.transform, (384, 640), 128, _meta(15)), "fp", 2, False)
     assert (other / "x").read_text() == "keep"
+
+
+@given(
+    st.integers(1, 40_000), st.integers(1, 40_000), st.sampled_from([128, 256, 512, 2048]), st.integers(1, 6)
+)
+@settings(max_examples=200, deadline=None)
+def test_regions_tile_the_area_once_in_whole_blocks(
+    rows: int, cols: int, block: int, region_blocks: int
+) -> None:
+    regions = plan_regions((rows, cols), block, region_blocks)
+    assert [r.index for r in regions] == list(range(len(regions)))
+    area = sum((r.rows[1] - r.rows[0]) * (r.cols[1] - r.cols[0]) for r in regions)
+    assert area == rows * cols  # disjoint and covering (with the bounds below)
+    step = block * region_blocks
+    for r in regions:
+        assert 0 <= r.rows[0] < r.rows[1] <= rows and 0 <= r.cols[0] < r.cols[1] <= cols
+        # Every region starts on a block boundary, so each store chunk belongs to one region.
+        assert r.rows[0] % step == 0 and r.cols[0] % step == 0
+        assert r.rows[1] - r.rows[0] == min(step, rows - r.rows[0])
+    assert len(regions) == -(-rows // step) * -(-cols // step)
+
+
+def test_the_plan_is_pure_and_sends_auto_to_the_workers(tiny_unet_checkpoint: Path) -> None:
+    from pipeline.models.checkpoint import read_meta, sha256_file
+    from pipeline.sweep import Checkpoint, Scenes, SweepConfig, plan_sweep
+
+    cat = catalog.open_catalog(str(scene.DEMO_CATALOG))
+    scenes = Scenes(
+        tuple(cat.search("sentinel-2-l2a", scene.DEMO_BBOX, scene.DEMO_START, scene.DEMO_END)),
+        tuple(cat.search("cop-dem-glo-30", scene.DEMO_BBOX, scene.DEMO_DEM_START, scene.DEMO_DEM_END)),
+    )
+    path = tiny_unet_checkpoint
+    ckpt = Checkpoint(path, read_meta(path), sha256_file(path))
+    cfg = SweepConfig(bbox=scene.DEMO_BBOX, start=scene.DEMO_START, end=scene.DEMO_END,
+                      out=Path("nowhere.zarr"), block=256, region_blocks=1)  # fmt: skip
+    a, b = plan_sweep(cfg, ckpt, scenes), plan_sweep(cfg, ckpt, scenes)
+    assert a.fingerprint == b.fingerprint and a.regions == b.regions and a.shape == (384, 640)
+    assert len(a.regions) == 2 * 3
+    # "auto" travels to the workers unresolved: each resolves it where the model runs.
+    assert a.model.device == "auto" and a.model.sha256 == ckpt.sha256
+    meta = a.run_meta().to_attrs()
+    assert meta["landslide:regions_total"] == 6 and meta["landslide:bbox"] == list(scene.DEMO_BBOX)
+    assert not Path("nowhere.zarr").exists()
+    other = plan_sweep(SweepConfig(**{**cfg.__dict__, "block": 512}), ckpt, scenes)
+    assert other.fingerprint != a.fingerprint
+
+
+def test_each_command_states_its_own_block_default(capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.sweep.config import DEFAULT_BLOCK, DEMO_BLOCK
+
+    for command, block in (("sweep", DEFAULT_BLOCK), ("demo", DEMO_BLOCK)):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert f"a multiple of 128 (default {block})" in text, text
+    assert (DEFAULT_BLOCK, DEMO_BLOCK) == (2048, 512)

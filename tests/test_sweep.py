@@ -75,6 +75,12 @@ def test_store_layout_and_georeferencing(reference: Path) -> None:
     ds = xr.open_zarr(reference, decode_coords="all")
     assert ds.attrs["landslide:status"] == "complete"
     assert ds.attrs["proj:code"] == "EPSG:32654"
+    # CF: the conventions are declared, and the flags of `valid` are named.
+    assert ds.attrs["Conventions"].startswith("CF-1.")
+    flags = ds["valid"].attrs
+    assert list(flags["flag_values"]) == [0, 1] and flags["flag_meanings"].split() == ["not_valid", "valid"]
+    # One checksum per region, recorded with it.
+    assert len(ds.attrs["landslide:region_checksums"]) == ds.attrs["landslide:regions_total"]
     assert ds["probability"].dtype == np.float32 and ds["valid"].dtype == np.uint8
     assert ds.rio.crs.to_epsg() == 32654
     t = ds.rio.transform()
@@ -134,6 +140,11 @@ def test_cli_summary_and_json(
     assert "km2" in text and "chips/s" in text
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["area_km2"] == pytest.approx(384 * 640 * 100 / 1e6, rel=0.05)
+    # The swept area is the padded grid, and says so; the requested box is reported beside it.
+    assert 0 < summary["requested_area_km2"] <= summary["area_km2"]
+    assert f"the requested {summary['requested_area_km2']:,.2f} km2 on the UTM grid, padded to whole" in text
+    # Why `landslide export` may report less landslide area.
+    assert "leaving out those under --min-area" in text
     # Same command again: the store is complete, so it refuses and leaves it as it was.
     assert main(args) == 2
     assert "already holds a complete sweep" in capsys.readouterr().err
@@ -143,6 +154,7 @@ def test_cli_summary_and_json(
 BAD = [
     (["--bbox", "142", "42.7", "141.9", "42.8"], "antimeridian|west"),
     (["--bbox", "141.9", "95", "142", "96"], "latitude|range|bbox"),
+    (["--bbox", "141.9", "42.85", "142.1", "42.7"], "south 42.85 is north of north 42.7"),
     (["--start", "2018-09-30", "--end", "2018-09-07"], "before"),
     (["--start", "2019-01-01", "--end", "2019-01-31"], "no sentinel-2-l2a scenes"),
     (["--catalog", "http://127.0.0.1:9"], "cannot reach"),
