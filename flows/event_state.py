@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.errors import UserError
+from pipeline.store.atomic import write_atomic
 
 STATE_FILE = "events.json"
 Status = Literal["pending", "sweeping", "swept", "failed"]
@@ -131,9 +132,7 @@ class EventState:
     def save(self) -> None:
         """Write the file atomically."""
         doc = {"version": 1, "events": {k: asdict(v) for k, v in sorted(self.events.items())}}
-        tmp = self.path.with_suffix(f".json.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(doc, indent=2))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(doc, indent=2))
 
 
 def load_events(path: Path) -> dict[str, EventRecord]:

@@ -31,6 +31,7 @@ from pipeline import catalog, store
 from pipeline.cluster import ClusterSpec
 from pipeline.errors import UserError
 from pipeline.products.export import FILE_NAMES, export_products
+from pipeline.store.atomic import write_atomic
 from pipeline.sweep import DEFAULT_BLOCK, S2_COLLECTION, Scenes, SweepConfig, run_sweep
 from pipeline.sweep.run import search_scenes as sweep_search
 
@@ -146,9 +147,7 @@ def _summary_from_store(path: Path) -> dict[str, Any]:
 
 
 def _write_result(path: Path, result: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=str))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(result, indent=2, default=str))
 
 
 @flow(name="regional-sweep", log_prints=True)
