@@ -28,6 +28,10 @@ Search semantics (identical for both implementations):
 * An item matches the box when its geometry intersects it (its ``bbox`` when it has no geometry).
 * Results are sorted by datetime, then id.
 
+This module is longer than most (about 650 lines) on purpose: the two catalog implementations,
+the search semantics they share and the bbox rules use one error type and are read together;
+split, each part would import the others.
+
 Signing is its own step (:func:`sign_items`), because Planetary Computer SAS tokens last about
 45 minutes: search once, then sign fresh copies just before each region batch is read. Signed
 hrefs must never be logged or persisted: record :func:`strip_signature` of an href instead.
