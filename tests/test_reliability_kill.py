@@ -35,7 +35,9 @@ from pipeline.store import open_result
 from pipeline.sweep import SweepConfig, run_sweep
 from tests.servers import assert_same_store, dask_cluster_processes, store_attrs_file
 
-pytestmark = pytest.mark.slow
+#: Module fixtures (a cluster and a reference sweep) count against the first test's time limit;
+#: on a loaded 2-core machine a sweep here takes minutes, not seconds.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 # Functions of this module run on the workers (Client.run), which cannot import ``tests``.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
