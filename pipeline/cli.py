@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "pipeline.models.commands",
     "pipeline.train.commands",
     "pipeline.products.commands",
+    "pipeline.event_commands",
 )
 
 

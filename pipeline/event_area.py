@@ -1,0 +1,427 @@
+"""Where to look for landslides after an earthquake: the ShakeMap area, on land, in sweep tiles.
+
+Pure functions (no network, no Prefect), used by ``landslide event-area`` and the earthquake
+watch (:mod:`flows.earthquake_watch`):
+
+1. :func:`parse_grid` reads a ShakeMap ``grid.xml`` (the ``<shakemap_grid>`` document) in both
+   field layouts: ShakeMap 3.5 (``PGA`` in ``pctg``, ``SVEL`` in ``ms``, fields
+   ``LON LAT PGA PGV MMI PSA03 PSA10 PSA30 STDPGA URAT SVEL``) and ShakeMap 4 (``PGA`` in ``%g``,
+   ``PGV`` in ``cm/s``, ``SVEL`` in ``m/s``, the IMTs in another order, optional
+   ``event_specific_uncertainty`` elements). Fields are found by their ``grid_field`` name and
+   index, never by position; the XML is read incrementally (``iterparse``) and only PGA and MMI
+   are kept, as float32.
+2. :func:`shaken_area` keeps the cells with PGA >= 0.10 g (the USGS Ground Failure rule) or with
+   MMI >= a threshold, as WGS84 polygons of whole grid cells.
+3. :func:`clip_to_land` keeps the part on land. The land mask is coarse (Natural Earth 1:110m,
+   coastlines kilometres off, small islands missing), so it is grown by a margin before the
+   clip: the area errs on the large side, never drops a coastal cliff.
+4. :func:`split_tiles` cuts the area into sweep tiles on a fixed global lon/lat grid (tile ids
+   are stable across ShakeMap versions, so a new version's added tiles are a set difference,
+   :func:`added_tiles`); each tile's sweep box is the bounds of its part of the area.
+   :func:`mark_flat` skips tiles whose maximum slope, read from a DEM's coarse overview through a
+   :data:`SlopeProbe`, is below a few degrees (a tile with no DEM is kept).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import shapely
+from affine import Affine
+from pyproj import Geod
+from shapely.geometry import box, mapping, shape
+from shapely.geometry.base import BaseGeometry
+
+from pipeline.errors import UserError
+
+#: USGS Ground Failure counts only cells with PGA >= 0.10 g.
+DEFAULT_PGA_G = 0.10
+#: Sweep tile side in degrees (about 22 x 16-22 km at mid latitudes; ~2,000 px a side at 10 m).
+DEFAULT_TILE_DEG = 0.2
+#: Land mask growth before the clip (degrees; ~10 km), because 1:110m coastlines are coarse.
+LAND_MARGIN_DEG = 0.1
+#: A tile whose steepest coarse-overview slope is below this is flat (no landslides to map).
+DEFAULT_FLAT_DEG = 3.0
+#: PGA bin edges (g) of the summary's area-by-PGA table.
+PGA_BINS_G = (0.10, 0.20, 0.40, 0.80)
+
+BBox = tuple[float, float, float, float]
+#: ``probe(bbox) -> max slope (degrees) or None when no DEM covers it``.
+SlopeProbe = Callable[[BBox], "float | None"]
+_GEOD = Geod(ellps="WGS84")
+_NS = re.compile(r"^\{[^}]*\}")
+#: Units of PGA in the two layouts, and the factor to g.
+_PGA_UNITS = {"pctg": 0.01, "%g": 0.01, "g": 1.0}
+
+
+class ShakeMapError(UserError):
+    """The file is not a ShakeMap grid.xml this parser understands."""
+
+
+@dataclass(frozen=True)
+class ShakeGrid:
+    """The parts of a ShakeMap grid the planning needs.
+
+    Attributes:
+        event_id: ``shakemap_grid/@event_id``.
+        version: ``shakemap_version`` (an integer; 0 when absent).
+        layout: ``"3.5"`` or ``"4"`` (from the PGA/SVEL units and ``code_version``).
+        code_version: ShakeMap software version that wrote the grid.
+        magnitude: ``event/@magnitude``.
+        lon: Epicentre longitude.
+        lat: Epicentre latitude.
+        event_time: ``event/@event_timestamp`` as written.
+        description: ``event/@event_description``.
+        lon_min: Longitude of the first grid column (cell centre).
+        lat_max: Latitude of the first grid row (cell centre).
+        dx: Column spacing (degrees).
+        dy: Row spacing (degrees).
+        pga_g: PGA in g, ``[nlat, nlon]``, north row first (NaN where a cell was missing).
+        mmi: Macroseismic intensity, same grid.
+    """
+
+    event_id: str
+    version: int
+    layout: str
+    code_version: str
+    magnitude: float
+    lon: float
+    lat: float
+    event_time: str
+    description: str
+    lon_min: float
+    lat_max: float
+    dx: float
+    dy: float
+    pga_g: np.ndarray
+    mmi: np.ndarray
+
+    @property
+    def transform(self) -> Affine:
+        """Affine transform of the cells (edges half a spacing outside the centres)."""
+        return Affine(self.dx, 0.0, self.lon_min - self.dx / 2, 0.0, -self.dy, self.lat_max + self.dy / 2)
+
+    def value_at(self, field: np.ndarray, lon: float, lat: float) -> float:
+        """Value of ``field`` in the cell containing ``(lon, lat)`` (NaN outside the grid)."""
+        col = int(round((lon - self.lon_min) / self.dx))
+        row = int(round((self.lat_max - lat) / self.dy))
+        if 0 <= row < field.shape[0] and 0 <= col < field.shape[1]:
+            return float(field[row, col])
+        return math.nan
+
+
+def _local(tag: str) -> str:
+    return _NS.sub("", tag)
+
+
+def parse_grid(source: str | Path | IO[bytes]) -> ShakeGrid:
+    """Read a ShakeMap ``grid.xml`` (3.5 or 4 layout) incrementally.
+
+    Args:
+        source: A path or a binary file object.
+
+    Raises:
+        ShakeMapError: Not a ShakeMap grid, no PGA/MMI field, unknown PGA units, or rows missing.
+    """
+    head: dict[str, str] = {}
+    event: dict[str, str] = {}
+    spec: dict[str, str] = {}
+    fields: dict[str, tuple[int, str]] = {}
+    values: np.ndarray | None = None
+    try:
+        for _, elem in ET.iterparse(source, events=("end",)):
+            tag = _local(elem.tag)
+            if tag == "event":
+                event = dict(elem.attrib)
+            elif tag == "grid_specification":
+                spec = dict(elem.attrib)
+            elif tag == "grid_field":
+                fields[elem.attrib["name"].upper()] = (int(elem.attrib["index"]), elem.attrib.get("units", ""))
+            elif tag == "grid_data":
+                values = np.fromstring(elem.text or "", dtype=np.float64, sep=" ")
+            elif tag == "shakemap_grid":
+                head = dict(elem.attrib)
+            elem.clear()
+    except (ET.ParseError, OSError, KeyError, ValueError) as exc:
+        raise ShakeMapError(f"cannot read ShakeMap grid {_name(source)}: {exc}") from exc
+    if not head or not spec or values is None:
+        raise ShakeMapError(f"{_name(source)} is not a ShakeMap grid.xml (<shakemap_grid> with grid_data)")
+    return _build(head, event, spec, fields, values, _name(source))
+
+
+def _name(source: object) -> str:
+    return str(getattr(source, "name", source))
+
+
+def _build(
+    head: dict[str, str],
+    event: dict[str, str],
+    spec: dict[str, str],
+    fields: dict[str, tuple[int, str]],
+    values: np.ndarray,
+    name: str,
+) -> ShakeGrid:
+    for need in ("LON", "LAT", "PGA", "MMI"):
+        if need not in fields:
+            raise ShakeMapError(f"ShakeMap grid {name} has no {need} field (fields: {', '.join(fields)})")
+    pga_units = fields["PGA"][1]
+    if pga_units not in _PGA_UNITS:
+        raise ShakeMapError(f"ShakeMap grid {name}: PGA in unknown units {pga_units!r}")
+    nlon, nlat = int(spec["nlon"]), int(spec["nlat"])
+    lon_min, lon_max = float(spec["lon_min"]), float(spec["lon_max"])
+    lat_min, lat_max = float(spec["lat_min"]), float(spec["lat_max"])
+    n_fields = len(fields)
+    if values.size % n_fields or values.size // n_fields != nlon * nlat:
+        raise ShakeMapError(
+            f"ShakeMap grid {name}: {values.size} numbers are not {nlon} x {nlat} rows of {n_fields} fields"
+        )
+    rows = values.reshape(-1, n_fields)
+    dx = (lon_max - lon_min) / max(nlon - 1, 1)
+    dy = (lat_max - lat_min) / max(nlat - 1, 1)
+    col = np.rint((rows[:, fields["LON"][0] - 1] - lon_min) / dx).astype(np.int64)
+    row = np.rint((lat_max - rows[:, fields["LAT"][0] - 1]) / dy).astype(np.int64)
+    ok = (col >= 0) & (col < nlon) & (row >= 0) & (row < nlat)
+    pga = np.full((nlat, nlon), np.nan, dtype=np.float32)
+    mmi = np.full((nlat, nlon), np.nan, dtype=np.float32)
+    pga[row[ok], col[ok]] = rows[ok, fields["PGA"][0] - 1] * _PGA_UNITS[pga_units]
+    mmi[row[ok], col[ok]] = rows[ok, fields["MMI"][0] - 1]
+    code = head.get("code_version", "")
+    svel_units = fields.get("SVEL", (0, ""))[1]
+    layout = "4" if code.startswith("4") or pga_units == "%g" or svel_units == "m/s" else "3.5"
+    return ShakeGrid(
+        event_id=head.get("event_id", ""), version=int(float(head.get("shakemap_version", "0") or 0)),
+        layout=layout, code_version=code, magnitude=float(event.get("magnitude", "nan")),
+        lon=float(event.get("lon", "nan")), lat=float(event.get("lat", "nan")),
+        event_time=event.get("event_timestamp", ""), description=event.get("event_description", ""),
+        lon_min=lon_min, lat_max=lat_max, dx=dx, dy=dy, pga_g=pga, mmi=mmi,
+    )  # fmt: skip
+
+
+def _cells_to_polygons(grid: ShakeGrid, mask: np.ndarray) -> BaseGeometry:
+    from rasterio import features
+
+    if not mask.any():
+        return shapely.MultiPolygon()
+    parts = [
+        shape(geom)
+        for geom, value in features.shapes(mask.astype(np.uint8), mask=mask, transform=grid.transform)
+        if value
+    ]
+    return shapely.union_all(parts)
+
+
+def shaken_area(grid: ShakeGrid, *, pga_g: float | None = DEFAULT_PGA_G, mmi: float | None = None) -> BaseGeometry:
+    """The grid cells at or above the threshold, as one WGS84 (multi)polygon.
+
+    Args:
+        grid: A parsed grid.
+        pga_g: PGA threshold in g (ignored when ``mmi`` is given).
+        mmi: MMI threshold instead of PGA.
+    """
+    if mmi is not None:
+        mask = np.nan_to_num(grid.mmi, nan=-1.0) >= mmi
+    else:
+        mask = np.nan_to_num(grid.pga_g, nan=-1.0) >= (DEFAULT_PGA_G if pga_g is None else pga_g)
+    return _cells_to_polygons(grid, mask)
+
+
+def pga_contours(grid: ShakeGrid, levels: Sequence[float] = PGA_BINS_G) -> list[tuple[float, BaseGeometry]]:
+    """Areas of PGA >= each level (g), nested, for maps (empty levels left out)."""
+    out = []
+    for level in levels:
+        geom = _cells_to_polygons(grid, np.nan_to_num(grid.pga_g, nan=-1.0) >= level)
+        if not geom.is_empty:
+            out.append((float(level), geom))
+    return out
+
+
+def clip_to_land(area: BaseGeometry, land: BaseGeometry, margin_deg: float = LAND_MARGIN_DEG) -> BaseGeometry:
+    """The part of ``area`` on land grown by ``margin_deg`` (only land near the area is grown)."""
+    if area.is_empty:
+        return area
+    reach = area.buffer(margin_deg, quad_segs=4)
+    near = land.intersection(reach)
+    if near.is_empty:
+        return shapely.MultiPolygon()
+    clipped = area.intersection(near.buffer(margin_deg, quad_segs=4))
+    return shapely.make_valid(clipped)
+
+
+def geodesic_km2(geom: BaseGeometry) -> float:
+    """Area of a WGS84 geometry on the ellipsoid, in km²."""
+    if geom.is_empty:
+        return 0.0
+    return abs(_GEOD.geometry_area_perimeter(geom)[0]) / 1e6
+
+
+@dataclass(frozen=True)
+class AreaTile:
+    """One sweep tile of an event's area.
+
+    Attributes:
+        id: ``x<i>y<j>``: the cell ``[i*tile_deg, (i+1)*tile_deg) x [j*tile_deg, ...)`` of the
+            global grid (stable across ShakeMap versions).
+        bbox: Sweep box: bounds of the area's part in the cell, rounded outward to 1e-4 degree.
+        area_km2: The area's part in the cell (km²).
+        max_slope_deg: Steepest slope of the DEM's coarse overview (None when not looked up).
+        skip: Why it is not swept (``"flat"``), or None.
+    """
+
+    id: str
+    bbox: BBox
+    area_km2: float
+    max_slope_deg: float | None = None
+    skip: str | None = None
+
+
+def _outward(b: tuple[float, ...]) -> BBox:
+    w, s, e, n = b
+    return (
+        math.floor(w * 1e4) / 1e4,
+        math.floor(s * 1e4) / 1e4,
+        math.ceil(e * 1e4) / 1e4,
+        math.ceil(n * 1e4) / 1e4,
+    )
+
+
+def split_tiles(area: BaseGeometry, tile_deg: float = DEFAULT_TILE_DEG) -> list[AreaTile]:
+    """Cut ``area`` along a global ``tile_deg`` grid; one tile per cell the area has a part in."""
+    if tile_deg <= 0:
+        raise UserError(f"tile size must be positive, not {tile_deg}")
+    if area.is_empty:
+        return []
+    w, s, e, n = area.bounds
+    shapely.prepare(area)
+    tiles = []
+    for j in range(math.floor(s / tile_deg), math.ceil(n / tile_deg)):
+        for i in range(math.floor(w / tile_deg), math.ceil(e / tile_deg)):
+            cell = box(i * tile_deg, j * tile_deg, (i + 1) * tile_deg, (j + 1) * tile_deg)
+            if not area.intersects(cell):
+                continue
+            part = area.intersection(cell)
+            if part.is_empty or part.area == 0:
+                continue
+            tiles.append(AreaTile(id=f"x{i}y{j}", bbox=_outward(part.bounds), area_km2=geodesic_km2(part)))
+    return tiles
+
+
+def mark_flat(tiles: Iterable[AreaTile], probe: SlopeProbe | None, flat_deg: float = DEFAULT_FLAT_DEG) -> list[AreaTile]:
+    """Look up each tile's maximum slope with ``probe`` and mark flat tiles ``skip="flat"``.
+
+    A tile the probe cannot see (no DEM: None) is kept; without a probe nothing is skipped.
+    """
+    out = []
+    for t in tiles:
+        slope = probe(t.bbox) if probe is not None else None
+        flat = slope is not None and slope < flat_deg
+        out.append(replace(t, max_slope_deg=slope, skip="flat" if flat else None))
+    return out
+
+
+def added_tiles(before: Iterable[AreaTile], after: Iterable[AreaTile]) -> list[AreaTile]:
+    """Tiles of ``after`` not already swept in ``before``: new cells, or cells whose box grew."""
+    old = {t.id: t.bbox for t in before}
+    out = []
+    for t in after:
+        prev = old.get(t.id)
+        grew = prev is None or not box(*prev).buffer(1e-9).contains(box(*t.bbox))
+        if grew:
+            out.append(t)
+    return out
+
+
+def max_slope_deg(dem: np.ndarray, res_x_m: float, res_y_m: float) -> float | None:
+    """Steepest slope (degrees) of an elevation grid by central differences (None if all NaN)."""
+    z = np.asarray(dem, dtype=np.float64)
+    if z.shape[0] < 3 or z.shape[1] < 3 or not np.isfinite(z).any():
+        return None
+    gy, gx = np.gradient(z, res_y_m, res_x_m)
+    slope = np.degrees(np.arctan(np.hypot(gx, gy)))
+    return float(np.nanmax(slope)) if np.isfinite(slope).any() else None
+
+
+def dem_overview_probe(hrefs: Sequence[str], resolution_m: float = 250.0) -> SlopeProbe:
+    """A :data:`SlopeProbe` over DEM COGs (Copernicus GLO-30 tiles, or any projected DEM), read coarsely.
+
+    Each box is read at about ``resolution_m`` (GDAL serves it from the COG's overviews, a few kB
+    per tile), nodata and the sea (elevation <= 0) as NaN; on a geographic DEM the slope uses
+    metres per degree at the box's latitude. Returns the steepest slope over the DEM files that
+    cover the box, or None when none does.
+    """
+
+    def probe(bbox: BBox) -> float | None:
+        import rasterio
+        from rasterio.enums import Resampling
+        from rasterio.warp import transform_bounds
+        from rasterio.windows import from_bounds
+
+        best: float | None = None
+        for href in hrefs:
+            with rasterio.open(href) as src:
+                w, s, e, n = transform_bounds("EPSG:4326", src.crs, *bbox)
+                left, bottom, right, top = src.bounds
+                cw, cs, ce, cn = max(w, left), max(s, bottom), min(e, right), min(n, top)
+                if ce <= cw or cn <= cs:
+                    continue
+                lat = math.radians((bbox[1] + bbox[3]) / 2)
+                geographic = bool(src.crs.is_geographic)
+                mx = 111_320.0 * math.cos(lat) if geographic else 1.0
+                my = 110_574.0 if geographic else 1.0
+                shape_ = (
+                    max(3, round((cn - cs) * my / resolution_m)), max(3, round((ce - cw) * mx / resolution_m))
+                )
+                win = from_bounds(cw, cs, ce, cn, transform=src.transform)
+                z = src.read(1, window=win, out_shape=shape_, resampling=Resampling.average, masked=True)
+            arr = np.where(np.ma.getmaskarray(z), np.nan, np.ma.getdata(z)).astype(np.float64)
+            arr[arr <= 0] = np.nan
+            slope = max_slope_deg(arr, (ce - cw) / shape_[1] * mx, (cn - cs) / shape_[0] * my)
+            if slope is not None:
+                best = slope if best is None else max(best, slope)
+        return best
+
+    return probe
+
+
+def area_geojson(
+    area: BaseGeometry, tiles: Sequence[AreaTile], properties: dict[str, Any]
+) -> dict[str, Any]:
+    """The planned area and its tiles as a WGS84 GeoJSON FeatureCollection.
+
+    The first feature (``kind: area``) is the land-clipped area with ``properties``; then one
+    ``kind: tile`` feature per tile (its sweep box, ``area_km2``, ``max_slope_deg``, ``skip``).
+    """
+    feats = [{"type": "Feature", "id": "area", "geometry": mapping(area), "properties": {"kind": "area", **properties}}]
+    for t in tiles:
+        feats.append({
+            "type": "Feature", "id": t.id, "geometry": mapping(box(*t.bbox)),
+            "properties": {"kind": "tile", "tile": t.id, "area_km2": round(t.area_km2, 3),
+                           "max_slope_deg": None if t.max_slope_deg is None else round(t.max_slope_deg, 2),
+                           "skip": t.skip},
+        })  # fmt: skip
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def tiles_from_geojson(doc: dict[str, Any]) -> list[AreaTile]:
+    """The tiles of a document written by :func:`area_geojson`."""
+    out = []
+    for f in doc.get("features", []):
+        p = f.get("properties") or {}
+        if p.get("kind") == "tile":
+            b = shape(f["geometry"]).bounds
+            out.append(AreaTile(p["tile"], (b[0], b[1], b[2], b[3]), float(p["area_km2"]), p.get("max_slope_deg"), p.get("skip")))
+    return out
+
+
+def area_from_geojson(doc: dict[str, Any]) -> BaseGeometry:
+    """The ``kind: area`` geometry of a document written by :func:`area_geojson`."""
+    for f in doc.get("features", []):
+        if (f.get("properties") or {}).get("kind") == "area":
+            return shape(f["geometry"])
+    return shapely.MultiPolygon()
