@@ -26,11 +26,14 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.event_plan import PlanOptions
 from flows.event_state import EventRecord, EventState, utc_iso
 from flows.io_retry import backoff, retry_on_io
+from flows.map_versions import VersionOptions, advance_quake
 from flows.pending_events import WatchOptions, advance, parse_now
 from flows.sweep_area import DEFAULT_MAX_RADIUS_KM, landslide_radius_km, sweep_bbox
 from flows.usgs_feed import DEFAULT_FEED_URL, Earthquake, parse_feed, read_feed
+from pipeline.event_area import DEFAULT_FLAT_DEG, DEFAULT_PGA_G, DEFAULT_TILE_DEG
 from pipeline.sweep.config import DEFAULT_BLOCK
 
 DEFAULT_MIN_MAGNITUDE = 6.0
@@ -72,7 +75,8 @@ def track_new(
         seen = utc_iso(dt.datetime.now(dt.UTC))
         state.add(EventRecord(
             id=q.id, kind="earthquake", status="pending", bbox=list(bbox), event_time=utc_iso(q.time),
-            first_seen=seen, updated=seen, magnitude=q.magnitude, place=q.place,
+            first_seen=seen, updated=seen, magnitude=q.magnitude, place=q.place, lon=q.lon, lat=q.lat,
+            detail=q.detail or None,
             note=f"M{q.magnitude:g}: disc of {radius:.1f} km around ({q.lon:.3f}, {q.lat:.3f})",
         ))  # fmt: skip
         out["new"].append(q.id)
@@ -97,6 +101,13 @@ def earthquake_watch(
     retry_delay_s: float = FEED_RETRY_S,
     scheduler: str | None = None,
     workers: int | None = None,
+    use_shakemap: bool = True,
+    pga_g: float = DEFAULT_PGA_G,
+    mmi: float | None = None,
+    tile_deg: float = DEFAULT_TILE_DEG,
+    flat_deg: float = DEFAULT_FLAT_DEG,
+    close_coverage: float = 0.95,
+    close_days: float = 45.0,
 ) -> dict[str, Any]:
     """One poll: read the feed, track new events, check pending ones, sweep those with imagery.
 
@@ -117,10 +128,18 @@ def earthquake_watch(
         retry_delay_s: First retry delay for the feed and catalog searches (doubles, 3 retries).
         scheduler: Dask scheduler address; None starts a local cluster per sweep.
         workers: Local Dask workers.
+        use_shakemap: Plan from the event's ShakeMap when its detail document lists one.
+        pga_g: PGA threshold of the ShakeMap area (g; USGS Ground Failure's 0.10).
+        mmi: MMI threshold instead of PGA.
+        tile_deg: Sweep tile side (degrees).
+        flat_deg: Tiles whose steepest coarse DEM slope is below this are not swept.
+        close_coverage: Close an event once this share of its area has clear data.
+        close_days: Close an event this many days after it.
 
     Returns:
         Ids by outcome of this poll (``new``, ``known``, ``below_threshold``, ``at_sea``) and by
-        status in the events file afterwards (``pending``, ``sweeping``, ``swept``, ``failed``).
+        status in the events file afterwards (``pending``, ``sweeping``, ``watching``, ``swept``,
+        ``closed``, ``failed``).
     """
     log = get_run_logger()
     t_now = parse_now(now)
@@ -131,13 +150,21 @@ def earthquake_watch(
         window_days=window_days, give_up_days=give_up_days, block=block, export=export,
         retry_delay_s=retry_delay_s, scheduler=scheduler, workers=workers,
     )  # fmt: skip
+    vopts = VersionOptions(
+        close_coverage=close_coverage, close_days=close_days,
+        plan=PlanOptions(use_shakemap=use_shakemap, pga_g=pga_g, mmi=mmi, tile_deg=tile_deg,
+                         flat_deg=flat_deg, max_radius_km=max_radius_km),
+    )  # fmt: skip
     with EventState(out_dir) as state:
         report: dict[str, Any] = track_new(state, quakes, min_magnitude, max_radius_km)
         state.save()
         log.info("feed: %d earthquake(s); %d new to watch", len(quakes), len(report["new"]))
         for rec in state.active():
-            advance(state, rec, t_now, opts, log)
-        for status in ("pending", "sweeping", "swept", "failed"):
+            if rec.kind == "earthquake" and rec.lon is not None:
+                advance_quake(state, rec, t_now, opts, vopts, log)
+            else:
+                advance(state, rec, t_now, opts, log)
+        for status in ("pending", "sweeping", "watching", "swept", "closed", "failed"):
             report[status] = sorted(r.id for r in state.events.values() if r.status == status)
     return report
 
@@ -154,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-magnitude", type=float, default=DEFAULT_MIN_MAGNITUDE)
     p.add_argument("--max-radius-km", type=float, default=DEFAULT_MAX_RADIUS_KM)
     p.add_argument("--block", type=int, default=DEFAULT_BLOCK)
+    p.add_argument("--no-shakemap", action="store_true", help="plan Keefer discs only (no detail documents)")
+    p.add_argument("--pga", type=float, default=DEFAULT_PGA_G, help="PGA threshold in g (default 0.10)")
+    p.add_argument("--mmi", type=float, help="MMI threshold instead of PGA")
+    p.add_argument("--tile-deg", type=float, default=DEFAULT_TILE_DEG, help="sweep tile side in degrees")
+    p.add_argument("--close-coverage", type=float, default=0.95, help="close an event at this coverage")
+    p.add_argument("--close-days", type=float, default=45.0, help="close an event after this many days")
     p.add_argument("--now", help="evaluation time, ISO 8601 (default: now)")
     p.add_argument(
         "--once", action="store_true", help="run one poll and exit (default: serve every --every-min)"
@@ -163,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     params: dict[str, Any] = {
         "feed": args.feed, "out_dir": args.out, "catalog": args.catalog, "checkpoint": args.checkpoint,
         "min_magnitude": args.min_magnitude, "max_radius_km": args.max_radius_km, "block": args.block,
+        "use_shakemap": not args.no_shakemap, "pga_g": args.pga, "mmi": args.mmi, "tile_deg": args.tile_deg,
+        "close_coverage": args.close_coverage, "close_days": args.close_days,
     }  # fmt: skip
     if not args.once:
         earthquake_watch.serve(name="earthquake-watch-cli", interval=args.every_min * 60, parameters=params)

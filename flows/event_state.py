@@ -7,7 +7,10 @@
 Statuses: ``pending`` (waiting for clear post-event imagery; re-checked at every poll),
 ``sweeping`` (a sweep was started with the recorded ``window``; a poll that finds this status,
 after a crash, calls the same sweep again, which resumes the same store: still one sweep),
-``swept`` and ``failed`` (final: never swept again). Timestamps are ISO 8601 UTC.
+``swept`` and ``failed`` (final: never swept again). Earthquakes are mapped in versions
+(:mod:`flows.map_versions`): ``watching`` (at least one version written; re-checked for new clear
+scenes and new ShakeMap versions at every poll) and ``closed`` (final: coverage reached its
+threshold or the event is older than ``close_days``). Timestamps are ISO 8601 UTC.
 
 A poll holds an exclusive ``fcntl`` lock on ``events.json.lock`` while it runs, so two polls
 (an overlapping schedule, a manual run) never work on the same events at once; the second one
@@ -28,8 +31,8 @@ from pipeline.errors import UserError
 from pipeline.store.atomic import write_atomic
 
 STATE_FILE = "events.json"
-Status = Literal["pending", "sweeping", "swept", "failed"]
-ACTIVE: tuple[Status, ...] = ("pending", "sweeping")
+Status = Literal["pending", "sweeping", "watching", "swept", "closed", "failed"]
+ACTIVE: tuple[Status, ...] = ("pending", "sweeping", "watching")
 
 
 class StateBusyError(UserError):
@@ -61,6 +64,16 @@ class EventRecord:
         note: Why it is pending or failed (one line).
         magnitude: Earthquake magnitude (None for storms).
         place: USGS place description or the storm's name.
+        lon: Epicentre longitude (earthquakes).
+        lat: Epicentre latitude (earthquakes).
+        detail: URL of the event's ComCat detail document (earthquakes).
+        area_source: ``shakemap`` or ``keefer`` (the fallback when no ShakeMap could be had).
+        area_note: Why the area is what it is (one line).
+        shakemaps_done: ShakeMap versions already planned from (``event:source:version``).
+        shakemap: The ShakeMap the current plan comes from (version, source, grid file).
+        tiles: The current plan's sweep tiles (id, bbox, area_km2, max_slope_deg, skip).
+        versions: The map versions written, oldest first (see :mod:`flows.map_versions`).
+        building: The version being written (kept for a resume after a crash), or None.
     """
 
     id: str
@@ -78,6 +91,16 @@ class EventRecord:
     note: str = ""
     magnitude: float | None = None
     place: str = ""
+    lon: float | None = None
+    lat: float | None = None
+    detail: str | None = None
+    area_source: str | None = None
+    area_note: str = ""
+    shakemaps_done: list[str] = field(default_factory=list)
+    shakemap: dict[str, Any] | None = None
+    tiles: list[dict[str, Any]] = field(default_factory=list)
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    building: dict[str, Any] | None = None
 
 
 class EventState:
@@ -150,3 +173,40 @@ def load_events(path: Path) -> dict[str, EventRecord]:
         raise UserError(
             f"{path} is not a landslide events file ({exc}); move it away to start afresh"
         ) from exc
+
+
+class EventBusyError(UserError):
+    """Another process is sweeping this event."""
+
+
+class event_lock:
+    """Exclusive ``fcntl`` lock on ``OUT/<event>.lock`` while one event is swept.
+
+    The events-file lock already keeps two polls of one output directory apart; this one also
+    keeps a manual ``regional-sweep`` or a second watch process from sweeping the same event at
+    the same time (never two sweeps of one event at once).
+
+    Raises:
+        EventBusyError: The lock is held elsewhere.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], event_id: str) -> None:
+        self.path = Path(out_dir) / f"{event_id}.lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> event_lock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise EventBusyError(f"event {self.path.stem} is being swept by another process") from exc
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

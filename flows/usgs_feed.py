@@ -42,6 +42,7 @@ class Earthquake:
         depth_km: Hypocentre depth (km).
         time: Origin time (UTC).
         place: ``properties.place``.
+        detail: ``properties.detail``: URL of the event's ComCat detail document ("" if none).
     """
 
     id: str
@@ -51,6 +52,7 @@ class Earthquake:
     depth_km: float
     time: dt.datetime
     place: str
+    detail: str = ""
 
 
 def read_feed(source: str, timeout_s: float = FEED_TIMEOUT_S) -> dict[str, Any]:
@@ -105,6 +107,7 @@ def parse_feed(doc: dict[str, Any]) -> list[Earthquake]:
             depth_km=float(coords[2]) if len(coords) > 2 and coords[2] is not None else 0.0,
             time=dt.datetime.fromtimestamp(int(props["time"]) / 1000, tz=dt.UTC),
             place=str(props.get("place") or ""),
+            detail=str(props.get("detail") or ""),
         )
         updated = int(props.get("updated") or props["time"])
         if quake.id not in latest or updated >= latest[quake.id][0]:

@@ -110,8 +110,8 @@ class ShakeGrid:
 
     def value_at(self, field: np.ndarray, lon: float, lat: float) -> float:
         """Value of ``field`` in the cell containing ``(lon, lat)`` (NaN outside the grid)."""
-        col = int(round((lon - self.lon_min) / self.dx))
-        row = int(round((self.lat_max - lat) / self.dy))
+        col = round((lon - self.lon_min) / self.dx)
+        row = round((self.lat_max - lat) / self.dy)
         if 0 <= row < field.shape[0] and 0 <= col < field.shape[1]:
             return float(field[row, col])
         return math.nan
@@ -143,7 +143,10 @@ def parse_grid(source: str | Path | IO[bytes]) -> ShakeGrid:
             elif tag == "grid_specification":
                 spec = dict(elem.attrib)
             elif tag == "grid_field":
-                fields[elem.attrib["name"].upper()] = (int(elem.attrib["index"]), elem.attrib.get("units", ""))
+                fields[elem.attrib["name"].upper()] = (
+                    int(elem.attrib["index"]),
+                    elem.attrib.get("units", ""),
+                )
             elif tag == "grid_data":
                 values = np.fromstring(elem.text or "", dtype=np.float64, sep=" ")
             elif tag == "shakemap_grid":
@@ -196,12 +199,22 @@ def _build(
     svel_units = fields.get("SVEL", (0, ""))[1]
     layout = "4" if code.startswith("4") or pga_units == "%g" or svel_units == "m/s" else "3.5"
     return ShakeGrid(
-        event_id=head.get("event_id", ""), version=int(float(head.get("shakemap_version", "0") or 0)),
-        layout=layout, code_version=code, magnitude=float(event.get("magnitude", "nan")),
-        lon=float(event.get("lon", "nan")), lat=float(event.get("lat", "nan")),
-        event_time=event.get("event_timestamp", ""), description=event.get("event_description", ""),
-        lon_min=lon_min, lat_max=lat_max, dx=dx, dy=dy, pga_g=pga, mmi=mmi,
-    )  # fmt: skip
+        event_id=head.get("event_id", ""),
+        version=int(float(head.get("shakemap_version", "0") or 0)),
+        layout=layout,
+        code_version=code,
+        magnitude=float(event.get("magnitude", "nan")),
+        lon=float(event.get("lon", "nan")),
+        lat=float(event.get("lat", "nan")),
+        event_time=event.get("event_timestamp", ""),
+        description=event.get("event_description", ""),
+        lon_min=lon_min,
+        lat_max=lat_max,
+        dx=dx,
+        dy=dy,
+        pga_g=pga,
+        mmi=mmi,
+    )
 
 
 def _cells_to_polygons(grid: ShakeGrid, mask: np.ndarray) -> BaseGeometry:
@@ -217,7 +230,9 @@ def _cells_to_polygons(grid: ShakeGrid, mask: np.ndarray) -> BaseGeometry:
     return shapely.union_all(parts)
 
 
-def shaken_area(grid: ShakeGrid, *, pga_g: float | None = DEFAULT_PGA_G, mmi: float | None = None) -> BaseGeometry:
+def shaken_area(
+    grid: ShakeGrid, *, pga_g: float | None = DEFAULT_PGA_G, mmi: float | None = None
+) -> BaseGeometry:
     """The grid cells at or above the threshold, as one WGS84 (multi)polygon.
 
     Args:
@@ -312,7 +327,9 @@ def split_tiles(area: BaseGeometry, tile_deg: float = DEFAULT_TILE_DEG) -> list[
     return tiles
 
 
-def mark_flat(tiles: Iterable[AreaTile], probe: SlopeProbe | None, flat_deg: float = DEFAULT_FLAT_DEG) -> list[AreaTile]:
+def mark_flat(
+    tiles: Iterable[AreaTile], probe: SlopeProbe | None, flat_deg: float = DEFAULT_FLAT_DEG
+) -> list[AreaTile]:
     """Look up each tile's maximum slope with ``probe`` and mark flat tiles ``skip="flat"``.
 
     A tile the probe cannot see (no DEM: None) is kept; without a probe nothing is skipped.
@@ -375,7 +392,8 @@ def dem_overview_probe(hrefs: Sequence[str], resolution_m: float = 250.0) -> Slo
                 mx = 111_320.0 * math.cos(lat) if geographic else 1.0
                 my = 110_574.0 if geographic else 1.0
                 shape_ = (
-                    max(3, round((cn - cs) * my / resolution_m)), max(3, round((ce - cw) * mx / resolution_m))
+                    max(3, round((cn - cs) * my / resolution_m)),
+                    max(3, round((ce - cw) * mx / resolution_m)),
                 )
                 win = from_bounds(cw, cs, ce, cn, transform=src.transform)
                 z = src.read(1, window=win, out_shape=shape_, resampling=Resampling.average, masked=True)
@@ -389,22 +407,35 @@ def dem_overview_probe(hrefs: Sequence[str], resolution_m: float = 250.0) -> Slo
     return probe
 
 
-def area_geojson(
-    area: BaseGeometry, tiles: Sequence[AreaTile], properties: dict[str, Any]
-) -> dict[str, Any]:
+def area_geojson(area: BaseGeometry, tiles: Sequence[AreaTile], properties: dict[str, Any]) -> dict[str, Any]:
     """The planned area and its tiles as a WGS84 GeoJSON FeatureCollection.
 
     The first feature (``kind: area``) is the land-clipped area with ``properties``; then one
     ``kind: tile`` feature per tile (its sweep box, ``area_km2``, ``max_slope_deg``, ``skip``).
     """
-    feats = [{"type": "Feature", "id": "area", "geometry": mapping(area), "properties": {"kind": "area", **properties}}]
+    feats = [
+        {
+            "type": "Feature",
+            "id": "area",
+            "geometry": mapping(area),
+            "properties": {"kind": "area", **properties},
+        }
+    ]
     for t in tiles:
-        feats.append({
-            "type": "Feature", "id": t.id, "geometry": mapping(box(*t.bbox)),
-            "properties": {"kind": "tile", "tile": t.id, "area_km2": round(t.area_km2, 3),
-                           "max_slope_deg": None if t.max_slope_deg is None else round(t.max_slope_deg, 2),
-                           "skip": t.skip},
-        })  # fmt: skip
+        feats.append(
+            {
+                "type": "Feature",
+                "id": t.id,
+                "geometry": mapping(box(*t.bbox)),
+                "properties": {
+                    "kind": "tile",
+                    "tile": t.id,
+                    "area_km2": round(t.area_km2, 3),
+                    "max_slope_deg": None if t.max_slope_deg is None else round(t.max_slope_deg, 2),
+                    "skip": t.skip,
+                },
+            }
+        )
     return {"type": "FeatureCollection", "features": feats}
 
 
@@ -415,7 +446,15 @@ def tiles_from_geojson(doc: dict[str, Any]) -> list[AreaTile]:
         p = f.get("properties") or {}
         if p.get("kind") == "tile":
             b = shape(f["geometry"]).bounds
-            out.append(AreaTile(p["tile"], (b[0], b[1], b[2], b[3]), float(p["area_km2"]), p.get("max_slope_deg"), p.get("skip")))
+            out.append(
+                AreaTile(
+                    p["tile"],
+                    (b[0], b[1], b[2], b[3]),
+                    float(p["area_km2"]),
+                    p.get("max_slope_deg"),
+                    p.get("skip"),
+                )
+            )
     return out
 
 

@@ -1,7 +1,9 @@
 """The flows end to end in Prefect's test harness, on the demo catalog, with a real Dask cluster.
 
-One real sweep (module fixture ``first_poll``): the demo earthquake inside the demo scene, a
-1.5 km disc (384 x 384 px, one 512 block), the tiny U-Net. Everything else reuses its outputs.
+One real sweep by the watch (module fixture ``first_poll``): the demo earthquake inside the demo
+scene, without a ShakeMap (the Keefer fallback), a 1.5 km disc (one tile, one 512 block), the tiny
+U-Net; and one by ``regional_sweep`` (its idempotence). The ShakeMap path and map versions are in
+``test_shakemap_versions.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ BLOCK = 512
 def _watch(feed: str, out: Path, now: str, **kw: Any) -> dict[str, Any]:
     return earthquake_watch(
         feed=feed, out_dir=str(out), catalog=str(DEMO_CATALOG), max_radius_km=TEST_RADIUS_KM,
-        block=BLOCK, now=now, retry_delay_s=0.1, workers=2, **kw,
+        block=BLOCK, now=now, retry_delay_s=0.1, workers=2, use_shakemap=False, **kw,
     )  # fmt: skip
 
 
@@ -67,42 +69,52 @@ def test_poll_sweeps_the_event_on_land_above_threshold(first_poll: tuple[Path, d
     assert report["new"] == [DEMO_EVENT]  # listed twice in the feed, tracked once
     assert report["below_threshold"] == ["us2000small"]
     assert report["at_sea"] == ["us2000ocean"]
-    assert report["swept"] == [DEMO_EVENT] and report["pending"] == []
+    assert report["closed"] == [DEMO_EVENT] and report["pending"] == []  # clear: coverage ~1
     rec = _events(out)[DEMO_EVENT]
-    assert rec["status"] == "swept" and rec["window"] == ["2018-09-07", "2018-09-15"]
-    assert read_attrs(out / f"{DEMO_EVENT}.zarr")["landslide:status"] == "complete"
-    assert all((out / DEMO_EVENT / name).exists() for name in FILE_NAMES.values())
-    assert rec["result"]["summary"]["scenes"] == ["S2_MSIL2A_20180911_T54TWN_L4S-DEMO"]
+    assert rec["area_source"] == "keefer" and "ShakeMaps not used" in rec["area_note"]
+    (version,) = rec["versions"]
+    assert version["window"] == ["2018-09-07", "2018-09-15"] and version["coverage"] > 0.99
+    (store,) = version["stores"].values()
+    assert read_attrs(out / DEMO_EVENT / store)["landslide:status"] == "complete"
+    products = (out / DEMO_EVENT / store).with_suffix("")
+    assert all((products / name).exists() for name in FILE_NAMES.values())
+    assert version["scenes"] == ["S2_MSIL2A_20180911_T54TWN_L4S-DEMO"]
+    summary = json.loads((out / DEMO_EVENT / "v1" / "summary.json").read_text())
+    assert summary["area"]["source"] == "keefer" and "by_pga_g" not in summary["observed"]
 
 
 def test_event_seen_again_is_not_swept_again(
     first_poll: tuple[Path, dict[str, Any], str], feed_server: tuple[str, dict[str, int]]
 ) -> None:
     out, _, ckpt = first_poll
-    before, record = _mtimes(out / f"{DEMO_EVENT}.zarr"), _events(out)[DEMO_EVENT]
-    runs = len(_sweep_runs())
+    before, record = _mtimes(out / DEMO_EVENT), _events(out)[DEMO_EVENT]
     report = _watch(f"{feed_server[0]}/feed_demo.geojson", out, now="2018-09-16T00:00:00Z", checkpoint=ckpt)
-    assert report["new"] == [] and DEMO_EVENT in report["known"] and report["swept"] == [DEMO_EVENT]
-    assert len(_sweep_runs()) == runs
+    assert report["new"] == [] and DEMO_EVENT in report["known"] and report["closed"] == [DEMO_EVENT]
     assert _events(out)[DEMO_EVENT] == record
-    assert _mtimes(out / f"{DEMO_EVENT}.zarr") == before
+    assert _mtimes(out / DEMO_EVENT) == before
 
 
-def test_rerun_of_a_finished_event_does_nothing(first_poll: tuple[Path, dict[str, Any], str]) -> None:
-    out, _, ckpt = first_poll
-    rec = _events(out)[DEMO_EVENT]
-    before = _mtimes(out / f"{DEMO_EVENT}.zarr")
-    products = _mtimes(out / DEMO_EVENT)
+def test_rerun_of_a_finished_regional_sweep_does_nothing(
+    tmp_path: Path, first_poll: tuple[Path, dict[str, Any], str]
+) -> None:
+    _, _, ckpt = first_poll
+    args = {
+        "event_id": "rerun", "bbox": [141.96, 42.775, 141.975, 42.785], "start": "2018-09-07",
+        "end": "2018-09-15", "out_dir": str(tmp_path), "catalog": str(DEMO_CATALOG), "checkpoint": ckpt,
+        "block": BLOCK, "workers": 1,
+    }  # fmt: skip
+    first = regional_sweep(**args)
+    assert first["action"] == "swept"
+    runs = len(_sweep_runs())
+    before, products = _mtimes(tmp_path / "rerun.zarr"), _mtimes(tmp_path / "rerun")
     t0 = time.perf_counter()
-    result = regional_sweep(
-        event_id=DEMO_EVENT, bbox=rec["bbox"], start=rec["window"][0], end=rec["window"][1], out_dir=str(out),
-        catalog=str(DEMO_CATALOG), checkpoint=ckpt, block=BLOCK,
-    )  # fmt: skip
+    result = regional_sweep(**args)
     assert time.perf_counter() - t0 < 10
     assert result["action"] == "nothing_to_do"
-    assert result["summary"] == rec["result"]["summary"]
-    assert _mtimes(out / f"{DEMO_EVENT}.zarr") == before
-    assert _mtimes(out / DEMO_EVENT) == products
+    assert result["summary"] == first["summary"]
+    assert len(_sweep_runs()) == runs + 1
+    assert _mtimes(tmp_path / "rerun.zarr") == before
+    assert _mtimes(tmp_path / "rerun") == products
 
 
 def test_event_without_imagery_stays_pending_and_is_checked_again(tmp_path: Path) -> None:
@@ -141,7 +153,7 @@ def test_unreachable_feed_is_retried_then_fails_clearly(
 
 def test_command_line_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--feed", str(FEED_NO_IMAGERY), "--catalog", str(DEMO_CATALOG), "--out", str(tmp_path), "--once",
-            "--min-magnitude", "6.0", "--now", "2018-09-25T00:00:00Z"]  # fmt: skip
+            "--no-shakemap", "--min-magnitude", "6.0", "--now", "2018-09-25T00:00:00Z"]  # fmt: skip
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["pending"] == [LATE_EVENT]
     assert main([*argv[:-2], "--min-magnitude", "6.5"]) == 0  # the threshold is respected

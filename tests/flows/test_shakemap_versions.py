@@ -1,0 +1,130 @@
+"""The earthquake watch end to end with a ShakeMap: plan, version 1, version 2 as imagery clears.
+
+A real detail document (rewritten onto the demo event, see :mod:`.shakemap_fixtures`) and its
+ShakeMap grid are served over loopback HTTP; the catalog is the demo scene's, first with a cloudy
+scene only, then with the clear scene added. Real sweeps on a real Dask LocalCluster (tiny U-Net).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+from flows.earthquake_watch import earthquake_watch, main
+from pipeline.store import read_attrs
+
+from ..servers import blob_server
+from . import shakemap_fixtures as fx
+from .conftest import FEED_DEMO
+
+
+def _poll(feed: str, out: Path, catalog: Path, ckpt: Path, now: str) -> dict[str, Any]:
+    return earthquake_watch(
+        feed=feed, out_dir=str(out), catalog=str(catalog), checkpoint=str(ckpt), block=512, now=now,
+        retry_delay_s=0.1, workers=1, tile_deg=fx.TILE_DEG,
+    )  # fmt: skip
+
+
+def _record(out: Path) -> dict[str, Any]:
+    return json.loads((out / "events.json").read_text())["events"][fx.EVENT]
+
+
+def _mtimes(path: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in [path, *path.rglob("*")]}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Any:
+    root = tmp_path_factory.mktemp("usgs")
+    with blob_server(root) as (base, _):
+        fx.write_grid(shared_data / "usgs/shakemap/lomaprieta1989_19891018000415_atlas_grid.xml", root / "grid.xml")
+        fx.write_detail(
+            shared_data / "usgs/detail/us2000h8ty_hokkaido2018_detail_20181116.geojson",
+            root / "detail.geojson", f"{base}/grid.xml",
+        )  # fmt: skip
+        fx.write_feed(FEED_DEMO, root / "feed.geojson", f"{base}/detail.geojson")
+        yield f"{base}/feed.geojson"
+
+
+@pytest.fixture(scope="module")
+def polls(
+    tmp_path_factory: pytest.TempPathFactory, served: str, tiny_unet_checkpoint: Path
+) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("quakes")
+    catalog, clear = fx.cloudy_scene_catalog(tmp_path_factory.mktemp("scene"))
+    first = _poll(served, out, catalog, tiny_unet_checkpoint, "2018-09-10T00:00:00Z")
+    rec1 = _record(out)
+    fx.add_item(catalog, clear)  # a clear scene arrives
+    second = _poll(served, out, catalog, tiny_unet_checkpoint, "2018-09-12T00:00:00Z")
+    rec2 = _record(out)
+    before = _mtimes(out / fx.EVENT)
+    third = _poll(served, out, catalog, tiny_unet_checkpoint, "2018-09-12T06:00:00Z")
+    return {"out": out, "reports": [first, second, third], "records": [rec1, rec2, _record(out)], "before": before}
+
+
+def test_shakemap_plans_the_area_and_writes_version_1(polls: dict[str, Any]) -> None:
+    out, rec1 = polls["out"], polls["records"][0]
+    assert rec1["area_source"] == "shakemap" and rec1["shakemaps_done"] == [f"{fx.EVENT}:us:1"]
+    assert rec1["shakemap"]["layout"] == "3.5" and rec1["shakemap"]["version"] == "1"
+    assert sorted(t["id"] for t in rec1["tiles"]) == ["x2838y855", "x2839y855"]
+    area = json.loads((out / fx.EVENT / "area.geojson").read_text())["features"][0]
+    w, s, e, n = fx.SHAKEN_LON[0] - 0.0025, fx.SHAKEN_LAT[0] - 0.0025, fx.SHAKEN_LON[1] + 0.0025, fx.SHAKEN_LAT[1] + 0.0025
+    xs = [p[0] for ring in area["geometry"]["coordinates"] for p in ring] if area["geometry"]["type"] == "Polygon" else []
+    assert xs and min(xs) == pytest.approx(w) and max(xs) == pytest.approx(e)
+    assert area["properties"]["land_km2"] == pytest.approx((e - w) * (n - s) * 111.2 * 111.2 * 0.734, rel=0.05)
+    v1 = rec1["versions"][0]
+    assert rec1["status"] == "watching" and v1["n"] == 1
+    assert v1["scenes"] == [fx.CLOUDY_ID]
+    assert v1["tile_coverage"]["x2838y855"] > 0.99  # west tile: clear
+    assert 0.05 < v1["tile_coverage"]["x2839y855"] < 0.6  # east tile: half under cloud
+    for rel in v1["stores"].values():
+        assert read_attrs(out / fx.EVENT / rel)["landslide:status"] == "complete"
+    summary = json.loads((out / fx.EVENT / "v1" / "summary.json").read_text())
+    assert summary["coverage"] == v1["coverage"] < 0.9
+    assert summary["area"]["source"] == "shakemap" and summary["area"]["shakemap"]["version"] == "1"
+    assert summary["alert"]["level"] in ("green", "yellow", "orange", "red")
+    assert summary["alert"]["note"]  # partial coverage: a lower bound
+    assert summary["model"]["sha256"] and summary["model"]["threshold"] == 0.5
+    if summary["observed"]["count"]:
+        assert set(summary["observed"]["by_pga_g"]) <= {"0.2-0.4", "unknown"}
+
+
+def test_version_2_after_a_clear_scene_has_higher_coverage(polls: dict[str, Any]) -> None:
+    out, rec1, rec2 = polls["out"], polls["records"][0], polls["records"][1]
+    assert polls["reports"][1]["watching"] + polls["reports"][1]["closed"] == [fx.EVENT]
+    v1, v2 = rec2["versions"]
+    assert v2["coverage"] > v1["coverage"] and v2["coverage"] > 0.95
+    assert v2["swept_tiles"] == ["x2839y855"]  # only the tile that was not clear
+    assert v2["stores"]["x2838y855"] == v1["stores"]["x2838y855"]  # reused, not swept again
+    assert rec2["status"] == "closed"  # coverage passed close_coverage
+    coll = json.loads((out / fx.EVENT / "collection.json").read_text())
+    assert coll["landslide:current"] == "v2"
+    assert [v["current"] for v in coll["landslide:versions"]] == [False, True]
+    assert {lk["href"] for lk in coll["links"] if lk["rel"] == "item"} == {"v1/item.json", "v2/item.json"}
+    assert json.loads((out / fx.EVENT / "v2" / "summary.json").read_text())["version"]["scenes"] == sorted(
+        [fx.CLOUDY_ID, "S2_MSIL2A_20180911_T54TWN_L4S-DEMO"]
+    )
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"{fx.EVENT}-summary"])))
+    assert len(arts) >= 2 and '"coverage"' in (arts[-1].data or "")
+    assert rec1["versions"][0] == v1
+
+
+def test_version_repeated_poll_does_nothing(polls: dict[str, Any]) -> None:
+    out = polls["out"]
+    assert len(polls["records"][2]["versions"]) == 2
+    assert _mtimes(out / fx.EVENT) == polls["before"]
+
+
+def test_shakemap_command_line_poll(served: str, tmp_path: Path) -> None:
+    # no clear scene yet in the demo catalog's window: the area is planned, nothing swept
+    argv = ["--feed", served, "--out", str(tmp_path), "--once", "--now", "2018-09-06T20:00:00Z",
+            "--tile-deg", str(fx.TILE_DEG), "--catalog", "pipeline/demo/data/scene/catalog.json"]  # fmt: skip
+    assert main(argv) == 0
+    rec = _record(tmp_path)
+    assert rec["status"] == "pending" and rec["area_source"] == "shakemap" and rec["note"].startswith("waiting")
