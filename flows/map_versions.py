@@ -12,9 +12,10 @@ Each poll calls :func:`advance_quake` on every active earthquake:
    version) overlaps. Nothing to sweep: nothing is written (a repeated poll does nothing);
 5. write the next version ``OUT/<event>/v<n>/``: the chosen tiles are swept into new stores
    ``OUT/<event>/tiles/<tile>-v<n>.zarr`` (each a complete, resumable store, its products in
-   ``tiles/<tile>-v<n>/``; other tiles keep their earlier stores), the version's ``landslides.geojson``, ``summary.json``
-   (:mod:`flows.event_summary`, also a Prefect artifact), ``item.json``, the web map when
-   :mod:`pipeline.products.webmap` is installed, and the event's STAC Collection
+   ``tiles/<tile>-v<n>/``; other tiles keep their earlier stores), the version's
+   ``landslides.geojson``, ``summary.json`` (:mod:`flows.event_summary`, also a Prefect
+   artifact), ``item.json``, the web map when :mod:`pipeline.products.webmap` is installed, and
+   the event's STAC Collection
    ``OUT/<event>/collection.json`` listing every version, the newest as ``current``.
 
 The version being written is recorded in the events file before its first sweep (``building``),
@@ -34,7 +35,7 @@ from typing import Any
 
 from shapely.geometry import box, shape
 
-from flows import event_summary
+from flows import event_summary, version_outputs
 from flows.event_plan import PlanOptions, event_dir, plan_event, plan_tiles
 from flows.event_state import EventRecord, EventState, event_lock, utc_iso
 from flows.pending_events import WatchOptions, post_event_window
@@ -319,6 +320,7 @@ def _finish_version(
     )
     obs = event_summary.observed(polys, grid)
     summary = {
+        "title": f"M{rec.magnitude or 0:g} {rec.place or rec.id}: landslides, version {n}",
         "event": {
             "id": rec.id,
             "magnitude": rec.magnitude,
@@ -351,8 +353,8 @@ def _finish_version(
         "stores": {k: f"../{v}" for k, v in stores.items()},
     }
     (vdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    _artifact(rec.id, summary)
-    _web_map(vdir, edir, stores, rec, n, log)
+    version_outputs.artifact(rec.id, summary)
+    version_outputs.web_map(vdir, edir, stores, rec, n, log)
     version = {
         "n": n,
         "created": summary["version"]["created"],
@@ -365,108 +367,6 @@ def _finish_version(
         "summary": f"v{n}/summary.json",
         "shakemap_version": rec.shakemap.get("version") if rec.shakemap else None,
     }
-    _write_item(vdir, rec, version, area)
-    _write_collection(edir, rec, [*rec.versions, version], area)
+    version_outputs.write_item(vdir, rec, version, area)
+    version_outputs.write_collection(edir, rec, [*rec.versions, version], area)
     return version
-
-
-def _artifact(event_id: str, summary: dict[str, Any]) -> None:
-    """Log the summary as a Prefect markdown artifact (no-op outside a flow run)."""
-    from prefect.artifacts import create_markdown_artifact
-    from prefect.context import FlowRunContext
-
-    if FlowRunContext.get() is None:
-        return
-    key = "".join(c if c.isalnum() else "-" for c in event_id.lower()) + "-summary"
-    create_markdown_artifact(
-        key=key,
-        markdown="```json\n" + json.dumps(summary, indent=2, default=str) + "\n```",
-        description=f"landslide map of {event_id}, version {summary['version']['n']}",
-    )
-
-
-def _web_map(
-    vdir: Path, edir: Path, stores: dict[str, str], rec: EventRecord, n: int, log: Logger | LoggerAdapter[Any]
-) -> None:
-    """The version's web map, when the web map writer is installed (``pipeline.products.webmap``)."""
-    try:
-        from pipeline.products.webmap import write_web_map  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        log.info("event %s: no web map (pipeline.products.webmap is not installed)", rec.id)
-        return
-    largest = max(stores.values(), key=lambda rel: sum(f.stat().st_size for f in (edir / rel).rglob("*")))
-    contours = edir / "shakemap" / "contours.geojson"
-    write_web_map(
-        vdir / "map",
-        store=edir / largest,
-        polygons=vdir / "landslides.geojson",
-        area=edir / "area.geojson",
-        shakemap_contours=contours if contours.exists() and rec.area_source == "shakemap" else None,
-        summary=vdir / "summary.json",
-        versions=[(f"version {v}", f"../../v{v}/map/index.html") for v in range(1, n + 1)],
-    )
-
-
-def _write_item(vdir: Path, rec: EventRecord, version: dict[str, Any], area: Any) -> None:
-    w, s, e, n = area.bounds
-    item = {
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "id": f"{rec.id}-v{version['n']}",
-        "bbox": [w, s, e, n],
-        "geometry": json.loads(json.dumps(box(w, s, e, n).__geo_interface__)),
-        "properties": {
-            "datetime": version["created"],
-            "landslide:version": version["n"],
-            "landslide:coverage": version["coverage"],
-            "landslide:event_id": rec.id,
-            "start_datetime": version["window"][0] + "T00:00:00Z",
-            "end_datetime": version["window"][1] + "T23:59:59Z",
-        },
-        "links": [{"rel": "collection", "href": "../collection.json", "type": "application/json"}],
-        "assets": {
-            "summary": {"href": "summary.json", "type": "application/json", "roles": ["metadata"]},
-            "polygons": {"href": "landslides.geojson", "type": "application/geo+json", "roles": ["data"]},
-            "area": {"href": "../area.geojson", "type": "application/geo+json", "roles": ["metadata"]},
-            **{
-                f"store-{k}": {"href": f"../{v}", "type": "application/vnd+zarr", "roles": ["data"]}
-                for k, v in version["stores"].items()
-            },
-        },
-        "collection": rec.id,
-    }
-    (vdir / "item.json").write_text(json.dumps(item, indent=2))
-
-
-def _write_collection(edir: Path, rec: EventRecord, versions: list[dict[str, Any]], area: Any) -> None:
-    """The event's STAC Collection: one item link per version, the newest marked ``current``."""
-    w, s, e, n = area.bounds
-    newest = versions[-1]["n"]
-    links = [{"rel": "self", "href": "collection.json", "type": "application/json"}]
-    links += [
-        {
-            "rel": "item",
-            "href": f"v{v['n']}/item.json",
-            "type": "application/geo+json",
-            "title": f"version {v['n']}" + (" (current)" if v["n"] == newest else ""),
-        }
-        for v in versions
-    ]
-    links.append({"rel": "latest-version", "href": f"v{newest}/item.json", "type": "application/geo+json"})
-    coll = {
-        "type": "Collection",
-        "stac_version": "1.1.0",
-        "id": rec.id,
-        "license": "other",
-        "description": f"Landslides observed after {rec.place or rec.id}, one item per map version",
-        "extent": {"spatial": {"bbox": [[w, s, e, n]]}, "temporal": {"interval": [[rec.event_time, None]]}},
-        "links": links,
-        "landslide:current": f"v{newest}",
-        "landslide:versions": [
-            {"n": v["n"], "created": v["created"], "coverage": v["coverage"], "current": v["n"] == newest}
-            for v in versions
-        ],
-    }
-    tmp = edir / "collection.json.tmp"
-    tmp.write_text(json.dumps(coll, indent=2))
-    tmp.replace(edir / "collection.json")

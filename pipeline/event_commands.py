@@ -27,12 +27,27 @@ def register(subparsers: Any) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--pga", type=float, metavar="G", help=f"PGA threshold in g (default {DEFAULT_PGA_G:g})")
     g.add_argument("--mmi", type=float, metavar="I", help="MMI threshold instead of PGA")
-    p.add_argument("--tile-deg", type=float, default=DEFAULT_TILE_DEG, metavar="DEG",
-                   help=f"sweep tile side in degrees (default {DEFAULT_TILE_DEG:g})")  # fmt: skip
-    p.add_argument("--dem", action="append", default=[], metavar="COG",
-                   help="EPSG:4326 DEM COG (file or URL, repeatable) to skip flat tiles")  # fmt: skip
-    p.add_argument("--flat-deg", type=float, default=DEFAULT_FLAT_DEG, metavar="DEG",
-                   help=f"a tile whose steepest coarse slope is below this is skipped (default {DEFAULT_FLAT_DEG:g})")  # fmt: skip
+    p.add_argument(
+        "--tile-deg",
+        type=float,
+        default=DEFAULT_TILE_DEG,
+        metavar="DEG",
+        help=f"sweep tile side in degrees (default {DEFAULT_TILE_DEG:g})",
+    )
+    p.add_argument(
+        "--dem",
+        action="append",
+        default=[],
+        metavar="COG",
+        help="EPSG:4326 DEM COG (file or URL, repeatable) to skip flat tiles",
+    )
+    p.add_argument(
+        "--flat-deg",
+        type=float,
+        default=DEFAULT_FLAT_DEG,
+        metavar="DEG",
+        help=f"a tile whose steepest coarse slope is below this is skipped (default {DEFAULT_FLAT_DEG:g})",
+    )
     p.set_defaults(func=_run)
 
 
@@ -57,13 +72,19 @@ def _run(args: argparse.Namespace) -> int:
     radius = landslide_radius_km(grid.magnitude, DEFAULT_MAX_RADIUS_KM)
     keefer = disc(grid.lon, grid.lat, radius)
     props = {
-        "event_id": grid.event_id, "shakemap_version": grid.version, "shakemap_layout": grid.layout,
-        "magnitude": grid.magnitude, "rule": rule, "land_km2": round(ea.geodesic_km2(area), 1),
-        "shaken_km2": round(ea.geodesic_km2(shaken), 1), "keefer_radius_km": round(radius, 2),
+        "event_id": grid.event_id,
+        "shakemap_version": grid.version,
+        "shakemap_layout": grid.layout,
+        "magnitude": grid.magnitude,
+        "rule": rule,
+        "land_km2": round(ea.geodesic_km2(area), 1),
+        "shaken_km2": round(ea.geodesic_km2(shaken), 1),
+        "keefer_radius_km": round(radius, 2),
         "keefer_disc_km2": round(ea.geodesic_km2(keefer), 1),
         "land_mask": "Natural Earth 1:110m, grown by 0.1 degree",
-        "tiles": len(tiles), "tiles_flat": sum(t.skip == "flat" for t in tiles),
-    }  # fmt: skip
+        "tiles": len(tiles),
+        "tiles_flat": sum(t.skip == "flat" for t in tiles),
+    }
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(ea.area_geojson(area, tiles, props)))
     tmp.replace(out)
@@ -71,9 +92,13 @@ def _run(args: argparse.Namespace) -> int:
     print(f"ShakeMap {grid.event_id} v{grid.version} ({grid.layout} layout), M{grid.magnitude:g}: {rule}")
     print(f"shaken area       {props['shaken_km2']:,.1f} km2")
     print(f"on land           {props['land_km2']:,.1f} km2 in {len(tiles)} tile(s) of {args.tile_deg:g} deg")
-    print(f"to sweep          {sum(t.area_km2 for t in swept):,.1f} km2 in {len(swept)} tile(s) "
-          f"({props['tiles_flat']} flat skipped{'' if probe else '; no --dem, none checked'})")  # fmt: skip
-    print(f"Keefer disc       {props['keefer_disc_km2']:,.1f} km2 (radius {radius:.1f} km, capped at "
-          f"{DEFAULT_MAX_RADIUS_KM:g})")  # fmt: skip
+    print(
+        f"to sweep          {sum(t.area_km2 for t in swept):,.1f} km2 in {len(swept)} tile(s) "
+        f"({props['tiles_flat']} flat skipped{'' if probe else '; no --dem, none checked'})"
+    )
+    print(
+        f"Keefer disc       {props['keefer_disc_km2']:,.1f} km2 (radius {radius:.1f} km, capped at "
+        f"{DEFAULT_MAX_RADIUS_KM:g})"
+    )
     print(f"wrote {out}")
     return 0

@@ -57,7 +57,7 @@ GRID_V4 = """<?xml version="1.0" encoding="US-ASCII" standalone="yes"?>
 -121.9500 36.9500 5.2 5.0 3.0 8.0 4.0 1.0 400
 </grid_data>
 </shakemap_grid>
-"""
+"""  # noqa: E501
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,14 @@ def test_shakemap_4_layout_synthetic(tmp_path: Path) -> None:
     # fields found by name and index: MMI is field 3, PGA (%g) field 4
     assert g.pga_g[1, 2] == pytest.approx(0.40) and g.mmi[1, 2] == pytest.approx(7.6)
     area = ea.shaken_area(g, pga_g=0.10)
-    cells = [(-122.05, 37.05), (-122.0, 37.05), (-122.05, 37.0), (-122.0, 37.0), (-121.95, 37.0), (-122.0, 36.95)]
+    cells = [
+        (-122.05, 37.05),
+        (-122.0, 37.05),
+        (-122.05, 37.0),
+        (-122.0, 37.0),
+        (-121.95, 37.0),
+        (-122.0, 36.95),
+    ]
     assert area.area == pytest.approx(len(cells) * 0.05 * 0.05)  # 9.9 %g is below 0.10 g
     for lon, lat in cells:
         assert area.contains(shape({"type": "Point", "coordinates": [lon, lat]}))
@@ -180,8 +187,14 @@ def test_event_area_command(shared_data: Path, tmp_path: Path, capsys: pytest.Ca
 
 
 def test_event_area_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["event-area", "--shakemap", str(tmp_path / "no.xml"), "--out", str(tmp_path / "a.geojson")]) == 2
-    assert capsys.readouterr().err.strip() == f"landslide: error: ShakeMap grid {tmp_path / 'no.xml'} does not exist"
+    assert (
+        main(["event-area", "--shakemap", str(tmp_path / "no.xml"), "--out", str(tmp_path / "a.geojson")])
+        == 2
+    )
+    assert (
+        capsys.readouterr().err.strip()
+        == f"landslide: error: ShakeMap grid {tmp_path / 'no.xml'} does not exist"
+    )
     (tmp_path / "x.xml").write_text("garbage")
     r = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "event-area", "--shakemap", str(tmp_path / "x.xml"), "--out",

@@ -48,9 +48,15 @@ def write_grid(real_grid: Path, dest: Path, version: int = 1) -> Path:
     rows = []
     for lat in lats:
         for lon in lons:
-            inside = SHAKEN_LON[0] - 1e-9 <= lon <= SHAKEN_LON[1] + 1e-9 and SHAKEN_LAT[0] - 1e-9 <= lat <= SHAKEN_LAT[1] + 1e-9
+            inside = (
+                SHAKEN_LON[0] - 1e-9 <= lon <= SHAKEN_LON[1] + 1e-9
+                and SHAKEN_LAT[0] - 1e-9 <= lat <= SHAKEN_LAT[1] + 1e-9
+            )
             pga, mmi = (35.0, 8.1) if inside else (2.0, 4.2)
-            rows.append(f"{lon:.4f} {lat:.4f} {pga} {pga * 0.9:.2f} {mmi} {pga * 1.8:.2f} {pga:.2f} {pga / 4:.2f} 0.55 1 600")
+            rows.append(
+                f"{lon:.4f} {lat:.4f} {pga} {pga * 0.9:.2f} {mmi} {pga * 1.8:.2f} {pga:.2f} "
+                f"{pga / 4:.2f} 0.55 1 600"
+            )
     dest.write_text(
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         '<shakemap_grid xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
@@ -59,10 +65,16 @@ def write_grid(real_grid: Path, dest: Path, version: int = 1) -> Path:
         'process_timestamp="2018-09-06T20:00:00Z" shakemap_originator="us" map_status="RELEASED" '
         'shakemap_event_type="ACTUAL">\n'
         f'<event event_id="{EVENT}" magnitude="6.6" depth="35" lat="42.782" lon="141.968" '
-        'event_timestamp="2018-09-05T18:07:59UTC" event_network="us" event_description="demo scene (synthetic)" />\n'
+        'event_timestamp="2018-09-06T18:07:59UTC" event_network="us" '
+        'event_description="demo scene (synthetic)" />\n'
         f'<grid_specification lon_min="{lons[0]:.6f}" lat_min="{lats[-1]:.6f}" lon_max="{lons[-1]:.6f}" '
-        f'lat_max="{lats[0]:.6f}" nominal_lon_spacing="{GRID_SPACING:.6f}" nominal_lat_spacing="{GRID_SPACING:.6f}" '
-        f'nlon="{len(lons)}" nlat="{len(lats)}" />\n' + "\n".join(fields) + "\n<grid_data>\n" + "\n".join(rows) + "\n</grid_data>\n</shakemap_grid>\n"
+        f'lat_max="{lats[0]:.6f}" nominal_lon_spacing="{GRID_SPACING:.6f}" '
+        f'nominal_lat_spacing="{GRID_SPACING:.6f}" '
+        f'nlon="{len(lons)}" nlat="{len(lats)}" />\n'
+        + "\n".join(fields)
+        + "\n<grid_data>\n"
+        + "\n".join(rows)
+        + "\n</grid_data>\n</shakemap_grid>\n"
     )
     return dest
 
