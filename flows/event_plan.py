@@ -191,7 +191,11 @@ def plan_event(
 
 def _write_contours(path: Path, grid: ea.ShakeGrid) -> None:
     feats = [
-        {"type": "Feature", "geometry": mapping(geom), "properties": {"pga_g": level, "pga": level, "label": f"PGA >= {level:g} g"}}
+        {
+            "type": "Feature",
+            "geometry": mapping(geom),
+            "properties": {"pga_g": level, "pga": level, "label": f"PGA >= {level:g} g"},
+        }
         for level, geom in ea.pga_contours(grid)
     ]
     path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
