@@ -19,7 +19,8 @@ Each poll calls :func:`advance_quake` on every active earthquake:
    ``OUT/<event>/collection.json`` listing every version, the newest as ``current``.
 
 The version being written is recorded in the events file before its first sweep (``building``),
-so a crash is resumed by the next poll with the same tiles and window. An event is closed when
+so a crash is resumed by the next poll with the same tiles and window (a version that fails
+``MAX_ATTEMPTS`` times is given up; the event keeps its earlier versions). An event is closed when
 its coverage reaches ``close_coverage``. A per-event lock (:class:`flows.event_state.event_lock`)
 keeps two sweeps of one event apart.
 """
@@ -33,17 +34,22 @@ from logging import Logger, LoggerAdapter
 from pathlib import Path
 from typing import Any
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from shapely.geometry import box, shape
 
 from flows import event_summary, version_outputs
 from flows.event_plan import PlanOptions, event_dir, plan_event, plan_tiles
-from flows.event_state import EventRecord, EventState, event_lock, utc_iso
+from flows.event_state import EventBusyError, EventRecord, EventState, event_lock, utc_iso
+from flows.io_retry import backoff, retry_on_io
 from flows.pending_events import WatchOptions, post_event_window
 from pipeline import catalog
 from pipeline import event_area as ea
 
 #: A tile with at least this share of clear data is complete (no re-sweep for new scenes).
 TILE_FULL = 0.995
+#: A version that failed this many times is given up (the event keeps its earlier versions).
+MAX_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -66,10 +72,11 @@ def _save(state: EventState, rec: EventRecord, note: str) -> None:
     state.save()
 
 
+@task(retries=3, retry_delay_seconds=backoff(10.0), retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def search_footprints(
     catalog_source: str | None, bbox: ea.BBox, start: dt.date, end: dt.date, max_cloud: float
 ) -> dict[str, ea.BBox]:
-    """Clear post-event Sentinel-2 scenes over ``bbox``: id -> WGS84 bbox of the item."""
+    """Clear post-event Sentinel-2 scenes over ``bbox``: id -> WGS84 bbox of the item (retried on I/O)."""
     from pipeline.sweep import S2_COLLECTION
 
     items = catalog.open_catalog(catalog_source).search(S2_COLLECTION, bbox, start, end, max_cloud)
@@ -116,7 +123,8 @@ def advance_quake(
         max(t.bbox[2] for t in tiles),
         max(t.bbox[3] for t in tiles),
     )
-    scenes = search_footprints(opts.catalog, bbox, window[0], window[1], opts.max_cloud)
+    search = search_footprints.with_options(retry_delay_seconds=backoff(opts.retry_delay_s))
+    scenes = search(opts.catalog, bbox, window[0], window[1], opts.max_cloud)
     rec.checks, rec.last_checked, rec.scenes = rec.checks + 1, utc_iso(now), sorted(scenes)
     todo = _choose(rec, tiles, added, scenes)
     if not todo:
@@ -185,7 +193,11 @@ def _write_version(
             stores = _sweep_tiles(rec, b, edir, opts, log)
             version = _finish_version(rec, b, stores, edir, opts, log)
     except Exception as exc:  # recorded; the next poll resumes the same version
-        _save(state, rec, f"version {b['n']} failed: {type(exc).__name__}: {exc}"[:500])
+        b["attempts"] = b.get("attempts", 0) + 1
+        if b["attempts"] >= MAX_ATTEMPTS and not isinstance(exc, EventBusyError):
+            rec.status, rec.building = ("watching" if rec.versions else "failed"), None
+        why = f"{type(exc).__name__}: {exc}"
+        _save(state, rec, f"version {b['n']} failed (attempt {b['attempts']}): {why}"[:500])
         log.error("event %s: %s", rec.id, rec.note)
         return
     rec.versions.append(version)
@@ -353,7 +365,7 @@ def _finish_version(
         "stores": {k: f"../{v}" for k, v in stores.items()},
     }
     (vdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    version_outputs.artifact(rec.id, summary)
+    artifact_id = version_outputs.artifact(rec.id, summary)
     version_outputs.web_map(vdir, edir, stores, rec, n, log)
     version = {
         "n": n,
@@ -365,6 +377,7 @@ def _finish_version(
         "tile_coverage": tile_cov,
         "coverage": round(coverage, 4),
         "summary": f"v{n}/summary.json",
+        "artifact": artifact_id,
         "shakemap_version": rec.shakemap.get("version") if rec.shakemap else None,
     }
     version_outputs.write_item(vdir, rec, version, area)

@@ -21,18 +21,20 @@ from shapely.geometry import box
 from flows.event_state import EventRecord
 
 
-def artifact(event_id: str, summary: dict[str, Any]) -> None:
-    """Log the summary as a Prefect markdown artifact (no-op outside a flow run)."""
+def artifact(event_id: str, summary: dict[str, Any]) -> str | None:
+    """Log the summary as a Prefect markdown artifact; its id (None outside a flow run)."""
     from prefect.artifacts import create_markdown_artifact
     from prefect.context import FlowRunContext
 
     if FlowRunContext.get() is None:
-        return
+        return None
     key = "".join(c if c.isalnum() else "-" for c in event_id.lower()) + "-summary"
-    create_markdown_artifact(
-        key=key,
-        markdown="```json\n" + json.dumps(summary, indent=2, default=str) + "\n```",
-        description=f"landslide map of {event_id}, version {summary['version']['n']}",
+    return str(
+        create_markdown_artifact(
+            key=key,
+            markdown="```json\n" + json.dumps(summary, indent=2, default=str) + "\n```",
+            description=f"landslide map of {event_id}, version {summary['version']['n']}",
+        )
     )
 
 

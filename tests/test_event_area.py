@@ -161,6 +161,7 @@ def test_flat_tiles_are_skipped_from_the_real_dem(shared_data: Path) -> None:
     flat = probe((6.74, 0.32, 6.76, 0.34))  # its north-east coastal plain
     assert steep is not None and flat is not None and steep > 20 > 3 > flat
     assert probe((-10.0, 40.0, -9.9, 40.1)) is None  # no DEM there: unknown, kept
+    assert probe((6.0, 0.0, 6.1, 0.1)) == 0.0  # the DEM covers only sea there: flat
     tiles = [ea.AreaTile("a", (6.52, 0.26, 6.54, 0.28), 4.9), ea.AreaTile("b", (6.74, 0.32, 6.76, 0.34), 4.9),
              ea.AreaTile("c", (-10.0, 40.0, -9.9, 40.1), 90.0)]  # fmt: skip
     marked = ea.mark_flat(tiles, probe)

@@ -210,7 +210,8 @@ def dem_overview_probe(hrefs: Sequence[str], resolution_m: float = 250.0) -> Slo
     Each box is read at about ``resolution_m`` (GDAL serves it from the COG's overviews, a few kB
     per tile), nodata and the sea (elevation <= 0) as NaN; on a geographic DEM the slope uses
     metres per degree at the box's latitude. Returns the steepest slope over the DEM files that
-    cover the box, or None when none does.
+    cover the box (0 where they cover only sea: such a tile is skipped as flat), or None when
+    none covers it (the tile is kept).
     """
 
     def probe(bbox: BBox) -> float | None:
@@ -239,9 +240,9 @@ def dem_overview_probe(hrefs: Sequence[str], resolution_m: float = 250.0) -> Slo
                 z = src.read(1, window=win, out_shape=shape_, resampling=Resampling.average, masked=True)
             arr = np.where(np.ma.getmaskarray(z), np.nan, np.ma.getdata(z)).astype(np.float64)
             arr[arr <= 0] = np.nan
-            slope = max_slope_deg(arr, (ce - cw) / shape_[1] * mx, (cn - cs) / shape_[0] * my)
-            if slope is not None:
-                best = slope if best is None else max(best, slope)
+            # covered, but no land pixel: the sea is flat
+            slope = max_slope_deg(arr, (ce - cw) / shape_[1] * mx, (cn - cs) / shape_[0] * my) or 0.0
+            best = slope if best is None else max(best, slope)
         return best
 
     return probe
