@@ -60,19 +60,18 @@ def event_dir(out_dir: str | Path, event_id: str) -> Path:
 
 
 def dem_probe(catalog_source: str | None, bbox: ea.BBox) -> ea.SlopeProbe | None:
-    """A slope probe over the catalog's DEM tiles covering ``bbox`` (None when there are none)."""
+    """A slope probe over the catalog's DEM tiles covering ``bbox`` (None when there are none).
+
+    Items are signed with the catalog's signer (Planetary Computer) just before use; the probe
+    reads them at once, so tokens do not expire, and the hrefs are never logged or written.
+    """
     try:
-        items = catalog.open_catalog(catalog_source).search(
-            DEM_COLLECTION, bbox, DEM_WINDOW[0], DEM_WINDOW[1]
-        )
+        cat = catalog.open_catalog(catalog_source)
+        items = cat.search(DEM_COLLECTION, bbox, DEM_WINDOW[0], DEM_WINDOW[1])
+        items = catalog.sign_items(items, getattr(cat, "signer", None))
     except UserError:
         return None
-    hrefs = [
-        catalog.strip_signature(a.get_absolute_href() or a.href)
-        for it in items
-        for k, a in it.assets.items()
-        if k == "data"
-    ]
+    hrefs = [a.get_absolute_href() or a.href for it in items for k, a in it.assets.items() if k == "data"]
     return ea.dem_overview_probe(hrefs) if hrefs else None
 
 

@@ -204,6 +204,34 @@ def max_slope_deg(dem: np.ndarray, res_x_m: float, res_y_m: float) -> float | No
     return float(np.nanmax(slope)) if np.isfinite(slope).any() else None
 
 
+def _read_window(
+    href: str, bbox: BBox, resolution_m: float
+) -> tuple[Any, BBox, tuple[int, int], float, float] | None:
+    """Read the part of a DEM under ``bbox`` at about ``resolution_m``; None if it does not cover it."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.warp import transform_bounds
+    from rasterio.windows import from_bounds
+
+    with rasterio.open(href) as src:
+        w, s, e, n = transform_bounds("EPSG:4326", src.crs, *bbox)
+        left, bottom, right, top = src.bounds
+        cw, cs, ce, cn = max(w, left), max(s, bottom), min(e, right), min(n, top)
+        if ce <= cw or cn <= cs:
+            return None
+        lat = math.radians((bbox[1] + bbox[3]) / 2)
+        geographic = bool(src.crs.is_geographic)
+        mx = 111_320.0 * math.cos(lat) if geographic else 1.0
+        my = 110_574.0 if geographic else 1.0
+        shape_ = (
+            max(3, round((cn - cs) * my / resolution_m)),
+            max(3, round((ce - cw) * mx / resolution_m)),
+        )
+        win = from_bounds(cw, cs, ce, cn, transform=src.transform)
+        z = src.read(1, window=win, out_shape=shape_, resampling=Resampling.average, masked=True)
+    return z, (cw, cs, ce, cn), shape_, mx, my
+
+
 def dem_overview_probe(hrefs: Sequence[str], resolution_m: float = 250.0) -> SlopeProbe:
     """A :data:`SlopeProbe` over DEM COGs (Copernicus GLO-30 tiles, or any projected DEM), read coarsely.
 
@@ -215,29 +243,17 @@ def dem_overview_probe(hrefs: Sequence[str], resolution_m: float = 250.0) -> Slo
     """
 
     def probe(bbox: BBox) -> float | None:
-        import rasterio
-        from rasterio.enums import Resampling
-        from rasterio.warp import transform_bounds
-        from rasterio.windows import from_bounds
+        from rasterio.errors import RasterioError
 
         best: float | None = None
         for href in hrefs:
-            with rasterio.open(href) as src:
-                w, s, e, n = transform_bounds("EPSG:4326", src.crs, *bbox)
-                left, bottom, right, top = src.bounds
-                cw, cs, ce, cn = max(w, left), max(s, bottom), min(e, right), min(n, top)
-                if ce <= cw or cn <= cs:
-                    continue
-                lat = math.radians((bbox[1] + bbox[3]) / 2)
-                geographic = bool(src.crs.is_geographic)
-                mx = 111_320.0 * math.cos(lat) if geographic else 1.0
-                my = 110_574.0 if geographic else 1.0
-                shape_ = (
-                    max(3, round((cn - cs) * my / resolution_m)),
-                    max(3, round((ce - cw) * mx / resolution_m)),
-                )
-                win = from_bounds(cw, cs, ce, cn, transform=src.transform)
-                z = src.read(1, window=win, out_shape=shape_, resampling=Resampling.average, masked=True)
+            try:
+                window = _read_window(href, bbox, resolution_m)
+            except RasterioError:  # unreadable or unreachable: this file says nothing
+                continue
+            if window is None:
+                continue
+            z, (cw, cs, ce, cn), shape_, mx, my = window
             arr = np.where(np.ma.getmaskarray(z), np.nan, np.ma.getdata(z)).astype(np.float64)
             arr[arr <= 0] = np.nan
             # covered, but no land pixel: the sea is flat
