@@ -148,3 +148,23 @@ def test_shakemap_command_line_poll(served: str, tmp_path: Path) -> None:
     assert (
         rec["status"] == "pending" and rec["area_source"] == "shakemap" and rec["note"].startswith("waiting")
     )
+
+
+def test_version_web_map_opens_in_browser(polls: dict[str, Any]) -> None:
+    """Each version's web map (when the web map writer is installed) loads in headless Chromium."""
+    webmap = pytest.importorskip("pipeline.products.webmap")
+    browser = pytest.importorskip("pipeline.products.webmap.browser")
+    if browser.find_chromium() is None:
+        pytest.skip("no Chromium (apt-get install chromium)")
+    out = polls["out"]
+    index = out / fx.EVENT / "v2" / "map" / "index.html"
+    assert index.is_file() and (out / fx.EVENT / "v1" / "map" / "index.html").is_file()
+    html = index.read_text()
+    assert "../../v1/map/index.html" in html and "version 2" in html  # the version list
+    basemap_host = webmap.writer.DEFAULT_BASEMAP.split("/{z}")[0]
+    with browser.Chromium(width=900, height=700) as page:
+        page.navigate(index.as_uri())
+        page.wait_for("window.landslideWebMap && window.landslideWebMap.ready")
+        assert page.evaluate("landslideWebMap.errors") == []
+        errors = [e for e in page.console if e.is_error and not e.url.startswith(basemap_host)]
+        assert errors == []
