@@ -28,9 +28,10 @@ from flows.usgs_detail import ShakeMapRef, read_bytes, read_detail, shakemap_ref
 from pipeline import catalog
 from pipeline import event_area as ea
 from pipeline.errors import UserError
-from pipeline.sweep import DEM_WINDOW
 
 DEM_COLLECTION = "cop-dem-glo-30"
+#: The DEM is static; its items carry a production date, so search it over a wide window.
+DEM_WINDOW = (dt.date(1990, 1, 1), dt.date(2100, 12, 31))
 
 
 @dataclass(frozen=True)
