@@ -108,6 +108,7 @@ def earthquake_watch(
     flat_deg: float = DEFAULT_FLAT_DEG,
     close_coverage: float = 0.95,
     close_days: float = 45.0,
+    ndvi_pre_days: int | None = None,
 ) -> dict[str, Any]:
     """One poll: read the feed, track new events, check pending ones, sweep those with imagery.
 
@@ -135,6 +136,8 @@ def earthquake_watch(
         flat_deg: Tiles whose steepest coarse DEM slope is below this are not swept.
         close_coverage: Close an event once this share of its area has clear data.
         close_days: Close an event this many days after it.
+        ndvi_pre_days: Also write NDVI change evidence (pre-event window of this many days) and
+            give each polygon ``ndvi_pre``/``ndvi_drop``; None for none.
 
     Returns:
         Ids by outcome of this poll (``new``, ``known``, ``below_threshold``, ``at_sea``) and by
@@ -151,7 +154,7 @@ def earthquake_watch(
         retry_delay_s=retry_delay_s, scheduler=scheduler, workers=workers,
     )  # fmt: skip
     vopts = VersionOptions(
-        close_coverage=close_coverage, close_days=close_days,
+        close_coverage=close_coverage, close_days=close_days, ndvi_pre_days=ndvi_pre_days,
         plan=PlanOptions(use_shakemap=use_shakemap, pga_g=pga_g, mmi=mmi, tile_deg=tile_deg,
                          flat_deg=flat_deg, max_radius_km=max_radius_km),
     )  # fmt: skip
@@ -187,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tile-deg", type=float, default=DEFAULT_TILE_DEG, help="sweep tile side in degrees")
     p.add_argument("--close-coverage", type=float, default=0.95, help="close an event at this coverage")
     p.add_argument("--close-days", type=float, default=45.0, help="close an event after this many days")
+    p.add_argument("--ndvi-pre-days", type=int, help="NDVI change evidence with this pre-event window (days)")
     p.add_argument("--now", help="evaluation time, ISO 8601 (default: now)")
     p.add_argument(
         "--once", action="store_true", help="run one poll and exit (default: serve every --every-min)"
@@ -198,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "min_magnitude": args.min_magnitude, "max_radius_km": args.max_radius_km, "block": args.block,
         "use_shakemap": not args.no_shakemap, "pga_g": args.pga, "mmi": args.mmi, "tile_deg": args.tile_deg,
         "close_coverage": args.close_coverage, "close_days": args.close_days,
+        "ndvi_pre_days": args.ndvi_pre_days,
     }  # fmt: skip
     if not args.once:
         earthquake_watch.serve(name="earthquake-watch-cli", interval=args.every_min * 60, parameters=params)

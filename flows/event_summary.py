@@ -96,6 +96,7 @@ def observed(polygons: Any, grid: ea.ShakeGrid | None) -> dict[str, Any]:
             "mean_probability": round(float(r.mean_probability), 3),
             "mean_slope_deg": round(float(r.mean_slope_deg), 1),
             **({"pga_g": round(g, 3)} if grid is not None else {}),
+            **{k: round(float(getattr(r, k)), 3) for k in ("ndvi_pre", "ndvi_drop") if hasattr(r, k)},
         }
         for r, p, g in list(zip(rows.itertuples(), pts, pga, strict=False))[:LARGEST]
     ]

@@ -60,11 +60,14 @@ class VersionOptions:
         close_coverage: Close an event once its coverage reaches this share.
         close_days: Close an event this many days after it (whatever its coverage).
         plan: How areas are planned.
+        ndvi_pre_days: Write NDVI change evidence with a pre-event window of this many days
+            (:mod:`flows.change_evidence`); None for none.
     """
 
     close_coverage: float = 0.95
     close_days: float = 45.0
     plan: PlanOptions = field(default_factory=PlanOptions)
+    ndvi_pre_days: int | None = None
 
 
 def _save(state: EventState, rec: EventRecord, note: str) -> None:
@@ -191,7 +194,7 @@ def _write_version(
     try:
         with event_lock(opts.out_dir, rec.id):
             stores = _sweep_tiles(rec, b, edir, opts, log)
-            version = _finish_version(rec, b, stores, edir, opts, log)
+            version = _finish_version(rec, b, stores, edir, opts, vopts, log)
     except Exception as exc:  # recorded; the next poll resumes the same version
         b["attempts"] = b.get("attempts", 0) + 1
         if b["attempts"] >= MAX_ATTEMPTS and not isinstance(exc, EventBusyError):
@@ -280,19 +283,38 @@ def tile_coverage(store_path: Path, part: Any) -> float:
     return float(valid[inside].mean())
 
 
+def _tile_polygons(
+    rec: EventRecord, b: dict[str, Any], tid: str, path: Path, opts: WatchOptions, vopts: VersionOptions
+) -> Any:
+    """One tile's landslide polygons (WGS84), with NDVI change evidence when it is asked for."""
+    from flows.change_evidence import annotate, evidence_path, write_evidence
+    from pipeline.products.polygons import landslide_polygons
+    from pipeline.store import open_result
+
+    gdf = landslide_polygons(open_result(path)).to_crs(4326)
+    if vopts.ndvi_pre_days is None:
+        return gdf
+    evidence = evidence_path(path)
+    if tid in b["tiles"] and not evidence.exists():
+        window = (dt.date.fromisoformat(b["window"][0]), dt.date.fromisoformat(b["window"][1]))
+        event_time = dt.datetime.fromisoformat(rec.event_time)
+        write_evidence(path, opts.catalog, event_time, window, opts.max_cloud, vopts.ndvi_pre_days)
+    return annotate(gdf, evidence) if evidence.exists() else gdf
+
+
 def _finish_version(
     rec: EventRecord,
     b: dict[str, Any],
     stores: dict[str, str],
     edir: Path,
     opts: WatchOptions,
+    vopts: VersionOptions,
     log: Logger | LoggerAdapter[Any],
 ) -> dict[str, Any]:
     import geopandas as gpd
     import pandas as pd
 
-    from pipeline.products.polygons import landslide_polygons
-    from pipeline.store import open_result, read_attrs
+    from pipeline.store import read_attrs
 
     n = b["n"]
     vdir = edir / f"v{n}"
@@ -305,7 +327,7 @@ def _finish_version(
         tile_cov[t.id] = tile_coverage(edir / rel, area.intersection(box(*t.bbox))) if rel else 0.0
     total = sum(t.area_km2 for t in tiles)
     coverage = sum(tile_cov[t.id] * t.area_km2 for t in tiles) / total if total else 0.0
-    frames = [landslide_polygons(open_result(edir / rel)).to_crs(4326) for rel in stores.values()]
+    frames = [_tile_polygons(rec, b, tid, edir / rel, opts, vopts) for tid, rel in stores.items()]
     polys = (
         pd.concat(frames, ignore_index=True)
         if frames
@@ -360,6 +382,11 @@ def _finish_version(
         },
         "coverage": round(coverage, 4),
         "observed": obs,
+        "change_evidence": (
+            {"ndvi_pre_days": vopts.ndvi_pre_days, "polygon_fields": ["ndvi_pre", "ndvi_post", "ndvi_drop"]}
+            if vopts.ndvi_pre_days is not None
+            else None
+        ),
         "alert": event_summary.alert(obs["landslide_km2"], coverage),
         "model": event_summary.model_info(attrs, opts.checkpoint),
         "stores": {k: f"../{v}" for k, v in stores.items()},

@@ -10,7 +10,8 @@ What is real and what is rewritten (the internet is the only thing stood in for)
   2 %g around them, so the PGA >= 0.10 g area lies inside the scene;
 * the **catalog** is the demo scene's, in two states: first only a *cloudy* copy of its scene
   (dated two days earlier, its SCL marked cloud, class 9, over the east half of the scene:
-  a real-format SCL COG written here), then also the original clear scene.
+  a real-format SCL COG written here), then also the original clear scene; a copy of the clear
+  scene dated before the event is there throughout (the pre-event NDVI composite).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ SHAKEN_LON = (141.94, 141.995)
 SHAKEN_LAT = (42.775, 42.79)
 TILE_DEG = 0.05
 CLOUDY_ID = "S2_MSIL2A_20180909_T54TWN_L4S-DEMO-CLOUDY"
+#: A pre-event copy of the clear scene (the same pixels, dated before the event): NDVI evidence.
+PRE_ID = "S2_MSIL2A_20180825_T54TWN_L4S-DEMO-PRE"
 EVENT = "us2000demo"
 
 
@@ -123,7 +126,9 @@ def cloudy_scene_catalog(dest_dir: Path) -> tuple[Path, dict[str, object]]:
     for link in cloudy.get("links", []):
         if link.get("rel") == "self":
             link["href"] = link["href"].replace(DEMO_S2_ITEM_ID, CLOUDY_ID)
-    doc["features"] = [cloudy if f["id"] == DEMO_S2_ITEM_ID else f for f in doc["features"]]
+    pre = json.loads(json.dumps(clear))
+    pre["id"], pre["properties"]["datetime"] = PRE_ID, "2018-08-25T01:36:49.000000Z"
+    doc["features"] = [cloudy if f["id"] == DEMO_S2_ITEM_ID else f for f in doc["features"]] + [pre]
     (dest_dir / "catalog.json").write_text(json.dumps(doc))
     return dest_dir / "catalog.json", clear
 
