@@ -131,7 +131,7 @@ def plan_event(
             area = ea.clip_to_land(ea.shaken_area(grid, pga_g=opts.pga_g, mmi=opts.mmi), land())
             rule = f"MMI >= {opts.mmi:g}" if opts.mmi is not None else f"PGA >= {opts.pga_g:g} g"
             tiles = _tiles(area, opts, catalog_source)
-            before = [ea.AreaTile(t["id"], tuple(t["bbox"]), t["area_km2"]) for t in rec.tiles]  # type: ignore[arg-type]
+            before = plan_tiles(rec)
             added = ea.added_tiles(before if rec.area_source == "shakemap" else [], tiles)
             rec.shakemaps_done.append(ref.key)
             rec.shakemap = {

@@ -46,6 +46,7 @@ from flows.pending_events import WatchOptions, post_event_window
 from pipeline import catalog
 from pipeline import event_area as ea
 
+S2_COLLECTION = "sentinel-2-l2a"
 #: A tile with at least this share of clear data is complete (no re-sweep for new scenes).
 TILE_FULL = 0.995
 #: A version that failed this many times is given up (the event keeps its earlier versions).
@@ -80,10 +81,12 @@ def search_footprints(
     catalog_source: str | None, bbox: ea.BBox, start: dt.date, end: dt.date, max_cloud: float
 ) -> dict[str, ea.BBox]:
     """Clear post-event Sentinel-2 scenes over ``bbox``: id -> WGS84 bbox of the item (retried on I/O)."""
-    from pipeline.sweep import S2_COLLECTION
-
     items = catalog.open_catalog(catalog_source).search(S2_COLLECTION, bbox, start, end, max_cloud)
-    return {it.id: tuple(shape(it.geometry).bounds) if it.geometry else tuple(it.bbox) for it in items}  # type: ignore[misc]
+    out: dict[str, ea.BBox] = {}
+    for it in items:
+        w, s, e, n = shape(it.geometry).bounds if it.geometry else (it.bbox or bbox)
+        out[it.id] = (float(w), float(s), float(e), float(n))
+    return out
 
 
 def advance_quake(
@@ -353,6 +356,7 @@ def _finish_version(
         }
     )
     obs = event_summary.observed(polys, grid)
+    created = utc_iso(dt.datetime.now(dt.UTC))
     summary = {
         "title": f"M{rec.magnitude or 0:g} {rec.place or rec.id}: landslides, version {n}",
         "event": {
@@ -365,7 +369,7 @@ def _finish_version(
         },
         "version": {
             "n": n,
-            "created": utc_iso(dt.datetime.now(dt.UTC)),
+            "created": created,
             "window": b["window"],
             "scenes": used,
         },
@@ -396,7 +400,7 @@ def _finish_version(
     version_outputs.web_map(vdir, edir, stores, rec, n, log)
     version = {
         "n": n,
-        "created": summary["version"]["created"],
+        "created": created,
         "window": b["window"],
         "scenes": used,
         "swept_tiles": list(b["tiles"]),
