@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import xarray as xr
 from prefect.client.orchestration import get_client
 
 from flows.earthquake_watch import earthquake_watch, main
@@ -25,7 +27,7 @@ from .conftest import FEED_DEMO
 def _poll(feed: str, out: Path, catalog: Path, ckpt: Path, now: str) -> dict[str, Any]:
     return earthquake_watch(
         feed=feed, out_dir=str(out), catalog=str(catalog), checkpoint=str(ckpt), block=512, now=now,
-        retry_delay_s=0.1, workers=1, tile_deg=fx.TILE_DEG,
+        retry_delay_s=0.1, workers=1, tile_deg=fx.TILE_DEG, ndvi_pre_days=30,
     )  # fmt: skip
 
 
@@ -71,6 +73,26 @@ def polls(
         "records": [rec1, rec2, _record(out)],
         "before": before,
     }
+
+
+def test_version_ndvi_change_evidence(polls: dict[str, Any]) -> None:
+    """Pre-event NDVI (a copy of the clear scene) against each version's post-event composite."""
+    out = polls["out"] / fx.EVENT / "tiles"
+    v1 = xr.open_zarr(str(out / "x2839y855-v1-ndvi.zarr"))
+    v2 = xr.open_zarr(str(out / "x2839y855-v2-ndvi.zarr"))
+    assert v1.attrs["landslide:pre_scenes"] == [fx.PRE_ID]
+    pre, drop1, drop2 = (np.asarray(a.values) for a in (v1["ndvi_pre"], v1["ndvi_drop"], v2["ndvi_drop"]))
+    inside = np.isfinite(pre)
+    assert inside.mean() > 0.5 and np.nanmax(pre) > 0.6  # vegetated parts of the scene
+    # the same pixels before and after: no drop where both composites are clear
+    assert np.nanmax(np.abs(drop2)) < 1e-6 and np.isfinite(drop2[inside]).mean() > 0.99
+    # version 1's post composite is the cloudy scene: its cloudy half has no evidence
+    assert 0.2 < np.isfinite(drop1[inside]).mean() < 0.8
+    assert (out / "x2838y855-v1-ndvi.zarr").exists() and not (out / "x2838y855-v2-ndvi.zarr").exists()
+    summary = json.loads((polls["out"] / fx.EVENT / "v2" / "summary.json").read_text())
+    assert summary["change_evidence"]["ndvi_pre_days"] == 30
+    polys = json.loads((polls["out"] / fx.EVENT / "v2" / "landslides.geojson").read_text())["features"]
+    assert all("ndvi_pre" in f["properties"] and "ndvi_drop" in f["properties"] for f in polys)
 
 
 def test_shakemap_plans_the_area_and_writes_version_1(polls: dict[str, Any]) -> None:
