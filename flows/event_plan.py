@@ -28,6 +28,7 @@ from flows.usgs_detail import ShakeMapRef, read_bytes, read_detail, shakemap_ref
 from pipeline import catalog
 from pipeline import event_area as ea
 from pipeline.errors import UserError
+from pipeline.store.atomic import write_atomic
 
 DEM_COLLECTION = "cop-dem-glo-30"
 #: The DEM is static; its items carry a production date, so search it over a wide window.
@@ -89,9 +90,7 @@ def _tiles(area: Any, opts: PlanOptions, catalog_source: str | None) -> list[ea.
 
 def _write_area(path: Path, area: Any, tiles: list[ea.AreaTile], props: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(ea.area_geojson(area, tiles, props)))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(ea.area_geojson(area, tiles, props)))
 
 
 def _find_shakemap(rec: EventRecord, log: Logger | LoggerAdapter[Any]) -> tuple[ShakeMapRef | None, str]:

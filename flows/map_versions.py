@@ -45,6 +45,7 @@ from flows.io_retry import backoff, retry_on_io
 from flows.pending_events import WatchOptions, post_event_window
 from pipeline import catalog
 from pipeline import event_area as ea
+from pipeline.store.atomic import write_atomic
 
 S2_COLLECTION = "sentinel-2-l2a"
 #: A tile with at least this share of clear data is complete (no re-sweep for new scenes).
@@ -395,7 +396,7 @@ def _finish_version(
         "model": event_summary.model_info(attrs, opts.checkpoint),
         "stores": {k: f"../{v}" for k, v in stores.items()},
     }
-    (vdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_atomic(vdir / "summary.json", json.dumps(summary, indent=2, default=str))
     artifact_id = version_outputs.artifact(rec.id, summary)
     version_outputs.web_map(vdir, edir, stores, rec, n, log)
     version = {

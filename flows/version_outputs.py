@@ -19,6 +19,7 @@ from typing import Any
 from shapely.geometry import box
 
 from flows.event_state import EventRecord
+from pipeline.store.atomic import write_atomic
 
 
 def artifact(event_id: str, summary: dict[str, Any]) -> str | None:
@@ -91,7 +92,7 @@ def write_item(vdir: Path, rec: EventRecord, version: dict[str, Any], area: Any)
         },
         "collection": rec.id,
     }
-    (vdir / "item.json").write_text(json.dumps(item, indent=2))
+    write_atomic(vdir / "item.json", json.dumps(item, indent=2))
 
 
 def write_collection(edir: Path, rec: EventRecord, versions: list[dict[str, Any]], area: Any) -> None:
@@ -123,6 +124,4 @@ def write_collection(edir: Path, rec: EventRecord, versions: list[dict[str, Any]
             for v in versions
         ],
     }
-    tmp = edir / "collection.json.tmp"
-    tmp.write_text(json.dumps(coll, indent=2))
-    tmp.replace(edir / "collection.json")
+    write_atomic(edir / "collection.json", json.dumps(coll, indent=2))
