@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pipeline.products.polygons import DEFAULT_MIN_AREA_M2
+from pipeline.products.defaults import DEFAULT_MIN_AREA_M2
 
 
 def register(subparsers: Any) -> None:

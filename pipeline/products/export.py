@@ -13,13 +13,8 @@ from pathlib import Path
 
 from pipeline.errors import UserError
 from pipeline.products.cog import write_cog
-from pipeline.products.polygons import (
-    DEFAULT_MIN_AREA_M2,
-    DEFAULT_WINDOW,
-    landslide_polygons,
-    write_geojson,
-    write_geoparquet,
-)
+from pipeline.products.defaults import DEFAULT_MIN_AREA_M2, DEFAULT_WINDOW
+from pipeline.products.polygons import landslide_polygons, write_geojson, write_geoparquet
 from pipeline.products.pyramid import write_pyramid
 from pipeline.products.quicklook import write_quicklook
 from pipeline.products.stac_item import build_item, update_collection, write_item

@@ -36,12 +36,10 @@ from scipy import ndimage
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from pipeline.products.defaults import DEFAULT_MIN_AREA_M2, DEFAULT_WINDOW, POLYGON_LAYER
 from pipeline.store.reader import store_crs, store_threshold, store_transform
 
-#: Default minimum polygon area: two 10 m pixels.
-DEFAULT_MIN_AREA_M2 = 200.0
-#: Default window side in pixels (a multiple of the sweep's 256-pixel chunks).
-DEFAULT_WINDOW = 2048
+__all__ = ["DEFAULT_MIN_AREA_M2", "DEFAULT_WINDOW", "landslide_polygons", "write_geojson", "write_geoparquet"]
 COLUMNS = ["id", "area_m2", "n_pixels", "mean_probability", "max_probability", "mean_slope_deg"]
 _FOUR = ndimage.generate_binary_structure(2, 1)
 
@@ -190,8 +188,17 @@ def write_geoparquet(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Pat
 
 
 def write_geojson(gdf: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write polygons as RFC 7946 GeoJSON (EPSG:4326, lon/lat, 7 decimals)."""
+    """Write polygons as RFC 7946 GeoJSON (EPSG:4326, lon/lat, 7 decimals).
+
+    The layer is named :data:`~pipeline.products.defaults.POLYGON_LAYER` whatever the file is
+    called (GDAL would otherwise name it after the file, which the export writes under a
+    temporary name), so QGIS and ``ogrinfo`` show ``landslides`` and re-exports are identical.
+    """
     gdf.to_crs(4326).to_file(
-        path, driver="GeoJSON", engine="pyogrio", layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": 7}
+        path,
+        driver="GeoJSON",
+        engine="pyogrio",
+        layer=POLYGON_LAYER,
+        layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": 7},
     )
     return Path(path)

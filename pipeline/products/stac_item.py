@@ -6,8 +6,8 @@ the projection extension (v2.0.0: code, shape, transform, native bbox) on the It
 overrides where an asset has another CRS, the raster extension (v1.1.0, ``raster:bands`` with
 ``nodata``, ``data_type``, ``unit``, ``sampling``, ``spatial_resolution``) on the COG asset (the
 STAC 1.1 asset-level ``nodata`` is left out: rustac 0.9 cannot read ``"nan"`` there), and one
-``derived_from`` link per input scene (query strings such as SAS tokens stripped). Asset hrefs
-are relative to the Item's directory.
+``derived_from`` link per input scene to that scene's canonical STAC Item URL (see
+:func:`source_href`). Asset hrefs are relative to the Item's directory.
 
 A series of sweeps over one region is one Collection whose ``item`` links are the sweeps,
 ordered by end date; :func:`update_collection` adds or replaces an Item by id and recomputes the
@@ -56,11 +56,35 @@ ASSET_CRS = {"polygons_geojson": "EPSG:4326", "pyramid": "EPSG:3857", "quicklook
 
 
 def strip_query(href: str) -> str:
-    """Drop the query string and fragment of a URL (e.g. a SAS token); paths are returned as given."""
+    """Drop the query, fragment and user info of a URL (e.g. a SAS token); paths keep their path.
+
+    Everything that can carry a credential goes: ``?st=...&se=...&sig=...``, ``#...`` and
+    ``user:password@``.
+    """
     parts = urlsplit(href)
     if not parts.scheme or len(parts.scheme) == 1:  # a local path (or a Windows drive letter)
-        return href.split("?", 1)[0]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        return href.split("?", 1)[0].split("#", 1)[0]
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def source_href(href: str) -> str | None:
+    """The canonical, unsigned URL of an input scene's STAC Item, or None if it has none.
+
+    The sweep records each scene's ``self`` link: a STAC API's item URL
+    (``https://.../collections/C/items/ID``) or, for a static catalog, the item file's absolute
+    path. Those are returned without query, fragment or user info. An item read from an
+    ItemCollection file has no URL of its own (the sweep then records its bare id); a bare id
+    would resolve to nothing next to the Item, so it gets no link (the id is still listed in
+    ``landslide:source_items``).
+    """
+    parts = urlsplit(href)
+    if parts.scheme and len(parts.scheme) > 1:
+        return strip_query(href) if parts.netloc or parts.scheme == "file" else None
+    return strip_query(href) if Path(href).is_absolute() else None
 
 
 def _parse_date(value: str) -> date:
@@ -145,6 +169,10 @@ def build_item(
         "landslide:skipped_scenes": list(attrs.get("landslide:skipped_scenes", [])),
         "landslide:software_version": attrs.get("landslide:software_version"),
     }
+    scenes: list[dict[str, Any]] = list(attrs.get("landslide:scenes", []))
+    properties["landslide:source_items"] = [
+        {"id": str(sc.get("id")), "collection": sc.get("collection")} for sc in scenes
+    ]
     if attrs.get("landslide:event_id"):
         properties["landslide:event_id"] = attrs["landslide:event_id"]
     item = pystac.Item(
@@ -178,15 +206,17 @@ def build_item(
         item.add_asset(
             key, pystac.Asset(href=href, media_type=media, roles=roles, title=title, extra_fields=extra)
         )
-    for scene in attrs.get("landslide:scenes", []):
-        item.add_link(
-            pystac.Link(
-                rel="derived_from",
-                target=strip_query(scene["href"]),
-                media_type="application/geo+json",
-                title=scene.get("id"),
+    for scene in scenes:
+        target = source_href(str(scene.get("href", "")))
+        if target is not None:
+            item.add_link(
+                pystac.Link(
+                    rel="derived_from",
+                    target=target,
+                    media_type="application/geo+json",
+                    title=scene.get("id"),
+                )
             )
-        )
     return item
 
 
