@@ -49,7 +49,7 @@ _DESCRIPTIONS = {
 }
 
 
-def _subparsers(
+def subcommands(
     parser: argparse.ArgumentParser, prefix: str = ""
 ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
     """Every (``"cmd sub"`` name, parser) below ``parser``, depth first."""
@@ -58,7 +58,7 @@ def _subparsers(
             for name, sub in action.choices.items():
                 full = f"{prefix}{name}"
                 yield full, sub
-                yield from _subparsers(sub, f"{full} ")
+                yield from subcommands(sub, f"{full} ")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
-    for name, subparser in _subparsers(parser):
+    for name, subparser in subcommands(parser):
         if subparser.description is None and name in _DESCRIPTIONS:
             subparser.description = _DESCRIPTIONS[name]
     return parser

@@ -93,6 +93,7 @@ def make_store(
     seed: int = 0,
     x0: float = X0,
     y0: float = Y0,
+    scenes: list[dict[str, str]] | None = None,
 ) -> FixtureStore:
     """Write the fixture store at ``path`` and return what it contains."""
     rng = np.random.default_rng(seed)
@@ -137,7 +138,9 @@ def make_store(
         "landslide:start": start,
         "landslide:end": end,
         "landslide:bbox": [west, south, east, north],
-        "landslide:scenes": [
+        "landslide:scenes": scenes
+        if scenes is not None
+        else [
             {
                 "id": "S2B_MSIL2A_20180920T013649_R031_T54TWN_20201010T120000",
                 "collection": "sentinel-2-l2a",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 from pathlib import Path
 
 import geopandas as gpd
@@ -21,9 +22,9 @@ import xarray as xr
 import zarr
 from scipy import ndimage
 
-from pipeline.cli import main
 from pipeline.store import open_result
 
+from ..test_cli import run_cli
 from .stac_validation import assert_valid
 
 pytestmark = pytest.mark.slow
@@ -32,10 +33,27 @@ MIN_AREA_M2 = 200.0
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``landslide demo`` run as a user runs it: a fresh process, whose stderr is kept."""
     out = tmp_path_factory.mktemp("demo") / "demo.zarr"
-    assert main(["demo", "--out", str(out), "--no-progress", "--workers", "2"]) == 0
+    proc = run_cli("demo", "--out", str(out), "--no-progress", "--workers", "2", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+@pytest.fixture(scope="module")
+def demo(demo_run: tuple[Path, subprocess.CompletedProcess[str]]) -> tuple[Path, Path]:
+    out = demo_run[0]
     return out, out.with_name("demo-products")
+
+
+def test_demo_prints_its_report_and_nothing_on_stderr(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """No library warning, no Dask log line (workers included): stdout is the report, stderr empty."""
+    _out, proc = demo_run
+    assert proc.stderr == ""
+    assert "landslide area" in proc.stdout and "quicklook" in proc.stdout
 
 
 def test_demo_store_is_complete_and_uses_the_shipped_model(demo: tuple[Path, Path]) -> None:
@@ -81,8 +99,13 @@ def test_cog_has_overviews_and_the_store_grid(demo: tuple[Path, Path]) -> None:
 def test_stac_item_validates_and_links_the_inputs(demo: tuple[Path, Path]) -> None:
     item = json.loads((demo[1] / "item.json").read_text())
     assert_valid(item)
+    # The demo catalog is an ItemCollection file: its items have no URL of their own, so they are
+    # listed by id and get no derived_from link (a bare id would resolve to nothing).
     derived = [ln["href"] for ln in item["links"] if ln["rel"] == "derived_from"]
-    assert derived and not any("token=" in h or "sig=" in h for h in derived)
+    assert all(h.startswith(("http://", "https://", "/", "file:")) for h in derived)
+    assert not any("token=" in h or "sig=" in h for h in derived)
+    sources = item["properties"]["landslide:source_items"]
+    assert {s["collection"] for s in sources} == {"sentinel-2-l2a", "cop-dem-glo-30"}
     assert item["properties"]["proj:code"] == "EPSG:32654"
 
 

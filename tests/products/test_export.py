@@ -105,3 +105,32 @@ def test_reexport_replaces_products_atomically(tmp_path: Path) -> None:
     assert set(before) == set(after)
     assert all(before[k] != after[k] for k in before)  # new files renamed into place
     assert sorted(p.name for p in out.iterdir()) == sorted(FILE_NAMES.values())
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (a product or a directory of them), by relative path."""
+    if root.is_file():
+        return {root.name: root.read_bytes()}
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_geojson_layer_is_named_landslides(exported) -> None:
+    import pyogrio
+
+    path = exported.paths["polygons_geojson"]
+    assert json.loads(path.read_text())["name"] == "landslides"  # not the temporary file name
+    assert [str(name) for name, _ in pyogrio.list_layers(path)] == ["landslides"]  # what ogrinfo/QGIS show
+    assert [str(name) for name, _ in pyogrio.list_layers(exported.paths["polygons"])] == ["landslides"]
+
+
+def test_reexport_is_byte_identical(tmp_path: Path) -> None:
+    """Exporting the same store again, here or elsewhere, writes the same bytes in every product."""
+    store = make_store(tmp_path / "s.zarr")
+    first = export_products(store.path, tmp_path / "a")
+    before = {key: _tree_bytes(first[key]) for key in FILE_NAMES}
+    again = export_products(store.path, tmp_path / "a")
+    elsewhere = export_products(store.path, tmp_path / "b")
+    for key in FILE_NAMES:
+        assert _tree_bytes(again[key]) == before[key], key
+        assert _tree_bytes(elsewhere[key]) == before[key], key
+    assert sum(len(b) for b in before["pyramid"].values()) > 0

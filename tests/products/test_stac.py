@@ -13,6 +13,7 @@ from jsonschema.exceptions import ValidationError
 from pipeline.products.stac_item import strip_query
 
 from .stac_validation import assert_valid, stac_errors
+from .store_fixture import make_store
 
 
 def _item(exported) -> dict:
@@ -89,6 +90,8 @@ def test_strip_query() -> None:
     )
     assert strip_query("https://h/p#frag") == "https://h/p"
     assert strip_query("/data/item.json") == "/data/item.json"
+    assert strip_query("/data/item.json?sig=1#x") == "/data/item.json"
+    assert strip_query("https://u:p@h:81/p?q#f") == "https://h:81/p"
 
 
 def test_rustac_validates_core_offline(exported, tmp_path: Path) -> None:
@@ -106,3 +109,47 @@ def test_rustac_validates_core_offline(exported, tmp_path: Path) -> None:
     path.write_text(json.dumps(core_only))
     bad = subprocess.run([rustac, "validate", str(path)], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0
+
+
+_PC_ITEMS = "https://planetarycomputer.microsoft.com/api/stac/v1/collections"
+_SAS = (
+    "st=2026-11-30T00%3A00%3A00Z&se=2026-12-01T00%3A00%3A00Z&sp=rl&sv=2024-05-04&sr=c&skoid=abc"
+    "&sig=SECRETsig%3D"
+)
+
+
+def test_derived_from_links_are_canonical_and_unsigned(tmp_path: Path) -> None:
+    """Each input scene links its own STAC Item URL; no signature or credential reaches the Item."""
+    from pipeline.products.export import export_products
+
+    static_item = tmp_path / "catalog" / "s2" / "item-b.json"
+    scenes = [
+        {  # a STAC API item whose recorded URL came back signed
+            "id": "S2A_a",
+            "collection": "sentinel-2-l2a",
+            "href": f"{_PC_ITEMS}/sentinel-2-l2a/items/S2A_a?{_SAS}",
+        },
+        {  # credentials in the user info and a token in the fragment
+            "id": "dem_a",
+            "collection": "cop-dem-glo-30",
+            "href": "https://user:SECRETpw@stac.example.org:8443/collections/dem/items/dem_a#token=SECRETfrag",
+        },
+        {"id": "S2A_b", "collection": "sentinel-2-l2a", "href": f"{static_item}?token=SECRETtok"},
+        {"id": "S2A_c", "collection": "sentinel-2-l2a", "href": "S2A_c"},  # item of an ItemCollection file
+    ]
+    store = make_store(tmp_path / "s.zarr", scenes=scenes)
+    paths = export_products(store.path, tmp_path / "out")
+    text = paths["item"].read_text()
+    for secret in ("SECRET", "sig=", "se=", "st=", "skoid", "token", "user:"):
+        assert secret not in text, secret
+    item = json.loads(text)
+    derived = {lk["title"]: lk["href"] for lk in item["links"] if lk["rel"] == "derived_from"}
+    assert derived == {
+        "S2A_a": f"{_PC_ITEMS}/sentinel-2-l2a/items/S2A_a",
+        "dem_a": "https://stac.example.org:8443/collections/dem/items/dem_a",
+        "S2A_b": str(static_item),
+    }  # a bare id would resolve to nothing beside item.json: no link
+    assert item["properties"]["landslide:source_items"] == [
+        {"id": s["id"], "collection": s["collection"]} for s in scenes
+    ]
+    assert_valid(item)
