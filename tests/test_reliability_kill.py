@@ -131,7 +131,7 @@ def _kill_when(proc: subprocess.Popen[bytes], out: Path, min_done: int, at: floa
 
 
 def _resume(out: Path, ckpt: Path, scheduler: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_cli(out, ckpt, scheduler), capture_output=True, text=True, timeout=300)
+    return subprocess.run(_cli(out, ckpt, scheduler), capture_output=True, text=True, timeout=900)
 
 
 def _check_partial(out: Path) -> None:
@@ -291,7 +291,7 @@ def test_a_second_sweep_on_the_same_out_is_refused_naming_the_first(
     assert first.poll() is None, "the first sweep ended before the second was refused"
     assert code == 2
     assert err.count("\n") == 1 and f"is being written by pid {first.pid} on " in err, err
-    _, first_err = first.communicate(timeout=300)
+    _, first_err = first.communicate(timeout=900)
     assert first.returncode == 0, first_err
     FIGURES["bytes"] += assert_same_store(out, reference)
 
@@ -307,7 +307,7 @@ def test_ctrl_c_prints_one_line_and_leaves_a_resumable_store(
         time.sleep(0.02)
     assert proc.poll() is None, "the sweep ended before Ctrl-C"
     os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130
     assert err.splitlines() == ["landslide: interrupted; re-run the same command to resume"], err
     assert store_attrs_file(out)["landslide:status"] == "in_progress"
