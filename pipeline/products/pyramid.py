@@ -101,19 +101,36 @@ def level_geobox(ds: xr.Dataset, zoom: int) -> tuple[GeoBox, tuple[int, int]]:
     return GeoBox(shape, Affine(res, 0.0, left, 0.0, -res, top), "EPSG:3857"), (tx0, ty0)
 
 
-def build_pyramid(ds: xr.Dataset) -> xr.DataTree:
-    """Build the lazy pyramid: a DataTree with one child per level (``"0"`` is the coarsest)."""
-    min_zoom, max_zoom = zoom_range(ds)
+def _probability(ds: xr.Dataset) -> xr.DataArray:
     prob = ds["probability"].astype(np.float32)
     prob = prob.odc.assign_crs(store_crs(ds).to_wkt())
     prob.attrs = {"long_name": "landslide probability", "units": "1"}
     prob.encoding = {}
+    return prob
+
+
+def level_probability(
+    ds: xr.Dataset, zoom: int, *, prob: xr.DataArray | None = None
+) -> tuple[xr.DataArray, GeoBox, tuple[int, int]]:
+    """Return one zoom level: the lazy probability on its tile-aligned grid, the grid, its first tile.
+
+    Chunk ``(i, j)`` of the returned array (chunks of :data:`TILE`) is XYZ tile
+    ``(zoom, tile_x0 + j, tile_y0 + i)``. Any zoom works, also coarser than ``zoom_range``'s.
+    """
+    gbox, first = level_geobox(ds, zoom)
+    src = _probability(ds) if prob is None else prob
+    level = src.odc.reproject(gbox, resampling="average", dst_nodata=np.nan)
+    return level.chunk({"y": TILE, "x": TILE}).rename("probability"), gbox, first
+
+
+def build_pyramid(ds: xr.Dataset) -> xr.DataTree:
+    """Build the lazy pyramid: a DataTree with one child per level (``"0"`` is the coarsest)."""
+    min_zoom, max_zoom = zoom_range(ds)
+    prob = _probability(ds)
     children: dict[str, xr.Dataset] = {}
     datasets: list[dict[str, Any]] = []
     for k, zoom in enumerate(range(min_zoom, max_zoom + 1)):
-        gbox, (tx0, ty0) = level_geobox(ds, zoom)
-        level = prob.odc.reproject(gbox, resampling="average", dst_nodata=np.nan)
-        level = level.chunk({"y": TILE, "x": TILE}).rename("probability")
+        level, gbox, (tx0, ty0) = level_probability(ds, zoom, prob=prob)
         lds = level.to_dataset()
         lds = lds.rio.write_crs("EPSG:3857").rio.write_transform(gbox.transform)
         lds["probability"].attrs.update(grid_mapping="spatial_ref", long_name="landslide probability")
