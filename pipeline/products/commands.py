@@ -70,6 +70,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.web_map:
         from pipeline.products.webmap import write_web_map
 
-        index = write_web_map(Path(args.out) / "webmap", store=args.store, polygons=s.paths["polygons_geojson"])
+        index = write_web_map(
+            Path(args.out) / "webmap", store=args.store, polygons=s.paths["polygons_geojson"]
+        )
         print(f"  {'web_map':17s} {index}")
     return 0

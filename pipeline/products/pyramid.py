@@ -62,9 +62,10 @@ def _tile_range(bounds: tuple[float, float, float, float], zoom: int) -> tuple[i
     west, south, east, north = bounds
     eps = 1e-6 * size
     tx0 = math.floor((west + ORIGIN) / size)
-    tx1 = math.floor((east - eps + ORIGIN) / size)
     ty0 = math.floor((ORIGIN - north) / size)
-    ty1 = math.floor((ORIGIN - south - eps) / size)
+    # an east/south edge exactly on a tile edge does not take the next tile (but keep >= 1 tile)
+    tx1 = max(tx0, math.floor((east - eps + ORIGIN) / size))
+    ty1 = max(ty0, math.floor((ORIGIN - south - eps) / size))
 
     def clamp(v: int) -> int:
         return int(max(0, min(n - 1, v)))

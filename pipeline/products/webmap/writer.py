@@ -219,6 +219,7 @@ def _index_html(title: str, embedded: bool) -> str:
         '  <meta charset="utf-8">\n'
         '  <meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"  <title>{escape(title)}</title>\n"
+        '  <link rel="icon" href="data:,">\n'  # no favicon request (a 404 on static servers)
         '  <link rel="stylesheet" href="vendor/maplibre-gl.css">\n'
         '  <link rel="stylesheet" href="webmap.css">\n'
         "</head>\n<body>\n"
