@@ -17,6 +17,11 @@ tiles the mosaic touches:
   ``(256 * tiles_y, 256 * tiles_x)``, chunks 256, so chunk ``(i, j)`` of level ``k`` *is* the XYZ tile
   ``(zoom, tile_x0 + j, tile_y0 + i)`` (``tile_x0``/``tile_y0`` are in the level's attributes).
 
+Web clients: ``@carbonplan/zarr-layer`` and ``@carbonplan/maps`` place level ``k`` as zoom ``k`` of
+the whole world (ndpyramid's global levels), so they cannot place this pyramid (level 0 here is
+zoom ``min_zoom``, ~10-11 for a region). The web map therefore gets XYZ PNG tiles made from these
+very levels (:mod:`pipeline.products.webmap.tiles`); this Zarr pyramid is for xarray/GDAL users.
+
 Levels are reprojected lazily with :mod:`odc.geo` (average resampling, NaN outside the valid
 area) and streamed to Zarr chunk by chunk, so memory stays bounded for large stores.
 """

@@ -113,7 +113,9 @@
     table.appendChild(row('Landslides mapped', nPoly));
     if (areaM2 > 0) { table.appendChild(row('Landslide area (km²)', areaM2 / 1e6)); }
   }
-  Object.keys(store).forEach(function (k) { if (!S[k]) { table.appendChild(row(human(k), store[k])); } });
+  Object.keys(store).forEach(function (k) {
+    if (k !== 'event_id' && !S[k]) { table.appendChild(row(human(k), store[k])); } /* event id: in the subtitle */
+  });
   if (table.childNodes.length) { panel.appendChild(el('h2', { text: 'Summary' })); panel.appendChild(table); }
 
   /* legend */
