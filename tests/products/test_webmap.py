@@ -125,6 +125,8 @@ def test_folder_is_complete_relocatable_and_token_free(store: FixtureStore, webm
         p.read_text() for p in webmap.rglob("*") if p.suffix in (".html", ".js", ".json", ".geojson", ".css")
     ]
     assert not any("sig=" in t or "SECRET" in t for t in texts)
+    # the version links are also plain HTML (no JavaScript needed to find them)
+    assert '<a href="../v1/index.html">version 1</a>' in index
     assert not any(str(webmap.parent) in t or str(store.path) in t for t in texts)  # no absolute paths
     data = read_map_data(webmap)
     assert data["maplibre_version"] == MAPLIBRE_VERSION

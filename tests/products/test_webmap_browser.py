@@ -113,16 +113,28 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     }
     shakemap.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
     summary = root / "summary.json"
+    # the nested layout flows/event_summary.py writes (a flat one is covered in test_webmap.py)
     summary.write_text(
         json.dumps(
             {
-                "event_id": "demo-l4s",
-                "title": "Demo event, M6.6",
-                "alert": "yellow",
-                "observed_area_km2": 1.101,
+                "title": "M6.6 demo event: landslides, version 2",
+                "event": {
+                    "id": "demo-l4s",
+                    "magnitude": 6.6,
+                    "time": "2018-09-05T18:07:59Z",
+                    "place": "Iburi",
+                },
+                "version": {"n": 2, "window": ["2018-09-07", "2018-09-30"], "scenes": ["S2A_1", "S2B_2"]},
+                "area": {"source": "shakemap", "land_km2": 812.5, "shakemap": {"version": 13}},
                 "coverage": 0.958,
-                "shakemap_version": 13,
-                "model": {"name": "unet", "checkpoint_sha256": "82bef12f4549"},
+                "observed": {
+                    "landslide_km2": 1.101,
+                    "count": 62,
+                    "largest": [{"area_m2": 226300.0, "mean_probability": 0.875, "pga_g": 0.41}],
+                    "by_pga_g": {"0.4-0.6": {"landslide_km2": 1.25, "count": 50}},
+                },
+                "alert": {"level": "yellow", "basis": "observed landslide area (km2)", "note": ""},
+                "model": {"name": "unet", "threshold": 0.73, "calibration": {"method": "temperature"}},
                 "scenes": [{"id": "S2", "href": "https://x.blob.core.windows.net/s.tif?sig=SECRET"}],
             }
         )
@@ -388,6 +400,7 @@ def test_browser_legend_matches_the_data_range(file_page: tuple[Page, str], demo
     page.evaluate("window.landslideWebMap.show()")
     info = page.evaluate(
         """(() => {
+          document.getElementById('colorbar').scrollIntoView({block: 'center'});
           const r = id => { const b = document.getElementById(id).getBoundingClientRect();
                             return [b.left, b.top, b.width, b.height]; };
           const d = document.getElementById('prob-range').dataset;
@@ -422,14 +435,29 @@ def test_browser_summary_alert_and_versions(file_page: tuple[Page, str]) -> None
           alert: document.getElementById('alert').className + ' '
                  + document.getElementById('alert').textContent,
           summary: document.getElementById('summary').textContent,
+          pga: document.getElementById('by-pga').textContent,
+          largest: document.getElementById('largest').textContent,
           versions: [...document.querySelectorAll('#versions a')]
                     .map(a => [a.textContent, a.getAttribute('href')]),
         }))()"""
     )
-    assert dom["title"] == "Demo event, M6.6"
+    assert dom["title"] == "M6.6 demo event: landslides, version 2"
     assert dom["alert"] == "alert alert-yellow Alert: YELLOW"
-    assert "Clear-data coverage95.8 %" in dom["summary"] and "ShakeMap version13" in dom["summary"]
-    assert "SECRET" not in dom["summary"]
+    for text in (
+        "Observed landslide area (km²)1.10",
+        "Landslides62",
+        "Clear-data coverage95.8 %",
+        "Area sweptshakemap",
+        "ShakeMap version13",
+        "Map version2",
+        "Imagery window2018-09-07 to 2018-09-30",
+        "Scenes used2",
+        "Calibrationtemperature",
+    ):
+        assert text in dom["summary"]
+    assert "SECRET" not in dom["summary"] and "sig=" not in dom["summary"]
+    assert dom["pga"] == "PGA (g)km² · count0.4-0.61.25 · 50"
+    assert dom["largest"] == "1226,300 m², p 0.875, PGA 0.410 g"
     assert dom["versions"] == [["version 1", "../v1/index.html"], ["version 2 (current)", "index.html"]]
     # a legend checkbox hides its layers
     page.evaluate("document.getElementById('toggle-polygons').click()")

@@ -212,7 +212,21 @@ def _copy_static(dest: Path) -> None:
         (dest / "vendor" / name).write_bytes(pkg.joinpath("vendor", name).read_bytes())
 
 
-def _index_html(title: str, embedded: bool) -> str:
+def _links_html(heading: str, links: list[dict[str, str]]) -> str:
+    if not links:
+        return ""
+    items = "".join(f'<li><a href="{escape(v["href"])}">{escape(v["label"])}</a></li>' for v in links)
+    return f"    <h2>{escape(heading)}</h2><ul>{items}</ul>\n"
+
+
+def _index_html(
+    title: str, embedded: bool, versions: list[dict[str, str]], downloads: list[dict[str, str]]
+) -> str:
+    # the version and data links also as plain HTML: readable without JavaScript and by scripts
+    fallback = (
+        f"  <noscript>\n    <h1>{escape(title)}</h1>\n"
+        f"{_links_html('Versions', versions)}{_links_html('Data', downloads)}  </noscript>\n"
+    )
     tiles_tag = '  <script src="data/tiles.js"></script>\n' if embedded else ""
     return (
         '<!doctype html>\n<html lang="en">\n<head>\n'
@@ -225,6 +239,7 @@ def _index_html(title: str, embedded: bool) -> str:
         "</head>\n<body>\n"
         '  <div id="map"></div>\n'
         '  <aside id="panel"></aside>\n'
+        f"{fallback}"
         '  <script src="vendor/maplibre-gl.js"></script>\n'
         '  <script src="data/map-data.js"></script>\n'
         f"{tiles_tag}"
@@ -355,5 +370,6 @@ def write_web_map(
         if embedded is not None:
             tiles_payload = {"blank": base64.b64encode(blank_png()).decode("ascii"), "tiles": embedded}
             (data / "tiles.js").write_text(_js_assign("LANDSLIDE_TILES", tiles_payload))
-        (tmp / "index.html").write_text(_index_html(str(page_title), embedded is not None))
+        html = _index_html(str(page_title), embedded is not None, payload["versions"], downloads)
+        (tmp / "index.html").write_text(html)
     return target / "index.html"

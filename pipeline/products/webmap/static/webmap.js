@@ -74,37 +74,55 @@
   var panel = document.getElementById('panel');
   var S = D.summary || {};
   var store = D.store || {};
+  /* first present value among dotted paths into the summary (flat or nested layouts) */
+  function pick() {
+    for (var i = 0; i < arguments.length; i++) {
+      var v = arguments[i].split('.').reduce(function (o, k) { return o && typeof o === 'object' ? o[k] : undefined; }, S);
+      if (v !== undefined && v !== null && v !== '') { return v; }
+    }
+    return undefined;
+  }
+  var consumed = { title: 1, event_id: 1, event_time: 1, time: 1, event: 1, alert: 1, alert_level: 1, stores: 1 };
   panel.appendChild(el('h1', { text: D.title }));
-  var sub = [S.event_id || store.event_id, S.event_time || S.time, store.window ? 'imagery ' + store.window : null]
+  var mag = pick('event.magnitude', 'magnitude');
+  var sub = [pick('event_id', 'event.id') || store.event_id, mag !== undefined ? 'M' + mag : null,
+    pick('event.place', 'place'), pick('event_time', 'event.time', 'time'), store.window ? 'imagery ' + store.window : null]
     .filter(function (x) { return x; }).map(String).join(' · ');
   if (sub) { panel.appendChild(el('div', { class: 'sub', text: sub })); }
-  var alertValue = S.alert !== undefined ? S.alert : S.alert_level;
-  if (alertValue && typeof alertValue === 'object') { alertValue = alertValue.level || alertValue.colour || alertValue.color; }
-  if (alertValue) {
+  var alertValue = pick('alert.level', 'alert.colour', 'alert.color', 'alert', 'alert_level');
+  if (alertValue && typeof alertValue !== 'object') {
     var lvl = String(alertValue).toLowerCase();
     var known = ['green', 'yellow', 'orange', 'red'].indexOf(lvl) >= 0;
     panel.appendChild(el('div', { id: 'alert', class: 'alert alert-' + (known ? lvl : 'unknown'), text: 'Alert: ' + lvl.toUpperCase() }));
+    var why = [pick('alert.basis'), pick('alert.note')].filter(function (x) { return x; }).join('; ');
+    if (why) { panel.appendChild(el('div', { class: 'sub', id: 'alert-note', text: 'from ' + why })); }
   }
 
   var table = el('table', { id: 'summary' });
-  var shown = {};
-  var order = [
-    ['observed_area_km2', 'Observed landslide area (km²)'], ['landslide_area_km2', 'Observed landslide area (km²)'],
-    ['landslide_count', 'Landslides'], ['polygon_count', 'Landslides'], ['count', 'Landslides'],
-    ['coverage', 'Clear-data coverage'], ['shakemap_version', 'ShakeMap version'], ['version', 'Map version'],
-    ['magnitude', 'Magnitude'], ['model', 'Model'], ['calibration', 'Calibration']
-  ];
-  ['title', 'event_id', 'event_time', 'time', 'alert', 'alert_level'].forEach(function (k) { shown[k] = true; });
-  order.forEach(function (pair) {
-    var k = pair[0];
-    if (S[k] === undefined || S[k] === null || shown[k]) { return; }
-    shown[k] = true;
-    var v = S[k];
-    if (k === 'coverage' && typeof v === 'number' && v <= 1) { v = (100 * v).toFixed(1) + ' %'; }
-    table.appendChild(row(pair[1], v));
-  });
+  function add(label, keys, transform) {
+    var v = pick.apply(null, keys);
+    keys.forEach(function (k) { if (k.indexOf('.') < 0) { consumed[k] = 1; } });
+    if (v === undefined) { return; }
+    table.appendChild(row(label, transform ? transform(v) : v));
+  }
+  function pct(v) { return typeof v === 'number' && v <= 1 ? (100 * v).toFixed(1) + ' %' : v; }
+  add('Observed landslide area (km²)', ['observed_area_km2', 'landslide_area_km2', 'observed.landslide_km2']);
+  add('Landslides', ['landslide_count', 'polygon_count', 'count', 'observed.count']);
+  add('Clear-data coverage', ['coverage'], pct);
+  add('Area swept', ['area.source']);
+  add('Land area (km²)', ['area.land_km2']);
+  add('Area note', ['area.note']);
+  add('ShakeMap version', ['shakemap_version', 'area.shakemap.version']);
+  add('Map version', ['version.n', 'version']);
+  add('Made', ['version.created', 'created']);
+  add('Imagery window', ['version.window', 'window'], function (w) { return Array.isArray(w) ? w.join(' to ') : w; });
+  add('Scenes used', ['version.scenes', 'scenes'], function (v) { return Array.isArray(v) ? v.length : v; });
+  add('Model', ['model.name', 'model']);
+  add('Threshold', ['model.threshold', 'threshold']);
+  add('Calibration', ['calibration', 'model.calibration'], function (c) { return c && typeof c === 'object' && c.method ? c.method : c; });
+  consumed.observed = consumed.area = consumed.version = consumed.model = 1;
   Object.keys(S).forEach(function (k) {
-    if (shown[k] || S[k] === null || S[k] === undefined) { return; }
+    if (consumed[k] || S[k] === null || S[k] === undefined) { return; }
     table.appendChild(row(human(k), S[k]));
   });
   var nPoly = (D.polygons.features || []).length;
@@ -117,6 +135,25 @@
     if (k !== 'event_id' && !S[k]) { table.appendChild(row(human(k), store[k])); } /* event id: in the subtitle */
   });
   if (table.childNodes.length) { panel.appendChild(el('h2', { text: 'Summary' })); panel.appendChild(table); }
+  var byPga = pick('observed.by_pga_g', 'area_by_pga');
+  if (byPga && typeof byPga === 'object') {
+    var t2 = el('table', { id: 'by-pga' }, [el('tr', {}, [el('td', { class: 'k', text: 'PGA (g)' }), el('td', { text: 'km² · count' })])]);
+    Object.keys(byPga).forEach(function (k) {
+      var b = byPga[k];
+      t2.appendChild(row(k, typeof b === 'object' ? fmt(b.landslide_km2) + ' · ' + fmt(b.count) : b));
+    });
+    panel.appendChild(el('h2', { text: 'Landslides by ShakeMap PGA' }));
+    panel.appendChild(t2);
+  }
+  var largest = pick('observed.largest', 'largest');
+  if (Array.isArray(largest) && largest.length) {
+    panel.appendChild(el('h2', { text: 'Largest landslides' }));
+    panel.appendChild(el('table', { id: 'largest' }, largest.slice(0, 5).map(function (f, i) {
+      return row(String(i + 1), [f.area_m2 !== undefined ? fmt(f.area_m2) + ' m²' : null,
+        f.mean_probability !== undefined ? 'p ' + fmt(f.mean_probability) : null,
+        f.pga_g !== undefined ? 'PGA ' + fmt(f.pga_g) + ' g' : null].filter(function (x) { return x; }).join(', '));
+    })));
+  }
 
   /* legend */
   panel.appendChild(el('h2', { text: 'Layers' }));
