@@ -180,8 +180,11 @@ def _store_facts(ds: xr.Dataset) -> dict[str, Any]:
 
 
 def _probability_range(ds: xr.Dataset) -> tuple[float, float]:
+    from dask.base import compute
+
     p = ds["probability"]
-    lo, hi = float(p.min().compute()), float(p.max().compute())
+    lo_arr, hi_arr = compute(p.min(), p.max())  # one pass over the store
+    lo, hi = float(lo_arr), float(hi_arr)
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise UserError("the store has no valid probability to map")
     return lo, hi
