@@ -269,3 +269,12 @@ def test_write_tiles_counts_blank_tiles(store: FixtureStore, tmp_path: Path) -> 
     assert tiles.count == len(files)
     assert tiles.blank == sum(f.read_bytes() == blank_png() for f in files)
     assert tiles.nbytes == sum(f.stat().st_size for f in files)
+
+
+def test_browser_driver_reports_a_browser_that_does_not_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.products.webmap.browser import BrowserError, Chromium, find_chromium
+
+    monkeypatch.setenv("LANDSLIDE_CHROMIUM", "/bin/false")
+    assert find_chromium() == "/bin/false"
+    with pytest.raises(BrowserError, match="exited with status"), Chromium() as _page:
+        pass
