@@ -57,6 +57,7 @@ def webmap(store: FixtureStore, exported: ExportSummary, tmp_path_factory: pytes
                 "alert": "orange",
                 "observed_area_km2": 12.5,
                 "coverage": 0.81,
+                "pga_g_at_largest": math.nan,  # json.dumps writes NaN; the page's JSON must not
                 "scenes": ["https://example.blob.core.windows.net/c/s.tif?st=2026&sig=SECRET"],
             }
         )
@@ -135,6 +136,7 @@ def test_folder_is_complete_relocatable_and_token_free(store: FixtureStore, webm
         {"label": "version 2 (current)", "href": "index.html"},
     ]
     assert data["summary"]["alert"] == "orange"
+    assert data["summary"]["pga_g_at_largest"] is None
     assert data["summary"]["scenes"] == ["https://example.blob.core.windows.net/c/s.tif"]
     assert {d["href"] for d in data["downloads"]} == {
         "data/landslides.geojson",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -67,7 +68,12 @@ class Layers:
 
 
 def scrub(value: Any) -> Any:
-    """Return ``value`` with query strings (signatures, tokens) cut from every URL in it."""
+    """Return ``value`` with query strings (signatures, tokens) cut from every URL in it.
+
+    Non-finite numbers (NaN, infinities: not JSON) become None.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, str):
         m = _URL_QUERY.match(value)
         return m.group(1) if m else value
@@ -100,7 +106,7 @@ def read_vector(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
         raise UserError(f"no {what} file at {p}")
     if p.suffix.lower() in (".json", ".geojson"):
         try:
-            return _feature_collection(json.loads(p.read_text()), f"{what} {p}")
+            return scrub(_feature_collection(json.loads(p.read_text()), f"{what} {p}"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise UserError(f"{what} {p} is not valid JSON ({exc})") from exc
     import geopandas as gpd
@@ -112,7 +118,7 @@ def read_vector(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     if gdf.crs is not None:
         gdf = gdf.to_crs(4326)
     out: dict[str, Any] = json.loads(gdf.to_json(drop_id=True))
-    return _feature_collection(out, f"{what} {p}")
+    return scrub(_feature_collection(out, f"{what} {p}"))
 
 
 def _extent_wgs84(ds: xr.Dataset) -> list[list[float]]:
@@ -159,7 +165,7 @@ def _store_polygons(ds: xr.Dataset) -> dict[str, Any]:
     from pipeline.products.polygons import landslide_polygons
 
     gdf = landslide_polygons(ds, threshold=store_threshold(ds))
-    out: dict[str, Any] = json.loads(gdf.to_crs(4326).to_json(drop_id=True))
+    out: dict[str, Any] = scrub(json.loads(gdf.to_crs(4326).to_json(drop_id=True)))
     return out
 
 
