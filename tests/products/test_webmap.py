@@ -22,7 +22,6 @@ from PIL import Image
 
 from pipeline.cli import main
 from pipeline.errors import UserError
-from pipeline.products._store import open_store
 from pipeline.products.export import ExportSummary
 from pipeline.products.pyramid import ORIGIN, TILE, WORLD, _tile_range, zoom_range
 from pipeline.products.webmap import MAPLIBRE_VERSION, write_web_map
@@ -36,6 +35,7 @@ from pipeline.products.webmap.tiles import (
     tile_zooms,
     write_tiles,
 )
+from pipeline.store import open_result
 
 from .store_fixture import FixtureStore, make_store
 
@@ -95,7 +95,7 @@ def test_tiles_are_the_pyramid_chunks_at_their_xyz_address(exported: ExportSumma
 
 
 def test_coarser_zooms_are_single_tiles_holding_the_mosaic(store: FixtureStore, webmap: Path) -> None:
-    ds = open_store(store.path)
+    ds = open_result(store.path)
     min_zoom, max_zoom = zoom_range(ds)
     zooms = tile_zooms(ds)
     assert zooms == range(max(0, min_zoom - EXTRA_COARSE_ZOOMS), max_zoom + 1)
@@ -265,7 +265,7 @@ def test_tile_range_property_covers_exactly(
 
 
 def test_write_tiles_counts_blank_tiles(store: FixtureStore, tmp_path: Path) -> None:
-    ds = open_store(store.path)
+    ds = open_result(store.path)
     tiles = write_tiles(ds, tmp_path / "t")
     files = list((tmp_path / "t").rglob("*.png"))
     assert tiles.count == len(files)

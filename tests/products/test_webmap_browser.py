@@ -33,10 +33,11 @@ from pyproj import Transformer
 from scipy import ndimage
 
 from pipeline.cli import main
-from pipeline.products._store import open_store, store_crs, store_transform
 from pipeline.products.webmap import write_web_map
 from pipeline.products.webmap.browser import Chromium, Page, find_chromium
 from pipeline.products.webmap.tiles import lut
+from pipeline.store import open_result
+from pipeline.store.reader import store_crs, store_transform
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +91,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     root = tmp_path_factory.mktemp("webmap-demo")
     store = root / "demo.zarr"
     assert main(["demo", "--out", str(store), "--no-progress", "--workers", "2"]) == 0
-    ds = open_store(store)
+    ds = open_result(store)
     prob = ds["probability"].values.astype(np.float32)
     prob[ds["valid"].values != 1] = np.nan
     t, crs = store_transform(ds), store_crs(ds)

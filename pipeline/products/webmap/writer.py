@@ -34,7 +34,6 @@ import xarray as xr
 from pyproj import Transformer
 
 from pipeline.errors import UserError
-from pipeline.products._store import atomic_output, open_store, store_crs, store_threshold, store_transform
 from pipeline.products.webmap.tiles import (
     ALPHA_FULL,
     ALPHA_MIN,
@@ -44,6 +43,8 @@ from pipeline.products.webmap.tiles import (
     lut,
     write_tiles,
 )
+from pipeline.store.atomic import atomic_output
+from pipeline.store.reader import open_result, store_crs, store_threshold, store_transform
 
 #: The pinned MapLibre GL JS release in ``vendor/`` (``npm pack maplibre-gl@5.24.1``, BSD-3-Clause).
 MAPLIBRE_VERSION = "5.24.1"
@@ -298,7 +299,7 @@ def write_web_map(
         UserError: The store is missing or incomplete, or an input file is unreadable.
 
     """
-    ds = open_store(store)
+    ds = open_result(store)
     layers = Layers(
         polygons=read_vector(polygons, "polygons") if polygons is not None else _store_polygons(ds),
         area=read_vector(area, "area")
