@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from pipeline.products.defaults import DEFAULT_MIN_AREA_M2
@@ -41,6 +42,11 @@ def register(subparsers: Any) -> None:
         metavar="JSON",
         help="series collection.json to add this sweep's item to (created if absent)",
     )
+    p.add_argument(
+        "--web-map",
+        action="store_true",
+        help="also write DIR/webmap/: a static web map (open index.html; see docs/webmap.md)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -61,4 +67,11 @@ def _run(args: argparse.Namespace) -> int:
     )
     for key, path in s.paths.items():
         print(f"  {key:17s} {path}")
+    if args.web_map:
+        from pipeline.products.webmap import write_web_map
+
+        index = write_web_map(
+            Path(args.out) / "webmap", store=args.store, polygons=s.paths["polygons_geojson"]
+        )
+        print(f"  {'web_map':17s} {index}")
     return 0

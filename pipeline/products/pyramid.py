@@ -17,6 +17,11 @@ tiles the mosaic touches:
   ``(256 * tiles_y, 256 * tiles_x)``, chunks 256, so chunk ``(i, j)`` of level ``k`` *is* the XYZ tile
   ``(zoom, tile_x0 + j, tile_y0 + i)`` (``tile_x0``/``tile_y0`` are in the level's attributes).
 
+Web clients: ``@carbonplan/zarr-layer`` and ``@carbonplan/maps`` place level ``k`` as zoom ``k`` of
+the whole world (ndpyramid's global levels), so they cannot place this pyramid (level 0 here is
+zoom ``min_zoom``, ~10-11 for a region). The web map therefore gets XYZ PNG tiles made from these
+very levels (:mod:`pipeline.products.webmap.tiles`); this Zarr pyramid is for xarray/GDAL users.
+
 Levels are reprojected lazily with :mod:`odc.geo` (average resampling, NaN outside the valid
 area) and streamed to Zarr chunk by chunk, so memory stays bounded for large stores.
 """
@@ -62,9 +67,10 @@ def _tile_range(bounds: tuple[float, float, float, float], zoom: int) -> tuple[i
     west, south, east, north = bounds
     eps = 1e-6 * size
     tx0 = math.floor((west + ORIGIN) / size)
-    tx1 = math.floor((east - eps + ORIGIN) / size)
     ty0 = math.floor((ORIGIN - north) / size)
-    ty1 = math.floor((ORIGIN - south - eps) / size)
+    # an east/south edge exactly on a tile edge does not take the next tile (but keep >= 1 tile)
+    tx1 = max(tx0, math.floor((east - eps + ORIGIN) / size))
+    ty1 = max(ty0, math.floor((ORIGIN - south - eps) / size))
 
     def clamp(v: int) -> int:
         return int(max(0, min(n - 1, v)))
@@ -101,19 +107,36 @@ def level_geobox(ds: xr.Dataset, zoom: int) -> tuple[GeoBox, tuple[int, int]]:
     return GeoBox(shape, Affine(res, 0.0, left, 0.0, -res, top), "EPSG:3857"), (tx0, ty0)
 
 
-def build_pyramid(ds: xr.Dataset) -> xr.DataTree:
-    """Build the lazy pyramid: a DataTree with one child per level (``"0"`` is the coarsest)."""
-    min_zoom, max_zoom = zoom_range(ds)
+def _probability(ds: xr.Dataset) -> xr.DataArray:
     prob = ds["probability"].astype(np.float32)
     prob = prob.odc.assign_crs(store_crs(ds).to_wkt())
     prob.attrs = {"long_name": "landslide probability", "units": "1"}
     prob.encoding = {}
+    return prob
+
+
+def level_probability(
+    ds: xr.Dataset, zoom: int, *, prob: xr.DataArray | None = None
+) -> tuple[xr.DataArray, GeoBox, tuple[int, int]]:
+    """Return one zoom level: the lazy probability on its tile-aligned grid, the grid, its first tile.
+
+    Chunk ``(i, j)`` of the returned array (chunks of :data:`TILE`) is XYZ tile
+    ``(zoom, tile_x0 + j, tile_y0 + i)``. Any zoom works, also coarser than ``zoom_range``'s.
+    """
+    gbox, first = level_geobox(ds, zoom)
+    src = _probability(ds) if prob is None else prob
+    level = src.odc.reproject(gbox, resampling="average", dst_nodata=np.nan)
+    return level.chunk({"y": TILE, "x": TILE}).rename("probability"), gbox, first
+
+
+def build_pyramid(ds: xr.Dataset) -> xr.DataTree:
+    """Build the lazy pyramid: a DataTree with one child per level (``"0"`` is the coarsest)."""
+    min_zoom, max_zoom = zoom_range(ds)
+    prob = _probability(ds)
     children: dict[str, xr.Dataset] = {}
     datasets: list[dict[str, Any]] = []
     for k, zoom in enumerate(range(min_zoom, max_zoom + 1)):
-        gbox, (tx0, ty0) = level_geobox(ds, zoom)
-        level = prob.odc.reproject(gbox, resampling="average", dst_nodata=np.nan)
-        level = level.chunk({"y": TILE, "x": TILE}).rename("probability")
+        level, gbox, (tx0, ty0) = level_probability(ds, zoom, prob=prob)
         lds = level.to_dataset()
         lds = lds.rio.write_crs("EPSG:3857").rio.write_transform(gbox.transform)
         lds["probability"].attrs.update(grid_mapping="spatial_ref", long_name="landslide probability")
