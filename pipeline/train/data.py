@@ -20,6 +20,7 @@ z-scoring (so they become 0). Statistics come from the train split only (:func:`
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Sequence
@@ -203,9 +204,15 @@ def read_image(chip: Chip, terrain: str = "l4s") -> np.ndarray:
         terrain: ``l4s`` keeps the stored slope channel; ``sweep`` recomputes it from the DEM
             channel with the sweep's operator (:mod:`pipeline.train.domain`).
     """
+    return _cached_image(chip.image, terrain).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_image(path: Path, terrain: str) -> np.ndarray:
+    """Chips are read many times by a cross-validation (statistics, folds, rule): read each once."""
     from pipeline.train.domain import apply_terrain
 
-    return apply_terrain(read_h5(chip.image, "img", IMAGE_SHAPE).astype(np.float64, copy=False), terrain)
+    return apply_terrain(read_h5(path, "img", IMAGE_SHAPE).astype(np.float64, copy=False), terrain)
 
 
 def read_mask(chip: Chip) -> np.ndarray:

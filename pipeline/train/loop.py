@@ -77,6 +77,9 @@ class TrainConfig:
         repeats: Passes over the train set per epoch, each with fresh augmentation (1 = method).
         intensity_jitter: Std of a random per-chip, per-channel gain (1 + N(0, s)) and offset
             (N(0, s), in z-units) applied to training inputs; 0 (the method) disables it.
+        crop: Train on random ``crop`` x ``crop`` windows of the (augmented) chips, one window per
+            batch; 0 (the method) trains on whole chips. The network is fully convolutional, so
+            it still predicts whole chips.
         radiometric: Largest fraction of the Level-1C -> Level-2A shift applied to a training
             chip (drawn uniformly per chip); 0 (the method) disables it.
         loss: Loss weights.
@@ -102,6 +105,7 @@ class TrainConfig:
     repeats: int = 1
     intensity_jitter: float = 0.0
     radiometric: float = 0.0
+    crop: int = 0
     loss: LossConfig = field(default_factory=LossConfig)
     lora: stages.LoraSettings = field(default_factory=stages.LoraSettings)
     clay_checkpoint: str | None = None
@@ -327,6 +331,11 @@ def fit(
             x, y = train_set.images[idx], train_set.masks[idx]
             if config.augment:
                 x, y = augment(x, y, aug_gen)
+            if 0 < config.crop < x.shape[-1]:
+                top, left = (int(v) for v in torch.randint(0, x.shape[-1] - config.crop + 1, (2,),
+                                                           generator=aug_gen))
+                x = x[..., top : top + config.crop, left : left + config.crop]
+                y = y[..., top : top + config.crop, left : left + config.crop]
             if config.intensity_jitter > 0:
                 shape = (x.shape[0], x.shape[1], 1, 1)
                 gain = 1.0 + config.intensity_jitter * torch.randn(shape, generator=aug_gen)
