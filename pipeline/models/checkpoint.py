@@ -67,7 +67,9 @@ class Calibration:
 
     def __post_init__(self) -> None:
         if self.method not in CALIBRATION_METHODS:
-            raise CheckpointError(f"unknown calibration method {self.method!r} (one of {CALIBRATION_METHODS})")
+            raise CheckpointError(
+                f"unknown calibration method {self.method!r} (one of {CALIBRATION_METHODS})"
+            )
         if not (self.scale > 0.0 and abs(self.bias) < 1e6):
             raise CheckpointError(f"calibration scale {self.scale} must be > 0 and bias {self.bias} finite")
 

@@ -27,8 +27,12 @@ from pipeline.models.checkpoint import Calibration
 N_BINS = 10
 
 
-def fit_calibration(logits: NDArray[np.floating], labels: NDArray[np.integer] | NDArray[np.floating],
-                    method: str, fitted_on: str = "") -> Calibration:
+def fit_calibration(
+    logits: NDArray[np.floating],
+    labels: NDArray[np.integer] | NDArray[np.floating],
+    method: str,
+    fitted_on: str = "",
+) -> Calibration:
     """Fit ``temperature`` or ``platt`` scaling by minimising the mean log loss.
 
     Args:
@@ -56,8 +60,9 @@ def fit_calibration(logits: NDArray[np.floating], labels: NDArray[np.integer] | 
         return loss
 
     opt.step(closure)  # type: ignore[no-untyped-call]
-    return Calibration(method, float(log_scale.detach().exp()), float(bias.detach()) if method == "platt" else 0.0,
-                       fitted_on)
+    return Calibration(
+        method, float(log_scale.detach().exp()), float(bias.detach()) if method == "platt" else 0.0, fitted_on
+    )
 
 
 def ece(prob: NDArray[np.floating], labels: NDArray[np.generic], n_bins: int = N_BINS) -> float:
@@ -65,7 +70,6 @@ def ece(prob: NDArray[np.floating], labels: NDArray[np.generic], n_bins: int = N
     p = np.asarray(prob, dtype=np.float64).ravel()
     y = np.asarray(labels, dtype=np.float64).ravel()
     idx = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
-    count = np.bincount(idx, minlength=n_bins)
     sum_p = np.bincount(idx, weights=p, minlength=n_bins)
     sum_y = np.bincount(idx, weights=y, minlength=n_bins)
     return float(np.abs(sum_p - sum_y).sum() / max(p.size, 1))
@@ -106,18 +110,27 @@ def reliability(prob: NDArray[np.floating], labels: NDArray[np.generic], n_bins:
         mean_p = np.bincount(idx, weights=p, minlength=n_bins) / count
         freq = np.bincount(idx, weights=y, minlength=n_bins) / count
     edges = tuple(float(e) for e in np.linspace(0.0, 1.0, n_bins + 1))
-    return Reliability(edges, tuple(int(c) for c in count), tuple(float(v) for v in mean_p),
-                       tuple(float(v) for v in freq))
+    return Reliability(
+        edges, tuple(int(c) for c in count), tuple(float(v) for v in mean_p), tuple(float(v) for v in freq)
+    )
 
 
 def summary(prob: NDArray[np.floating], labels: NDArray[np.generic]) -> dict[str, float]:
     """``ece``, ``brier``, ``brier_skill`` and the base rate."""
-    return {"ece": ece(prob, labels), "brier": brier(prob, labels), "brier_skill": brier_skill(prob, labels),
-            "base_rate": float(np.asarray(labels, dtype=np.float64).mean())}
+    return {
+        "ece": ece(prob, labels),
+        "brier": brier(prob, labels),
+        "brier_skill": brier_skill(prob, labels),
+        "base_rate": float(np.asarray(labels, dtype=np.float64).mean()),
+    }
 
 
-def reliability_png(path: str | Path, curves: dict[str, tuple[NDArray[np.floating], NDArray[np.generic]]],
-                    title: str, threshold: float | None = None) -> Path:
+def reliability_png(
+    path: str | Path,
+    curves: dict[str, tuple[NDArray[np.floating], NDArray[np.generic]]],
+    title: str,
+    threshold: float | None = None,
+) -> Path:
     """Write a reliability diagram with one curve per entry of ``curves`` (``label -> (prob, labels)``).
 
     The top panel plots observed frequency against mean predicted probability per bin (the
@@ -140,8 +153,9 @@ def reliability_png(path: str | Path, curves: dict[str, tuple[NDArray[np.floatin
         mean_p, freq = np.asarray(table.mean_prob), np.asarray(table.frequency)
         ok = np.isfinite(mean_p)
         top.plot(mean_p[ok], freq[ok], marker="o", ms=4, label=f"{label} (ECE {ece(prob, truth):.3f})")
-        bottom.bar(centres - 0.45 / N_BINS + (i + 0.5) * width, np.maximum(table.count, 1), width=width,
-                   label=label)
+        bottom.bar(
+            centres - 0.45 / N_BINS + (i + 0.5) * width, np.maximum(table.count, 1), width=width, label=label
+        )
     if threshold is not None:
         for ax in (top, bottom):
             ax.axvline(threshold, color="#b2182b", lw=1, ls=":")

@@ -31,7 +31,8 @@ def register(subparsers: Any) -> None:
                        help="registry model: unet (baseline), clay (Clay encoder + terrain fusion), "
                        "hybrid (U-Net + Clay context, the method's best)")
     train.add_argument("--clay-checkpoint", type=Path,
-                       help="Clay v1.5 checkpoint (clay-v1.5.ckpt); without it Clay starts from random weights")
+                       help="Clay v1.5 checkpoint (clay-v1.5.ckpt); without it Clay starts from "
+                       "random weights")
     train.add_argument("--seeds", type=int, nargs="+", default=[42, 123, 2024],
                        help="one run per seed (default: %(default)s)")
     train.add_argument("--epochs", type=int, default=50, help="maximum epochs (default: %(default)s)")

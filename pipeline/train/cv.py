@@ -35,8 +35,8 @@ from pipeline.models.checkpoint import Calibration
 from pipeline.train import calibration as cal
 from pipeline.train.data import ChipSet, band_statistics, detect_layout, read_mask
 from pipeline.train.domain import l2a_like
-from pipeline.train.losses import LossConfig
 from pipeline.train.loop import TrainConfig, fit, logit_batches
+from pipeline.train.losses import LossConfig
 from pipeline.train.metrics import ConfusionAccumulator, Scores
 from pipeline.train.rule import fit_rule, score_rule
 
@@ -83,10 +83,20 @@ class Recipe:
         return TrainConfig(
             model="unet",
             model_config={"in_channels": len(bands), "widths": list(self.widths), "dropout": self.dropout},
-            seed=self.seed, epochs=self.epochs, batch_size=8, lr=self.lr, patience=self.epochs,
-            repeats=self.repeats, crop=self.crop, intensity_jitter=self.intensity_jitter, radiometric=self.radiometric,
-            loss=LossConfig(bce_weight=1.0 - self.lovasz_weight, lovasz_weight=self.lovasz_weight,
-                            pos_weight=self.pos_weight),
+            seed=self.seed,
+            epochs=self.epochs,
+            batch_size=8,
+            lr=self.lr,
+            patience=self.epochs,
+            repeats=self.repeats,
+            crop=self.crop,
+            intensity_jitter=self.intensity_jitter,
+            radiometric=self.radiometric,
+            loss=LossConfig(
+                bce_weight=1.0 - self.lovasz_weight,
+                lovasz_weight=self.lovasz_weight,
+                pos_weight=self.pos_weight,
+            ),
             progress=False,
         )
 
@@ -121,16 +131,29 @@ class OofPredictions:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Stacked arrays ``[N, 128, 128]`` (and ``chip_ids``, ``fold`` of length N)."""
-        return {"chip_ids": np.asarray(self.chip_ids), "fold": np.asarray(self.fold),
-                "logits": np.stack(self.logits), "logits_l2a": np.stack(self.logits_l2a),
-                "labels": np.stack(self.labels)}
+        return {
+            "chip_ids": np.asarray(self.chip_ids),
+            "fold": np.asarray(self.fold),
+            "logits": np.stack(self.logits),
+            "logits_l2a": np.stack(self.logits_l2a),
+            "labels": np.stack(self.labels),
+        }
 
 
-def run_cv(recipe: Recipe, data_dir: str | Path, out: str | Path, k: int = 5, resume: bool = False,
-           device: torch.device | None = None) -> dict[str, Any]:
+def run_cv(
+    recipe: Recipe,
+    data_dir: str | Path,
+    out: str | Path,
+    k: int = 5,
+    resume: bool = False,
+    device: torch.device | None = None,
+    only: Sequence[int] | None = None,
+) -> dict[str, Any]:
     """Train ``k`` fold models with ``recipe``, collect OOF logits, tune and score the rule per fold.
 
-    Writes ``out/oof.npz`` and returns the analysis (see :func:`analyse`) with per-fold details.
+    ``only`` restricts the run to some folds (a partial comparison: the pooled scores then cover
+    only their held chips). Writes ``out/oof.npz`` and ``out/cv.json`` and returns the analysis
+    (see :func:`analyse`) with per-fold details.
     """
     device = device or torch.device("cpu")
     out = Path(out)
@@ -144,13 +167,17 @@ def run_cv(recipe: Recipe, data_dir: str | Path, out: str | Path, k: int = 5, re
     per_fold: list[dict[str, Any]] = []
     started = time.monotonic()
     for f, held in enumerate(folds):
+        if only is not None and f not in only:
+            continue
         train_ids = sorted(i for i in everything if i not in held)
         train_chips = [everything[i] for i in train_ids]
         held_chips = [everything[i] for i in held]
         stats = band_statistics(train_chips, bands, recipe.terrain)
         train_set = ChipSet(train_chips, bands, stats, recipe.terrain)
         held_set = ChipSet(held_chips, bands, stats, recipe.terrain)
-        result = fit(recipe.train_config(bands), train_set, None, out / f"fold_{f}", resume=resume, device=device)
+        result = fit(
+            recipe.train_config(bands), train_set, None, out / f"fold_{f}", resume=resume, device=device
+        )
         shifted = l2a_like(held_set.images, bands, stats.mean, stats.std, 1.0)
         clean = torch.cat([z for z, _ in logit_batches(result.model, held_set, 8, device)])
         moved = torch.cat([z for z, _ in logit_batches(result.model, held_set, 8, device, images=shifted)])
@@ -163,14 +190,29 @@ def run_cv(recipe: Recipe, data_dir: str | Path, out: str | Path, k: int = 5, re
         rule, _ = fit_rule(train_chips, recipe.terrain)
         rule_scores = score_rule(rule, held_chips, recipe.terrain)
         _add(rule_acc, rule_scores)
-        per_fold.append({"fold": f, "held": held, "rule": {"ndvi_max": rule.ndvi_max,
-                         "slope_min_deg": rule.slope_min, "held": rule_scores.as_dict()}})
+        per_fold.append(
+            {
+                "fold": f,
+                "held": held,
+                "rule": {
+                    "ndvi_max": rule.ndvi_max,
+                    "slope_min_deg": rule.slope_min,
+                    "held": rule_scores.as_dict(),
+                },
+            }
+        )
         log.info("fold %d/%d done (%.1f min)", f + 1, k, (time.monotonic() - started) / 60)
     arrays = oof.arrays()
     np.savez_compressed(out / "oof.npz", **arrays)
     analysis = analyse(arrays)
-    analysis |= {"recipe": asdict(recipe), "folds": folds, "per_fold": per_fold,
-                 "rule": rule_acc.at(0.5).as_dict(), "minutes": round((time.monotonic() - started) / 60, 2)}
+    analysis |= {
+        "recipe": asdict(recipe),
+        "folds": folds,
+        "per_fold": per_fold,
+        "folds_used": sorted(set(oof.fold)),
+        "rule": rule_acc.at(0.5).as_dict(),
+        "minutes": round((time.monotonic() - started) / 60, 2),
+    }
     (out / "cv.json").write_text(json.dumps(analysis, indent=2, sort_keys=True))
     return analysis
 
@@ -185,7 +227,9 @@ def _add(acc: ConfusionAccumulator, scores: Scores) -> None:
 def scores_at(prob: np.ndarray, labels: np.ndarray, thresholds: Sequence[float]) -> list[Scores]:
     """Pooled pixel scores of ``prob`` at each threshold."""
     acc = ConfusionAccumulator(thresholds)
-    acc.update(torch.from_numpy(np.asarray(prob, np.float32)), torch.from_numpy(np.asarray(labels, np.float32)))
+    acc.update(
+        torch.from_numpy(np.asarray(prob, np.float32)), torch.from_numpy(np.asarray(labels, np.float32))
+    )
     return acc.scores()
 
 
@@ -214,15 +258,21 @@ def analyse(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     z, y, fold = arrays["logits"].astype(np.float64), arrays["labels"], arrays["fold"]
     folds = np.broadcast_to(fold[:, None, None], z.shape)
     raw = 1.0 / (1.0 + np.exp(-z))
-    report: dict[str, Any] = {"raw": cal.summary(raw, y) | {"best": best_threshold(raw, y).as_dict(),
-                                                           "at_0.5": scores_at(raw, y, (0.5,))[0].as_dict()}}
+    report: dict[str, Any] = {
+        "raw": cal.summary(raw, y)
+        | {"best": best_threshold(raw, y).as_dict(), "at_0.5": scores_at(raw, y, (0.5,))[0].as_dict()}
+    }
     candidates: dict[str, Calibration] = {}
     for method in ("temperature", "platt"):
         crossed = cross_fitted(z, y, folds, method)
         fitted = cal.fit_calibration(z, y, method, fitted_on="out-of-fold logits, 5-fold CV")
         prob = fitted.probabilities(torch.from_numpy(z)).double().numpy()
-        report[method] = {"cross_fitted": cal.summary(crossed, y), "in_sample": cal.summary(prob, y),
-                          "scale": fitted.scale, "bias": fitted.bias}
+        report[method] = {
+            "cross_fitted": cal.summary(crossed, y),
+            "in_sample": cal.summary(prob, y),
+            "scale": fitted.scale,
+            "bias": fitted.bias,
+        }
         candidates[method] = fitted
     chosen = min(candidates, key=lambda m: report[m]["cross_fitted"]["ece"])
     calibration = candidates[chosen]
@@ -231,9 +281,11 @@ def analyse(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     prob_l2a = calibration.probabilities(torch.from_numpy(arrays["logits_l2a"])).double().numpy()
     crossed_prob = cross_fitted(z, y, folds, chosen)
     report |= {
-        "calibration": asdict(calibration), "chosen_method": chosen, "threshold": locked.threshold,
-        "calibrated": cal.summary(prob, y) | {"locked": locked.as_dict(),
-                                              "at_0.5": scores_at(prob, y, (0.5,))[0].as_dict()},
+        "calibration": asdict(calibration),
+        "chosen_method": chosen,
+        "threshold": locked.threshold,
+        "calibrated": cal.summary(prob, y)
+        | {"locked": locked.as_dict(), "at_0.5": scores_at(prob, y, (0.5,))[0].as_dict()},
         "cross_fitted": cal.summary(crossed_prob, y)
         | {"locked": scores_at(crossed_prob, y, (locked.threshold,))[0].as_dict()},
         "l2a_shifted": cal.summary(prob_l2a, y)

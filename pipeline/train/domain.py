@@ -86,8 +86,9 @@ def shift_in_z(
     frac = fraction if isinstance(fraction, torch.Tensor) else torch.tensor(float(fraction))
     gain_full = torch.tensor(g, dtype=torch.float32)
     gain = 1.0 + frac * (gain_full - 1.0)
-    offset = ((gain - 1.0) * torch.tensor(m, dtype=torch.float32)
-              + frac * torch.tensor(o, dtype=torch.float32)) / torch.tensor(s, dtype=torch.float32)
+    offset = (
+        (gain - 1.0) * torch.tensor(m, dtype=torch.float32) + frac * torch.tensor(o, dtype=torch.float32)
+    ) / torch.tensor(s, dtype=torch.float32)
     if gain.ndim == 2:
         return gain[..., None, None], offset[..., None, None]
     return gain, offset
@@ -99,8 +100,13 @@ def floor_in_z(bands: Sequence[str], mean: Sequence[float], std: Sequence[float]
     return torch.tensor(floor, dtype=torch.float32)[:, None, None]
 
 
-def l2a_like(x: torch.Tensor, bands: Sequence[str], mean: Sequence[float], std: Sequence[float],
-             fraction: float | torch.Tensor = 1.0) -> torch.Tensor:
+def l2a_like(
+    x: torch.Tensor,
+    bands: Sequence[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    fraction: float | torch.Tensor = 1.0,
+) -> torch.Tensor:
     """Normalised inputs ``[B, C, H, W]`` shifted ``fraction`` of the way to Level-2A (reflectance >= 0)."""
     gain, offset = shift_in_z(bands, mean, std, fraction)
     if gain.ndim == 1:

@@ -20,8 +20,12 @@ from pipeline.train.metrics import ConfusionAccumulator
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path, data_dir: str | Path, split: str = "test", batch_size: int = 8,
-    device: torch.device | None = None, reliability_png: str | Path | None = None,
+    checkpoint: str | Path,
+    data_dir: str | Path,
+    split: str = "test",
+    batch_size: int = 8,
+    device: torch.device | None = None,
+    reliability_png: str | Path | None = None,
 ) -> dict[str, Any]:
     """Metrics of the landslide class over all pixels of ``split``.
 
@@ -69,15 +73,33 @@ def evaluate_checkpoint(
         probs.append(prob.numpy().astype(np.float32))
         labels.append(mask.numpy().astype(np.uint8))
     p, y = np.concatenate(probs), np.concatenate(labels)
-    result: dict[str, Any] = counts.at(meta.threshold).as_dict() | cal.summary(p, y) | {
-        "at_0.5": counts.at(0.5).as_dict(), "split": split, "n_chips": len(chips),
-        "chip_ids": [c.chip_id for c in chips], "data_layout": layout.kind, "model": meta.model,
-        "calibration": None if meta.calibration is None else {
-            "method": meta.calibration.method, "scale": meta.calibration.scale, "bias": meta.calibration.bias},
-        "checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
-    }
+    result: dict[str, Any] = (
+        counts.at(meta.threshold).as_dict()
+        | cal.summary(p, y)
+        | {
+            "at_0.5": counts.at(0.5).as_dict(),
+            "split": split,
+            "n_chips": len(chips),
+            "chip_ids": [c.chip_id for c in chips],
+            "data_layout": layout.kind,
+            "model": meta.model,
+            "calibration": None
+            if meta.calibration is None
+            else {
+                "method": meta.calibration.method,
+                "scale": meta.calibration.scale,
+                "bias": meta.calibration.bias,
+            },
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": sha256_file(checkpoint),
+        }
+    )
     if reliability_png is not None:
-        cal.reliability_png(reliability_png, {f"{split} ({len(chips)} chips)": (p, y)},
-                            f"Reliability: {Path(checkpoint).name}", meta.threshold)
+        cal.reliability_png(
+            reliability_png,
+            {f"{split} ({len(chips)} chips)": (p, y)},
+            f"Reliability: {Path(checkpoint).name}",
+            meta.threshold,
+        )
         result["reliability_png"] = str(reliability_png)
     return result

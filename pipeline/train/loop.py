@@ -6,11 +6,13 @@
   ``stage1_epochs`` epochs): Clay frozen, no LoRA, the rest at lr 3e-4. Stage 2: LoRA inserted
   into Clay, the rest at 1e-4 and the LoRA weights at 3e-5. AdamW and the cosine schedule are
   rebuilt at the start of each stage.
-* The checkpoint is chosen by validation F1 at 0.70 (:data:`~pipeline.train.metrics.SELECTION_THRESHOLD`);
+* The checkpoint is chosen by validation F1 at 0.70
+  (:data:`~pipeline.train.metrics.SELECTION_THRESHOLD`);
   training stops after ``patience`` epochs without improvement. The patience count restarts
   when stage 2 begins (as in the authors' notebook), so the LoRA stage always gets ``patience``
-  epochs, and stage 1 never stops the run early (the schedule always reaches stage 2). Without a validation set (``val_set=None``, e.g. a cross-validation fold trained for a
-  fixed number of epochs) every epoch runs and the last weights are kept.
+  epochs, and stage 1 never stops the run early (the schedule always reaches stage 2). Without
+  a validation set (``val_set=None``, e.g. a cross-validation fold trained for a fixed number
+  of epochs) every epoch runs and the last weights are kept.
 * Every epoch writes ``state.pt`` (model, optimiser, scheduler, epoch, the torch/numpy/python
   RNG states, best score, history), atomically; ``best.safetensors`` holds the best weights so
   far and ``metrics.jsonl`` one line per epoch. A killed run continues with ``resume=True`` and
@@ -45,8 +47,8 @@ from pipeline.models.checkpoint import IDENTITY, Calibration
 from pipeline.models.registry import build_model
 from pipeline.train import stages
 from pipeline.train.data import ChipSet, augment
-from pipeline.train.losses import LossConfig, SegmentationLoss
 from pipeline.train.domain import l2a_like
+from pipeline.train.losses import LossConfig, SegmentationLoss
 from pipeline.train.metrics import SELECTION_THRESHOLD, ConfusionAccumulator, Scores
 
 log = logging.getLogger(__name__)
@@ -189,7 +191,7 @@ def evaluate_counts(
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {
         "torch_rng": torch.get_rng_state(),
-        "numpy_rng": json.dumps(np.random.get_state(legacy=False), default=lambda o: o.tolist()),
+        "numpy_rng": json.dumps(np.random.get_state(legacy=False), default=lambda o: o.tolist()),  # noqa: NPY002
         "python_rng": json.dumps(random.getstate()),
     }
     if torch.cuda.is_available():
@@ -202,7 +204,7 @@ def _restore_rng(state: dict[str, Any]) -> None:
         torch.set_rng_state(state["torch_rng"])
     if "numpy_rng" in state:
         np_state = json.loads(state["numpy_rng"])
-        np.random.set_state(np_state)
+        np.random.set_state(np_state)  # noqa: NPY002 (the global state is what we restore)
     if "python_rng" in state:
         version, internal, gauss = json.loads(state["python_rng"])
         random.setstate((version, tuple(internal), gauss))

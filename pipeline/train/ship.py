@@ -44,17 +44,25 @@ RELIABILITY_PNG = Path(__file__).resolve().parents[2] / "docs" / "img" / "reliab
 
 def _parser() -> argparse.ArgumentParser:
     defaults = Recipe()
-    parser = argparse.ArgumentParser(prog="python -m pipeline.train.ship", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.train.ship", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--data", type=Path, default=SAMPLE_DIR, help="flat pool of L4S chips (img/, mask/)")
-    parser.add_argument("--out", type=Path, default=Path("build/ship"), help="run directory (folds, OOF, logs)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("build/ship"), help="run directory (folds, OOF, logs)"
+    )
     parser.add_argument("--dest", type=Path, default=shipped_checkpoint(), help="checkpoint to write")
     parser.add_argument("--png", type=Path, default=RELIABILITY_PNG, help="reliability diagram to write")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--widths", type=int, nargs="+", default=list(defaults.widths))
     parser.add_argument("--repeats", type=int, default=defaults.repeats)
     parser.add_argument("--crop", type=int, default=defaults.crop)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: on a shared 2-core machine 2 threads ran 3x slower)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a shared 2-core machine 2 threads ran 3x slower)",
+    )
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--pos-weight", type=float, default=defaults.pos_weight)
     parser.add_argument("--lovasz-weight", type=float, default=defaults.lovasz_weight)
@@ -63,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--terrain", choices=("sweep", "l4s"), default=defaults.terrain)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--cv-only", action="store_true", help="cross-validate only (no final model)")
+    parser.add_argument(
+        "--folds",
+        type=int,
+        nargs="+",
+        help="run only these folds (0-4); the calibration then rests on their chips only",
+    )
     parser.add_argument("--smoke", action="store_true", help="1 epoch, tiny widths, 1 repeat (CI)")
     parser.add_argument("--resume", action="store_true", help="continue killed fold/final runs in --out")
     return parser
@@ -74,26 +88,41 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     command = "python -m pipeline.train.ship " + shlex.join(argv if argv is not None else sys.argv[1:])
     torch.set_num_threads(args.threads)
-    recipe = Recipe(widths=tuple(args.widths), epochs=args.epochs, repeats=args.repeats, crop=args.crop, lr=args.lr,
-                    pos_weight=args.pos_weight, lovasz_weight=args.lovasz_weight,
-                    intensity_jitter=args.jitter, radiometric=args.radiometric, terrain=args.terrain,
-                    seed=args.seed)
+    recipe = Recipe(
+        widths=tuple(args.widths),
+        epochs=args.epochs,
+        repeats=args.repeats,
+        crop=args.crop,
+        lr=args.lr,
+        pos_weight=args.pos_weight,
+        lovasz_weight=args.lovasz_weight,
+        intensity_jitter=args.jitter,
+        radiometric=args.radiometric,
+        terrain=args.terrain,
+        seed=args.seed,
+    )
     if args.smoke:
         recipe = replace(recipe, widths=(4, 8, 16, 32), epochs=1, repeats=1)
     started = time.monotonic()
-    cv = run_cv(recipe, args.data, args.out, resume=args.resume)
+    cv = run_cv(recipe, args.data, args.out, resume=args.resume, only=args.folds)
     print(_cv_line(cv))
     if args.cv_only:
         return 0
     calibration = Calibration(**cv["calibration"])
-    dest = args.dest if not args.smoke or args.dest != shipped_checkpoint() else args.out / "smoke.safetensors"
+    dest = (
+        args.dest if not args.smoke or args.dest != shipped_checkpoint() else args.out / "smoke.safetensors"
+    )
     png = args.png if not args.smoke or args.png != RELIABILITY_PNG else args.out / "reliability.png"
     report = {"command": command.strip(), "cv": cv, "software_version": __version__}
-    sha = train_final(recipe, args.data, args.out / "final", dest, calibration, cv["threshold"], report,
-                      resume=args.resume)
+    sha = train_final(
+        recipe, args.data, args.out / "final", dest, calibration, cv["threshold"], report, resume=args.resume
+    )
     _reliability(args.out / "oof.npz", calibration, cv["threshold"], png)
-    report |= {"sha256": sha, "size_bytes": dest.stat().st_size,
-               "minutes": round((time.monotonic() - started) / 60, 2)}
+    report |= {
+        "sha256": sha,
+        "size_bytes": dest.stat().st_size,
+        "minutes": round((time.monotonic() - started) / 60, 2),
+    }
     dest.with_suffix(".json").write_text(json.dumps(report, indent=2, sort_keys=True))
     print(f"wrote {dest} ({report['minutes']} min)")
     return 0
@@ -101,15 +130,27 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cv_line(cv: dict[str, Any]) -> str:
     model, rule = cv["calibrated"]["locked"], cv["rule"]
-    return (f"OOF F1 {model['f1']:.3f} (P {model['precision']:.3f} R {model['recall']:.3f} IoU {model['iou']:.3f}) "
-            f"at {cv['threshold']:.2f}; rule F1 {rule['f1']:.3f}; ECE raw {cv['raw']['ece']:.3f} -> "
-            f"{cv['chosen_method']} {cv['calibrated']['ece']:.3f} (cross-fitted {cv['cross_fitted']['ece']:.3f}); "
-            f"Brier skill {cv['cross_fitted']['brier_skill']:.3f}; "
-            f"L2A-shifted F1 {cv['l2a_shifted']['locked']['f1']:.3f}; {cv['minutes']} min")
+    return (
+        f"OOF F1 {model['f1']:.3f} (P {model['precision']:.3f} R {model['recall']:.3f} "
+        f"IoU {model['iou']:.3f}) "
+        f"at {cv['threshold']:.2f}; rule F1 {rule['f1']:.3f}; ECE raw {cv['raw']['ece']:.3f} -> "
+        f"{cv['chosen_method']} {cv['calibrated']['ece']:.3f} "
+        f"(cross-fitted {cv['cross_fitted']['ece']:.3f}); "
+        f"Brier skill {cv['cross_fitted']['brier_skill']:.3f}; "
+        f"L2A-shifted F1 {cv['l2a_shifted']['locked']['f1']:.3f}; {cv['minutes']} min"
+    )
 
 
-def train_final(recipe: Recipe, data_dir: Path, run_dir: Path, dest: Path, calibration: Calibration,
-                threshold: float, report: dict[str, Any], resume: bool = False) -> str:
+def train_final(
+    recipe: Recipe,
+    data_dir: Path,
+    run_dir: Path,
+    dest: Path,
+    calibration: Calibration,
+    threshold: float,
+    report: dict[str, Any],
+    resume: bool = False,
+) -> str:
     """Train ``recipe`` on every chip of ``data_dir`` and save it with ``calibration`` and ``threshold``.
 
     Returns:
@@ -120,19 +161,50 @@ def train_final(recipe: Recipe, data_dir: Path, run_dir: Path, dest: Path, calib
     chips = sorted((c for cs in layout.splits.values() for c in cs), key=lambda c: c.chip_id)
     stats = band_statistics(chips, bands, recipe.terrain)
     config = recipe.train_config(bands)
-    result = fit(config, ChipSet(chips, bands, stats, recipe.terrain), None, run_dir, resume=resume,
-                 device=torch.device("cpu"))
+    result = fit(
+        config,
+        ChipSet(chips, bands, stats, recipe.terrain),
+        None,
+        run_dir,
+        resume=resume,
+        device=torch.device("cpu"),
+    )
     cv = report["cv"]
     training = {
-        "command": report["command"], "data_layout": "flat", "data_root": str(data_dir),
-        "split_ids": {"train": [c.chip_id for c in chips]}, "terrain": recipe.terrain,
-        "train_config": json.loads(config.fingerprint()), "recipe": asdict(recipe), "history": result.history,
-        "cv": {k: cv[k] for k in ("folds", "threshold", "chosen_method", "raw", "calibrated", "cross_fitted",
-                                  "l2a_shifted", "rule")},
+        "command": report["command"],
+        "data_layout": "flat",
+        "data_root": str(data_dir),
+        "split_ids": {"train": [c.chip_id for c in chips]},
+        "terrain": recipe.terrain,
+        "train_config": json.loads(config.fingerprint()),
+        "recipe": asdict(recipe),
+        "history": result.history,
+        "cv": {
+            k: cv[k]
+            for k in (
+                "folds",
+                "folds_used",
+                "threshold",
+                "chosen_method",
+                "raw",
+                "calibrated",
+                "cross_fitted",
+                "l2a_shifted",
+                "rule",
+            )
+        },
     }
-    meta = CheckpointMeta(model="unet", config=dict(config.model_config), bands=bands, norm_mean=stats.mean,
-                          norm_std=stats.std, threshold=threshold, calibration=calibration, training=training,
-                          software_version=__version__)
+    meta = CheckpointMeta(
+        model="unet",
+        config=dict(config.model_config),
+        bands=bands,
+        norm_mean=stats.mean,
+        norm_std=stats.std,
+        threshold=threshold,
+        calibration=calibration,
+        training=training,
+        software_version=__version__,
+    )
     return save_checkpoint(dest, result.model.state_dict(), meta)
 
 
@@ -143,8 +215,12 @@ def _reliability(oof: Path, calibration: Calibration, threshold: float, png: Pat
     z, y = arrays["logits"], arrays["labels"]
     raw = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
     calibrated = calibration.probabilities(torch.from_numpy(z)).double().numpy()
-    reliability_png(png, {"raw sigmoid": (raw, y), f"{calibration.method} (OOF)": (calibrated, y)},
-                    "Out-of-fold reliability, 15 L4S chips (5-fold CV)", threshold)
+    reliability_png(
+        png,
+        {"raw sigmoid": (raw, y), f"{calibration.method} (OOF)": (calibrated, y)},
+        "Out-of-fold reliability, 15 L4S chips (5-fold CV)",
+        threshold,
+    )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,15 @@ def test_reliability_png(tmp_path: Path) -> None:
 
 
 def _meta(**kw: object) -> CheckpointMeta:
-    return CheckpointMeta(model="unet", config=dict(TINY_UNET), bands=tuple(f"b{i}" for i in range(13)),
-                          norm_mean=(0.0,) * 13, norm_std=(1.0,) * 13, threshold=0.4, **kw)  # type: ignore[arg-type]
+    return CheckpointMeta(
+        model="unet",
+        config=dict(TINY_UNET),
+        bands=tuple(f"b{i}" for i in range(13)),
+        norm_mean=(0.0,) * 13,
+        norm_std=(1.0,) * 13,
+        threshold=0.4,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_calibration_round_trip_in_the_checkpoint(tmp_path: Path) -> None:
@@ -89,7 +96,9 @@ def test_calibration_round_trip_in_the_checkpoint(tmp_path: Path) -> None:
     torch.testing.assert_close(calibrated_probabilities(logits, meta), expected)
 
 
-def test_old_checkpoint_loads_with_identity_and_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_old_checkpoint_loads_with_identity_and_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     model = build_model("unet", TINY_UNET)
     save_checkpoint(tmp_path / "old.safetensors", model.state_dict(), _meta())
     with caplog.at_level(logging.WARNING):
@@ -122,8 +131,23 @@ def test_folds_are_disjoint_cover_the_pool_and_are_stratified(counts: list[int],
 
 
 def test_the_sample_folds_separate_the_empty_chips() -> None:
-    counts = {3: 0, 45: 0, 72: 34, 525: 39, 800: 107, 40: 151, 16: 186, 253: 264, 600: 272, 38: 297,
-              1: 405, 28: 951, 300: 969, 41: 1074, 512: 4837}
+    counts = {
+        3: 0,
+        45: 0,
+        72: 34,
+        525: 39,
+        800: 107,
+        40: 151,
+        16: 186,
+        253: 264,
+        600: 272,
+        38: 297,
+        1: 405,
+        28: 951,
+        300: 969,
+        41: 1074,
+        512: 4837,
+    }
     folds = stratified_folds(counts, 5)
     assert [len(f) for f in folds] == [3] * 5
     assert not any({3, 45} <= set(f) for f in folds)

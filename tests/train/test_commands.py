@@ -52,7 +52,8 @@ def test_evaluate_json(trained: tuple[Path, Path], tmp_path: Path) -> None:
     # calibration measures of the (uncalibrated: identity) probabilities, and the reliability diagram
     assert {"ece", "brier", "brier_skill", "base_rate"} <= set(result) and result["calibration"] is None
     assert 0.0 <= result["ece"] <= 1.0 and 0.0 <= result["brier"] <= 1.0
-    assert result["brier_skill"] == pytest.approx(1 - result["brier"] / (result["base_rate"] * (1 - result["base_rate"])))
+    rate = result["base_rate"]
+    assert result["brier_skill"] == pytest.approx(1 - result["brier"] / (rate * (1 - rate)))
     png = tmp_path / "metrics.reliability.png"
     assert result["reliability_png"] == str(png) and png.read_bytes()[:4] == b"\x89PNG"
 

@@ -15,16 +15,30 @@ from pipeline.train.loop import STATE_FILE, TrainConfig, fit
 from .conftest import TINY_UNET
 
 TINY_HYBRID = {"bands": list(SWEEP_BANDS), "widths": [4, 8, 16, 32], "clay": {"size": "tiny"}}
-HYBRID = TrainConfig("hybrid", TINY_HYBRID, seed=3, epochs=4, stage1_epochs=2, patience=10, batch_size=2,
-                     lr=3e-3, stage2_lr=3e-3, lora_lr=1e-2, crop=32, progress=False)
+HYBRID = TrainConfig(
+    "hybrid",
+    TINY_HYBRID,
+    seed=3,
+    epochs=4,
+    stage1_epochs=2,
+    patience=10,
+    batch_size=2,
+    lr=3e-3,
+    stage2_lr=3e-3,
+    lora_lr=1e-2,
+    crop=32,
+    progress=False,
+)
 
 
 @pytest.fixture(scope="module")
 def sets(sample_dir: Path) -> tuple[ChipSet, ChipSet]:
     layout = detect_layout(sample_dir, {"train": [28, 512], "validation": [41]})
     stats = band_statistics(layout.chips("train"), SWEEP_BANDS)
-    return (ChipSet(layout.chips("train"), SWEEP_BANDS, stats),
-            ChipSet(layout.chips("validation"), SWEEP_BANDS, stats))
+    return (
+        ChipSet(layout.chips("train"), SWEEP_BANDS, stats),
+        ChipSet(layout.chips("validation"), SWEEP_BANDS, stats),
+    )
 
 
 def test_two_stages_freeze_clay_then_train_lora(sets, tmp_path: Path) -> None:
@@ -69,8 +83,9 @@ def test_resume_at_the_stage_boundary_equals_an_uninterrupted_run(sets, tmp_path
 
 
 def test_training_without_validation_keeps_the_last_epoch(sets, tmp_path: Path) -> None:
-    config = TrainConfig("unet", TINY_UNET, seed=1, epochs=2, lr=3e-3, crop=32, radiometric=1.0,
-                         progress=False)
+    config = TrainConfig(
+        "unet", TINY_UNET, seed=1, epochs=2, lr=3e-3, crop=32, radiometric=1.0, progress=False
+    )
     result = fit(config, sets[0], None, tmp_path / "run")
     assert result.epochs_run == 2 and result.best_epoch == 2
     last = torch.load(tmp_path / "run" / STATE_FILE, weights_only=True)["model"]
