@@ -148,12 +148,15 @@ def run_cv(
     resume: bool = False,
     device: torch.device | None = None,
     only: Sequence[int] | None = None,
+    held_terrain: str | None = None,
 ) -> dict[str, Any]:
     """Train ``k`` fold models with ``recipe``, collect OOF logits, tune and score the rule per fold.
 
     ``only`` restricts the run to some folds (a partial comparison: the pooled scores then cover
     only their held chips). Writes ``out/oof.npz`` and ``out/cv.json`` and returns the analysis
-    (see :func:`analyse`) with per-fold details.
+    (see :func:`analyse`) with per-fold details. ``held_terrain`` feeds the held chips a slope
+    made another way than the training chips' (a model trained on the L4S slope channel, fed the
+    sweep's slope as a sweep would); the rule keeps the recipe's terrain.
     """
     device = device or torch.device("cpu")
     out = Path(out)
@@ -174,7 +177,7 @@ def run_cv(
         held_chips = [everything[i] for i in held]
         stats = band_statistics(train_chips, bands, recipe.terrain)
         train_set = ChipSet(train_chips, bands, stats, recipe.terrain)
-        held_set = ChipSet(held_chips, bands, stats, recipe.terrain)
+        held_set = ChipSet(held_chips, bands, stats, held_terrain or recipe.terrain)
         result = fit(
             recipe.train_config(bands), train_set, None, out / f"fold_{f}", resume=resume, device=device
         )

@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--jitter", type=float, default=defaults.intensity_jitter)
     parser.add_argument("--terrain", choices=("sweep", "l4s"), default=defaults.terrain)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--held-terrain", choices=("sweep", "l4s"),
+                        help="slope fed to the held chips (default: --terrain), for the terrain ablation")
     parser.add_argument("--cv-only", action="store_true", help="cross-validate only (no final model)")
     parser.add_argument(
         "--folds",
@@ -104,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         recipe = replace(recipe, widths=(4, 8, 16, 32), epochs=1, repeats=1)
     started = time.monotonic()
-    cv = run_cv(recipe, args.data, args.out, resume=args.resume, only=args.folds)
+    cv = run_cv(
+        recipe, args.data, args.out, resume=args.resume, only=args.folds, held_terrain=args.held_terrain
+    )
     print(_cv_line(cv))
     if args.cv_only:
         return 0
