@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.train import ship
@@ -16,6 +17,7 @@ from .conftest import SAMPLE
 POOL = (3, 16, 28, 72, 512)
 
 
+@pytest.mark.timeout(1500)  # six 1-epoch trainings + calibration fits; 12.7 min on the shared box at load 24
 def test_ship_smoke_writes_a_calibrated_checkpoint(tmp_path: Path) -> None:
     pool = tmp_path / "pool"
     for sub, name in (("img", "image"), ("mask", "mask")):
