@@ -206,7 +206,7 @@ def run_cv(
         )
         log.info("fold %d/%d done (%.1f min)", f + 1, k, (time.monotonic() - started) / 60)
     arrays = oof.arrays()
-    np.savez_compressed(out / "oof.npz", **arrays)
+    np.savez_compressed(out / "oof.npz", **arrays)  # type: ignore[arg-type]
     analysis = analyse(arrays)
     analysis |= {
         "recipe": asdict(recipe),

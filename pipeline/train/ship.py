@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         args.dest if not args.smoke or args.dest != shipped_checkpoint() else args.out / "smoke.safetensors"
     )
     png = args.png if not args.smoke or args.png != RELIABILITY_PNG else args.out / "reliability.png"
-    report = {"command": command.strip(), "cv": cv, "software_version": __version__}
+    report: dict[str, Any] = {"command": command.strip(), "cv": cv, "software_version": __version__}
     sha = train_final(
         recipe, args.data, args.out / "final", dest, calibration, cv["threshold"], report, resume=args.resume
     )
