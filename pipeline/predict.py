@@ -25,7 +25,7 @@ import torch
 from distributed import WorkerPlugin, get_worker
 from numpy.typing import NDArray
 
-from pipeline.models.checkpoint import CheckpointMeta, load_checkpoint, sha256_file
+from pipeline.models.checkpoint import CheckpointMeta, calibrated_probabilities, load_checkpoint, sha256_file
 from pipeline.tiling import ChipGrid, blend_weights, block_chips
 
 PLUGIN_PREFIX = "landslide-model-"
@@ -82,7 +82,7 @@ class LoadedModel:
         training mean), as in training.
 
         Returns:
-            Probabilities ``[N, S, S]`` float32.
+            Calibrated probabilities ``[N, S, S]`` float32 (the checkpoint's calibration applied).
         """
         x = (chips - self.mean[None]) / self.std[None]
         x = np.where(np.isfinite(x), x, np.float32(0.0)).astype(np.float32, copy=False)
@@ -99,7 +99,7 @@ class LoadedModel:
                 batch = batch.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                     logits = self.model(batch)
-                out[i : i + n] = torch.sigmoid(logits[:n].float())[:, 0].cpu().numpy()
+                out[i : i + n] = calibrated_probabilities(logits[:n], self.meta)[:, 0].cpu().numpy()
             self.chips_run += x.shape[0]
         return out
 

@@ -10,13 +10,18 @@ The model's input contract, which the sweep and training share::
 
     x[c] = (l4s_scaled[bands[c]] - norm_mean[c]) / norm_std[c]   (non-finite -> 0, the mean)
 
-where ``l4s_scaled`` is the Landslide4Sense scaling of :mod:`pipeline.bands`.
+where ``l4s_scaled`` is the Landslide4Sense scaling of :mod:`pipeline.bands`. The model's output
+is a logit ``z``; the probability every consumer (sweep, evaluation, notebooks) reports is
+``sigmoid(scale * z + bias)`` with the checkpoint's :class:`Calibration` (:func:`calibrated_probabilities`).
+A checkpoint without calibration (written before it existed) loads with the identity
+(``scale=1, bias=0``) and a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,9 @@ from pipeline.errors import UserError
 
 FORMAT = "landslide-checkpoint/1"
 _META_KEY = "landslide"
+CALIBRATION_METHODS = ("identity", "temperature", "platt")
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(UserError, ValueError):
@@ -38,6 +46,43 @@ class CheckpointError(UserError, ValueError):
     A :class:`~pipeline.errors.UserError` (so ``landslide`` reports it as one line) and a
     ``ValueError`` (as before).
     """
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Map from the model's logit ``z`` to a calibrated probability ``sigmoid(scale * z + bias)``.
+
+    Attributes:
+        method: ``identity`` (scale 1, bias 0), ``temperature`` (scale ``1/T``, bias 0) or
+            ``platt`` (both fitted).
+        scale: Multiplier of the logit.
+        bias: Added to the scaled logit.
+        fitted_on: Where it was fitted (e.g. out-of-fold predictions of a cross-validation).
+    """
+
+    method: str = "identity"
+    scale: float = 1.0
+    bias: float = 0.0
+    fitted_on: str = ""
+
+    def __post_init__(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise CheckpointError(
+                f"unknown calibration method {self.method!r} (one of {CALIBRATION_METHODS})"
+            )
+        if not (self.scale > 0.0 and abs(self.bias) < 1e6):
+            raise CheckpointError(f"calibration scale {self.scale} must be > 0 and bias {self.bias} finite")
+
+    def logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits ``scale * z + bias`` (float32)."""
+        return logits.float() * self.scale + self.bias
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated probabilities ``sigmoid(scale * z + bias)``."""
+        return torch.sigmoid(self.logits(logits))
+
+
+IDENTITY = Calibration()
 
 
 @dataclass(frozen=True)
@@ -50,7 +95,9 @@ class CheckpointMeta:
         bands: Input channels, in order (names from :mod:`pipeline.bands`).
         norm_mean: Per-channel mean of the L4S-scaled training data.
         norm_std: Per-channel standard deviation of the L4S-scaled training data.
-        threshold: Decision threshold on the probability, chosen on validation data.
+        threshold: Decision threshold on the *calibrated* probability.
+        calibration: Logit-to-probability map; None for checkpoints written before calibration
+            existed (treated as the identity, with a warning at load).
         training: Summary of the training run (data, split, epochs, metrics).
         software_version: Version of ``pipeline`` that wrote the file.
         format: Format tag.
@@ -63,6 +110,7 @@ class CheckpointMeta:
     norm_mean: tuple[float, ...]
     norm_std: tuple[float, ...]
     threshold: float = 0.5
+    calibration: Calibration | None = None
     training: dict[str, Any] = field(default_factory=dict)
     software_version: str = __version__
     format: str = FORMAT
@@ -96,11 +144,23 @@ class CheckpointMeta:
             raw["bands"] = tuple(raw["bands"])
             raw["norm_mean"] = tuple(float(v) for v in raw["norm_mean"])
             raw["norm_std"] = tuple(float(v) for v in raw["norm_std"])
+            if raw.get("calibration") is not None:
+                raw["calibration"] = Calibration(**raw["calibration"])
             return cls(**raw)
         except CheckpointError:
             raise
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"checkpoint metadata is malformed: {exc}") from exc
+
+    @property
+    def calibration_or_identity(self) -> Calibration:
+        """The stored calibration, or the identity for an old checkpoint."""
+        return self.calibration if self.calibration is not None else IDENTITY
+
+
+def calibrated_probabilities(logits: torch.Tensor, meta: CheckpointMeta) -> torch.Tensor:
+    """The probabilities a checkpoint reports for its model's ``logits``: its calibration applied."""
+    return meta.calibration_or_identity.probabilities(logits)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -190,6 +250,9 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Mod
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {path}: {str(exc).splitlines()[0]}") from exc
+    if meta.calibration is None:
+        log.warning("checkpoint %s has no calibration: its probabilities are raw sigmoid outputs "
+                    "(identity calibration)", path)
     return model.to(device).eval(), meta
 
 

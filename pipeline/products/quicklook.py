@@ -1,5 +1,7 @@
 """Quicklook PNG: probability map with colour bar, km scale bar, threshold contour and title.
 
+The colour scale is the calibrated probability, fixed at 0-1, with the threshold marked on it.
+
 Large mosaics are block-averaged to at most :data:`MAX_PIXELS` on the long side before plotting
 (lazily, through dask), so memory stays bounded. No-data is drawn light grey. With a reference
 mask GeoTIFF (e.g. the demo's known landslides), a second panel shows it on the same grid with
@@ -132,7 +134,9 @@ def write_quicklook(
         ax.contour(xs, ys, filled, levels=[thr], colors="cyan", linewidths=0.8)
     ax.set_title(f"probability (contour at {thr:g})", fontsize=10)
     cbar = fig.colorbar(im, ax=axes[0, :].tolist(), shrink=0.85, pad=0.02)
-    cbar.set_label("landslide probability")
+    cbar.set_label("calibrated landslide probability (0-1)")
+    cbar.ax.axhline(thr, color="cyan", linewidth=2)  # the decision threshold on the scale
+    cbar.set_ticks(sorted({0.0, 0.25, 0.5, 0.75, 1.0, round(thr, 2)}))
     _scale_bar(ax, extent_km)
     if labels_path is not None:
         ref = _labels_on_grid(Path(labels_path), ds, prob.shape, factor)

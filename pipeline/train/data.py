@@ -20,6 +20,7 @@ z-scoring (so they become 0). Statistics come from the train split only (:func:`
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Sequence
@@ -195,9 +196,23 @@ def read_h5(path: Path, key: str, shape: tuple[int, ...]) -> np.ndarray:
         raise UserError(f"{path}: not a readable Landslide4Sense HDF5 file ({exc})") from exc
 
 
-def read_image(chip: Chip) -> np.ndarray:
-    """The chip's 14 channels, float64 HWC as stored (L4S scaling)."""
-    return read_h5(chip.image, "img", IMAGE_SHAPE).astype(np.float64, copy=False)
+def read_image(chip: Chip, terrain: str = "l4s") -> np.ndarray:
+    """The chip's 14 channels, float64 HWC (L4S scaling).
+
+    Args:
+        chip: The chip.
+        terrain: ``l4s`` keeps the stored slope channel; ``sweep`` recomputes it from the DEM
+            channel with the sweep's operator (:mod:`pipeline.train.domain`).
+    """
+    return _cached_image(chip.image, terrain).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_image(path: Path, terrain: str) -> np.ndarray:
+    """Chips are read many times by a cross-validation (statistics, folds, rule): read each once."""
+    from pipeline.train.domain import apply_terrain
+
+    return apply_terrain(read_h5(path, "img", IMAGE_SHAPE).astype(np.float64, copy=False), terrain)
 
 
 def read_mask(chip: Chip) -> np.ndarray:
@@ -223,7 +238,7 @@ class BandStatistics:
     std: tuple[float, ...]
 
 
-def band_statistics(chips: Sequence[Chip], bands: Sequence[str]) -> BandStatistics:
+def band_statistics(chips: Sequence[Chip], bands: Sequence[str], terrain: str = "l4s") -> BandStatistics:
     """Mean and std per band over all finite pixels of ``chips`` (call with the train split only).
 
     Raises:
@@ -234,7 +249,7 @@ def band_statistics(chips: Sequence[Chip], bands: Sequence[str]) -> BandStatisti
     total_sq = np.zeros(len(idx))
     count = np.zeros(len(idx))
     for chip in chips:
-        image = read_image(chip)[..., idx].reshape(-1, len(idx))
+        image = read_image(chip, terrain)[..., idx].reshape(-1, len(idx))
         finite = np.isfinite(image)
         values = np.where(finite, image, 0.0)
         total += values.sum(0)
@@ -263,14 +278,19 @@ def normalise(image_hwc: np.ndarray, bands: Sequence[str], stats: BandStatistics
 class ChipSet(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """The normalised chips of one split, held in memory (float32, about 0.85 MB per chip).
 
-    Items are ``(x [C, 128, 128] float32, y [1, 128, 128] float32)``.
+    Items are ``(x [C, 128, 128] float32, y [1, 128, 128] float32)``. ``terrain`` is passed to
+    :func:`read_image`.
     """
 
-    def __init__(self, chips: Sequence[Chip], bands: Sequence[str], stats: BandStatistics) -> None:
+    def __init__(
+        self, chips: Sequence[Chip], bands: Sequence[str], stats: BandStatistics, terrain: str = "l4s"
+    ) -> None:
         self.chips = tuple(chips)
         self.bands = tuple(bands)
+        self.stats = stats
+        self.terrain = terrain
         self.images = torch.from_numpy(
-            np.stack([normalise(read_image(c), bands, stats) for c in self.chips])
+            np.stack([normalise(read_image(c, terrain), bands, stats) for c in self.chips])
             if self.chips
             else np.zeros((0, len(bands), CHIP_SIZE, CHIP_SIZE), np.float32)
         )

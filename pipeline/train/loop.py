@@ -6,12 +6,22 @@
   ``stage1_epochs`` epochs): Clay frozen, no LoRA, the rest at lr 3e-4. Stage 2: LoRA inserted
   into Clay, the rest at 1e-4 and the LoRA weights at 3e-5. AdamW and the cosine schedule are
   rebuilt at the start of each stage.
-* The checkpoint is chosen by validation F1 at 0.70 (:data:`~pipeline.train.metrics.SELECTION_THRESHOLD`);
-  training stops after ``patience`` epochs without improvement.
-* Every epoch writes ``state.pt`` (model, optimiser, scheduler, epoch, RNG state, best score,
-  history), atomically; ``best.safetensors`` holds the best weights so far and ``metrics.jsonl``
-  one line per epoch. A killed run continues with ``resume=True`` and gives the same result as
-  an uninterrupted one on CPU: every epoch re-seeds its own RNGs from ``(seed, epoch)``.
+* The checkpoint is chosen by validation F1 at 0.70
+  (:data:`~pipeline.train.metrics.SELECTION_THRESHOLD`);
+  training stops after ``patience`` epochs without improvement. The patience count restarts
+  when stage 2 begins (as in the authors' notebook), so the LoRA stage always gets ``patience``
+  epochs, and stage 1 never stops the run early (the schedule always reaches stage 2). Without
+  a validation set (``val_set=None``, e.g. a cross-validation fold trained for a fixed number
+  of epochs) every epoch runs and the last weights are kept.
+* Every epoch writes ``state.pt`` (model, optimiser, scheduler, epoch, the torch/numpy/python
+  RNG states, best score, history), atomically; ``best.safetensors`` holds the best weights so
+  far and ``metrics.jsonl`` one line per epoch. A killed run continues with ``resume=True`` and
+  gives the same result as an uninterrupted one on CPU: every epoch re-seeds its shuffling and
+  augmentation generators from ``(seed, epoch)``, and the saved global RNG states are restored,
+  so what draws from them between epochs (the LoRA initialisation at the stage boundary,
+  dropout) continues exactly.
+* ``radiometric`` > 0 shifts each training chip a random fraction (uniform in [0, radiometric])
+  of the way from Level-1C to Level-2A (:mod:`pipeline.train.domain`).
 * AMP (bf16, or fp16 with a gradient scaler) on CUDA only; fp32 and deterministic algorithms on CPU.
 """
 
@@ -19,23 +29,27 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
 from pipeline.errors import UserError
+from pipeline.models.checkpoint import IDENTITY, Calibration
 from pipeline.models.registry import build_model
 from pipeline.train import stages
 from pipeline.train.data import ChipSet, augment
+from pipeline.train.domain import l2a_like
 from pipeline.train.losses import LossConfig, SegmentationLoss
-from pipeline.train.metrics import SELECTION_THRESHOLD, ConfusionAccumulator
+from pipeline.train.metrics import SELECTION_THRESHOLD, ConfusionAccumulator, Scores
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +79,11 @@ class TrainConfig:
         repeats: Passes over the train set per epoch, each with fresh augmentation (1 = method).
         intensity_jitter: Std of a random per-chip, per-channel gain (1 + N(0, s)) and offset
             (N(0, s), in z-units) applied to training inputs; 0 (the method) disables it.
+        crop: Train on random ``crop`` x ``crop`` windows of the (augmented) chips, one window per
+            batch; 0 (the method) trains on whole chips. The network is fully convolutional, so
+            it still predicts whole chips.
+        radiometric: Largest fraction of the Level-1C -> Level-2A shift applied to a training
+            chip (drawn uniformly per chip); 0 (the method) disables it.
         loss: Loss weights.
         lora: LoRA settings (rank, alpha, dropout).
         clay_checkpoint: Clay v1.5 weights for the encoder; None keeps the random initialisation.
@@ -87,6 +106,8 @@ class TrainConfig:
     augment: bool = True
     repeats: int = 1
     intensity_jitter: float = 0.0
+    radiometric: float = 0.0
+    crop: int = 0
     loss: LossConfig = field(default_factory=LossConfig)
     lora: stages.LoraSettings = field(default_factory=stages.LoraSettings)
     clay_checkpoint: str | None = None
@@ -130,27 +151,65 @@ def _autocast(device: torch.device, enabled: bool) -> Any:
 
 
 @torch.no_grad()
-def predict_batches(
-    model: nn.Module, dataset: ChipSet, batch_size: int, device: torch.device, amp: bool = True
+def logit_batches(
+    model: nn.Module, dataset: ChipSet, batch_size: int, device: torch.device, amp: bool = True,
+    images: torch.Tensor | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(probabilities, masks)`` per batch, in dataset order, model in eval mode."""
+    """Yield ``(logits, masks)`` per batch (float32, CPU), in dataset order, model in eval mode.
+
+    ``images`` replaces ``dataset.images`` (e.g. the same chips shifted to Level-2A).
+    """
     model.eval()
+    source = dataset.images if images is None else images
     for start in range(0, len(dataset), batch_size):
-        x = dataset.images[start : start + batch_size].to(device)
+        x = source[start : start + batch_size].to(device)
         with _autocast(device, amp):
             logits = model(x)
-        yield torch.sigmoid(logits.float()).cpu(), dataset.masks[start : start + batch_size]
+        yield logits.float().cpu(), dataset.masks[start : start + batch_size]
+
+
+def predict_batches(
+    model: nn.Module, dataset: ChipSet, batch_size: int, device: torch.device, amp: bool = True,
+    calibration: Calibration = IDENTITY,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(probabilities, masks)`` per batch, ``calibration`` applied to the logits."""
+    for logits, mask in logit_batches(model, dataset, batch_size, device, amp):
+        yield calibration.probabilities(logits), mask
 
 
 def evaluate_counts(
     model: nn.Module, dataset: ChipSet, thresholds: tuple[float, ...], batch_size: int, device: torch.device,
-    amp: bool = True,
+    amp: bool = True, calibration: Calibration = IDENTITY,
 ) -> ConfusionAccumulator:
-    """Pixel counts over the whole ``dataset`` at each threshold."""
+    """Pixel counts over the whole ``dataset`` at each threshold (of calibrated probabilities)."""
     acc = ConfusionAccumulator(thresholds)
-    for prob, mask in predict_batches(model, dataset, batch_size, device, amp):
+    for prob, mask in predict_batches(model, dataset, batch_size, device, amp, calibration):
         acc.update(prob, mask)
     return acc
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": json.dumps(np.random.get_state(legacy=False), default=lambda o: o.tolist()),  # noqa: NPY002
+        "python_rng": json.dumps(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict[str, Any]) -> None:
+    if "torch_rng" in state:
+        torch.set_rng_state(state["torch_rng"])
+    if "numpy_rng" in state:
+        np_state = json.loads(state["numpy_rng"])
+        np.random.set_state(np_state)  # noqa: NPY002 (the global state is what we restore)
+    if "python_rng" in state:
+        version, internal, gauss = json.loads(state["python_rng"])
+        random.setstate((version, tuple(internal), gauss))
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
@@ -176,7 +235,7 @@ def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
 def fit(
     config: TrainConfig,
     train_set: ChipSet,
-    val_set: ChipSet,
+    val_set: ChipSet | None,
     run_dir: str | Path,
     *,
     resume: bool = False,
@@ -188,7 +247,8 @@ def fit(
     Args:
         config: The run's settings.
         train_set: Training chips (normalised).
-        val_set: Validation chips: checkpoint selection and early stopping only.
+        val_set: Validation chips: checkpoint selection and early stopping only. None trains
+            all ``config.epochs`` epochs and keeps the last weights.
         run_dir: Directory for ``state.pt``, ``best.safetensors`` and ``metrics.jsonl``.
         resume: Continue from ``run_dir/state.pt`` if present (its settings must match).
         device: Where to train; default CUDA if available, else CPU.
@@ -206,7 +266,7 @@ def fit(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     state_path = run_dir / STATE_FILE
-    if len(train_set) == 0 or len(val_set) == 0:
+    if len(train_set) == 0 or (val_set is not None and len(val_set) == 0):
         raise UserError("training needs at least one train chip and one validation chip")
 
     torch.manual_seed(config.seed)
@@ -242,6 +302,7 @@ def fit(
         best_stage, since_best = int(state["best_stage"]), int(state["since_best"])
         history = list(state["history"])
         finished = bool(state["finished"])
+        _restore_rng(state)
         log.info("resuming %s at epoch %d (best F1 %.4f at epoch %d)", run_dir, start_epoch + 1, best_f1,
                  best_epoch + 1)
 
@@ -255,6 +316,7 @@ def fit(
             stages.enter_stage2(model, config.lora)
             model.to(device)
             optimizer, scheduler = stages.build_optimizer(model, config, stage, two_stage)
+            since_best = 0  # the LoRA stage gets its full patience
         started = time.monotonic()
         torch.manual_seed(_epoch_seed(config.seed, epoch, 0))
         shuffle_gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, 1))
@@ -271,10 +333,18 @@ def fit(
             x, y = train_set.images[idx], train_set.masks[idx]
             if config.augment:
                 x, y = augment(x, y, aug_gen)
+            if 0 < config.crop < x.shape[-1]:
+                top, left = (int(v) for v in torch.randint(0, x.shape[-1] - config.crop + 1, (2,),
+                                                           generator=aug_gen))
+                x = x[..., top : top + config.crop, left : left + config.crop]
+                y = y[..., top : top + config.crop, left : left + config.crop]
             if config.intensity_jitter > 0:
                 shape = (x.shape[0], x.shape[1], 1, 1)
                 gain = 1.0 + config.intensity_jitter * torch.randn(shape, generator=aug_gen)
                 x = x * gain + config.intensity_jitter * torch.randn(shape, generator=aug_gen)
+            if config.radiometric > 0:
+                frac = config.radiometric * torch.rand((x.shape[0], 1), generator=aug_gen)
+                x = l2a_like(x, train_set.bands, train_set.stats.mean, train_set.stats.std, frac)
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
             with _autocast(device, use_amp):
@@ -292,9 +362,12 @@ def fit(
             bar.set_postfix(loss=f"{total_loss / n_batches:.4f}")
         epoch_lrs = [g["lr"] for g in optimizer.param_groups]
         scheduler.step()
-        val = evaluate_counts(model, val_set, (SELECTION_THRESHOLD,), config.batch_size, device, use_amp)
-        scores = val.at(SELECTION_THRESHOLD)
-        improved = scores.f1 > best_f1
+        if val_set is not None:
+            val = evaluate_counts(model, val_set, (SELECTION_THRESHOLD,), config.batch_size, device, use_amp)
+            scores = val.at(SELECTION_THRESHOLD)
+        else:  # fixed schedule: every epoch "improves", the last one is kept
+            scores = Scores(SELECTION_THRESHOLD, 0, 0, 0, 0)
+        improved = scores.f1 > best_f1 or val_set is None
         if improved:
             best_f1, best_epoch, best_stage, since_best = scores.f1, epoch, stage, 0
             tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -312,13 +385,14 @@ def fit(
         history.append(row)
         tqdm.write(f"seed {config.seed} epoch {epoch + 1}: loss {row['train_loss']:.4f} "
                    f"val F1@0.70 {scores.f1:.4f}{' *' if improved else ''}") if config.progress else None
-        finished = since_best >= config.patience or epoch + 1 >= config.epochs
+        stopped_early = since_best >= config.patience and (stage == 2 or not two_stage)
+        finished = stopped_early or epoch + 1 >= config.epochs
         _save_state(state_path, {
             "fingerprint": config.fingerprint(), "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "epoch": epoch, "stage": stage, "best_f1": best_f1, "best_epoch": best_epoch,
             "best_stage": best_stage, "since_best": since_best, "history": history,
-            "finished": finished, "torch_rng": torch.get_rng_state(),
+            "finished": finished, **_rng_state(),
         })
         _write_history(run_dir / HISTORY_FILE, history)
         epoch += 1

@@ -1,8 +1,10 @@
 """The method's loss: ``0.9 * BCEWithLogits(pos_weight=25) + 0.1 * Lovasz hinge``.
 
-The Lovasz hinge (Berman et al., 2018) is the binary, *flat* variant: the errors of all pixels of
-the batch are sorted together (``per_image=False``). Flat is well defined for chips without any
-landslide pixel (common in L4S), where the per-image variant degenerates to a max-error hinge.
+The Lovasz hinge (Berman et al., 2018) is computed **per image and averaged over the batch**
+(``per_image=True``), as in the authors' code: this is the method's loss. The *pooled* ("flat")
+variant, which sorts the errors of all pixels of the batch together, is kept as an option
+(``LossConfig(lovasz_per_image=False)``). For a chip without any landslide pixel the per-image
+hinge degenerates to the largest error of that chip, as in the reference implementation.
 """
 
 from __future__ import annotations
@@ -45,17 +47,42 @@ def lovasz_hinge_flat(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return torch.dot(F.relu(errors_sorted), grad)
 
 
+def lovasz_hinge_per_image(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary Lovasz hinge of each image of the batch (first axis), averaged over the batch.
+
+    Args:
+        logits: Raw scores ``[B, ...]``.
+        labels: Targets in {0, 1}, same shape.
+
+    Returns:
+        A scalar loss.
+    """
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
+    losses = [lovasz_hinge_flat(lg, lb) for lg, lb in zip(logits, labels, strict=True)]
+    return torch.stack(losses).mean()
+
+
 @dataclass(frozen=True)
 class LossConfig:
-    """Weights of the combined loss (the method's defaults)."""
+    """Weights of the combined loss (the method's defaults).
+
+    Attributes:
+        bce_weight: Weight of the binary cross-entropy.
+        lovasz_weight: Weight of the Lovasz hinge.
+        pos_weight: BCE weight of landslide pixels (inflates probabilities: calibrate afterwards).
+        lovasz_per_image: Lovasz hinge per image averaged over the batch (the method's); False
+            pools all pixels of the batch.
+    """
 
     bce_weight: float = 0.9
     lovasz_weight: float = 0.1
     pos_weight: float = 25.0
+    lovasz_per_image: bool = True
 
 
 class SegmentationLoss(torch.nn.Module):
-    """``bce_weight * BCEWithLogits(pos_weight) + lovasz_weight * flat Lovasz hinge``."""
+    """``bce_weight * BCEWithLogits(pos_weight) + lovasz_weight * Lovasz hinge`` (per image by default)."""
 
     def __init__(self, config: LossConfig = LossConfig()) -> None:
         super().__init__()
@@ -68,4 +95,5 @@ class SegmentationLoss(torch.nn.Module):
         pos_weight = self.pos_weight
         assert isinstance(pos_weight, torch.Tensor)  # a registered buffer
         bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
-        return self.config.bce_weight * bce + self.config.lovasz_weight * lovasz_hinge_flat(logits, target)
+        hinge = lovasz_hinge_per_image if self.config.lovasz_per_image else lovasz_hinge_flat
+        return self.config.bce_weight * bce + self.config.lovasz_weight * hinge(logits, target)

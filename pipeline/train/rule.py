@@ -34,9 +34,12 @@ class NdviSlopeRule:
         return (ndvi < self.ndvi_max) & (slope_deg > self.slope_min)
 
 
-def ndvi_and_slope(chip: Chip) -> tuple[np.ndarray, np.ndarray]:
-    """NDVI (non-finite -> 1, i.e. never a landslide) and slope in degrees of one chip."""
-    image = read_image(chip)
+def ndvi_and_slope(chip: Chip, terrain: str = "l4s") -> tuple[np.ndarray, np.ndarray]:
+    """NDVI (non-finite -> 1, i.e. never a landslide) and slope in degrees of one chip.
+
+    ``terrain="sweep"`` uses the slope the sweep computes from the chip's DEM channel.
+    """
+    image = read_image(chip, terrain)
     red = image[..., L4S_BANDS.index("B04")] * L4S_DIVISORS["B04"]
     nir = image[..., L4S_BANDS.index("B08")] * L4S_DIVISORS["B08"]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -45,20 +48,21 @@ def ndvi_and_slope(chip: Chip) -> tuple[np.ndarray, np.ndarray]:
     return np.where(np.isfinite(ndvi), ndvi, 1.0), np.where(np.isfinite(slope), slope, 0.0)
 
 
-def score_rule(rule: NdviSlopeRule, chips: Sequence[Chip]) -> Scores:
+def score_rule(rule: NdviSlopeRule, chips: Sequence[Chip], terrain: str = "l4s") -> Scores:
     """Pixel scores of ``rule`` over all pixels of ``chips``."""
     acc = ConfusionAccumulator((0.5,))
     for chip in chips:
-        ndvi, slope = ndvi_and_slope(chip)
+        ndvi, slope = ndvi_and_slope(chip, terrain)
         pred = torch.from_numpy(rule.predict(ndvi, slope).astype(np.float32))
         acc.update(pred, torch.from_numpy(read_mask(chip)))
     return acc.at(0.5)
 
 
-def fit_rule(chips: Sequence[Chip]) -> tuple[NdviSlopeRule, Scores]:
+def fit_rule(chips: Sequence[Chip], terrain: str = "l4s") -> tuple[NdviSlopeRule, Scores]:
     """Grid-search both thresholds for the best F1 over all pixels of ``chips`` (training chips)."""
-    ndvi = np.concatenate([ndvi_and_slope(c)[0].ravel() for c in chips])
-    slope = np.concatenate([ndvi_and_slope(c)[1].ravel() for c in chips])
+    pairs = [ndvi_and_slope(c, terrain) for c in chips]
+    ndvi = np.concatenate([p[0].ravel() for p in pairs])
+    slope = np.concatenate([p[1].ravel() for p in pairs])
     truth = np.concatenate([read_mask(c).ravel() for c in chips]).astype(bool)
     best: tuple[float, NdviSlopeRule] | None = None
     for slope_min in SLOPE_GRID:
@@ -71,4 +75,4 @@ def fit_rule(chips: Sequence[Chip]) -> tuple[NdviSlopeRule, Scores]:
             if best is None or f1 > best[0]:
                 best = (f1, NdviSlopeRule(ndvi_max, slope_min))
     assert best is not None
-    return best[1], score_rule(best[1], chips)
+    return best[1], score_rule(best[1], chips, terrain)

@@ -1,11 +1,19 @@
-"""Train the shipped checkpoint: a narrow U-Net on SWEEP_BANDS from the 15 L4S sample chips.
+"""Build the shipped checkpoint: 5-fold CV on the 15 L4S sample chips, then one model on all 15.
 
-``python -m pipeline.train.ship`` reproduces ``pipeline/demo/data/unet-l4s-sample.safetensors``
-on CPU. The 15 chips are split by landslide pixel count (stratified, fixed and documented in
-:data:`SHIP_SPLIT`): sorted by count, in groups of five the 2nd chip goes to validation, the 4th
-to the held-out set and the rest to training (9 / 3 / 3). Threshold and checkpoint are chosen on
-validation only; the held-out chips are scored once at the end, next to a rule baseline
-(NDVI < a and slope > b, both grid-searched on the training chips).
+``python -m pipeline.train.ship`` rebuilds ``pipeline/demo/data/unet-l4s-sample.safetensors``
+on CPU (recipe :class:`~pipeline.train.cv.Recipe`, its defaults are the shipped ones):
+
+1. 5-fold cross-validation (:func:`pipeline.train.cv.run_cv`): out-of-fold (OOF) logits of every
+   chip from a model that never saw it, and the NDVI + slope rule tuned on each fold's
+   training chips;
+2. calibration (temperature or Platt, the lower cross-fitted ECE) fitted on the OOF logits, and
+   the decision threshold that maximises OOF F1 of the calibrated probabilities;
+3. the final model trained with the same recipe on all 15 chips (statistics from all 15), saved
+   with that calibration and threshold in its metadata, plus the CV report
+   (``unet-l4s-sample.json``) and the reliability diagram (``docs/img/reliability.png``).
+
+``--smoke`` runs everything with 1 epoch and tiny widths into ``--out`` (for CI); ``--cv-only``
+stops after step 2 (recipe search).
 """
 
 from __future__ import annotations
@@ -16,88 +24,207 @@ import logging
 import shlex
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from pipeline import __version__
 from pipeline.bands import SWEEP_BANDS
-from pipeline.models.checkpoint import shipped_checkpoint
-from pipeline.train.data import shared_sample_dir
-from pipeline.train.experiment import prepare_data, run_seed
-from pipeline.train.loop import TrainConfig
-from pipeline.train.rule import fit_rule, score_rule
+from pipeline.models.checkpoint import Calibration, CheckpointMeta, save_checkpoint, shipped_checkpoint
+from pipeline.train.cv import Recipe, run_cv
+from pipeline.train.data import ChipSet, band_statistics, detect_layout, shared_sample_dir
+from pipeline.train.loop import fit
 
 SAMPLE_DIR = shared_sample_dir()
-
-#: Chip ids per split. Pixel counts: 3:0 45:0 72:34 525:39 800:107 40:151 16:186 253:264
-#: 600:272 38:297 1:405 28:951 300:969 41:1074 512:4837.
-SHIP_SPLIT: dict[str, list[int]] = {
-    "train": [1, 3, 38, 40, 72, 253, 300, 512, 800],
-    "validation": [16, 28, 45],
-    "test": [41, 525, 600],
-}
-
-SHIP_WIDTHS = (16, 32, 64, 128)
+RELIABILITY_PNG = Path(__file__).resolve().parents[2] / "docs" / "img" / "reliability.png"
 
 
-def ship_config(epochs: int, seed: int) -> TrainConfig:
-    """The shipped model's training settings."""
-    return TrainConfig(
-        model="unet",
-        model_config={"in_channels": len(SWEEP_BANDS), "widths": list(SHIP_WIDTHS), "dropout": 0.1},
-        seed=seed, epochs=epochs, batch_size=8, lr=1e-3, patience=epochs, repeats=8,
-        intensity_jitter=0.05, progress=False,
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Train, measure against the rule, write the checkpoint and its report."""
+def _parser() -> argparse.ArgumentParser:
+    defaults = Recipe()
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.train.ship", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--data", type=Path, default=SAMPLE_DIR)
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", type=Path, default=Path("build/ship"), help="run directory (state, logs)")
-    parser.add_argument("--dest", type=Path, default=shipped_checkpoint())
-    parser.add_argument("--resume", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("--data", type=Path, default=SAMPLE_DIR, help="flat pool of L4S chips (img/, mask/)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("build/ship"), help="run directory (folds, OOF, logs)"
+    )
+    parser.add_argument("--dest", type=Path, default=shipped_checkpoint(), help="checkpoint to write")
+    parser.add_argument("--png", type=Path, default=RELIABILITY_PNG, help="reliability diagram to write")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--widths", type=int, nargs="+", default=list(defaults.widths))
+    parser.add_argument("--repeats", type=int, default=defaults.repeats)
+    parser.add_argument("--crop", type=int, default=defaults.crop)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a shared 2-core machine 2 threads ran 3x slower)",
+    )
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--pos-weight", type=float, default=defaults.pos_weight)
+    parser.add_argument("--lovasz-weight", type=float, default=defaults.lovasz_weight)
+    parser.add_argument("--radiometric", type=float, default=defaults.radiometric)
+    parser.add_argument("--jitter", type=float, default=defaults.intensity_jitter)
+    parser.add_argument("--terrain", choices=("sweep", "l4s"), default=defaults.terrain)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--held-terrain", choices=("sweep", "l4s"),
+                        help="slope fed to the held chips (default: --terrain), for the terrain ablation")
+    parser.add_argument("--cv-only", action="store_true", help="cross-validate only (no final model)")
+    parser.add_argument(
+        "--folds",
+        type=int,
+        nargs="+",
+        help="run only these folds (0-4); the calibration then rests on their chips only",
+    )
+    parser.add_argument("--smoke", action="store_true", help="1 epoch, tiny widths, 1 repeat (CI)")
+    parser.add_argument("--resume", action="store_true", help="continue killed fold/final runs in --out")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Cross-validate, calibrate, train the final model and write checkpoint, report and figure."""
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     command = "python -m pipeline.train.ship " + shlex.join(argv if argv is not None else sys.argv[1:])
-
+    torch.set_num_threads(args.threads)
+    recipe = Recipe(
+        widths=tuple(args.widths),
+        epochs=args.epochs,
+        repeats=args.repeats,
+        crop=args.crop,
+        lr=args.lr,
+        pos_weight=args.pos_weight,
+        lovasz_weight=args.lovasz_weight,
+        intensity_jitter=args.jitter,
+        radiometric=args.radiometric,
+        terrain=args.terrain,
+        seed=args.seed,
+    )
+    if args.smoke:
+        recipe = replace(recipe, widths=(4, 8, 16, 32), epochs=1, repeats=1)
     started = time.monotonic()
-    data = prepare_data(args.data, SWEEP_BANDS, SHIP_SPLIT)
-    config = ship_config(args.epochs, args.seed)
-    summary = run_seed(config, data, args.out, resume=args.resume, command=command.strip())
-    rule, rule_train = fit_rule(data.layout.chips("train"))
-    rule_test = score_rule(rule, data.layout.chips("test"))
-    report: dict[str, Any] = {
-        "command": command.strip(), "split": SHIP_SPLIT, "widths": list(SHIP_WIDTHS),
-        "train_config": json.loads(config.fingerprint()),
+    cv = run_cv(
+        recipe, args.data, args.out, resume=args.resume, only=args.folds, held_terrain=args.held_terrain
+    )
+    print(_cv_line(cv))
+    if args.cv_only:
+        return 0
+    calibration = Calibration(**cv["calibration"])
+    dest = (
+        args.dest if not args.smoke or args.dest != shipped_checkpoint() else args.out / "smoke.safetensors"
+    )
+    png = args.png if not args.smoke or args.png != RELIABILITY_PNG else args.out / "reliability.png"
+    report: dict[str, Any] = {"command": command.strip(), "cv": cv, "software_version": __version__}
+    sha = train_final(
+        recipe, args.data, args.out / "final", dest, calibration, cv["threshold"], report, resume=args.resume
+    )
+    _reliability(args.out / "oof.npz", calibration, cv["threshold"], png)
+    report |= {
+        "sha256": sha,
+        "size_bytes": dest.stat().st_size,
         "minutes": round((time.monotonic() - started) / 60, 2),
-        "model": summary, "rule": {"ndvi_max": rule.ndvi_max, "slope_min_deg": rule.slope_min,
-                                   "train": rule_train.as_dict(), "held_out": rule_test.as_dict()},
     }
-    _write_shipped(Path(summary["checkpoint"]), args.dest, report)
-    model_f1 = summary["test"]["locked"]["f1"]
-    print(f"held-out F1: model {model_f1:.4f} at {summary['threshold']:.2f}, rule {rule_test.f1:.4f}")
-    return 0 if model_f1 > rule_test.f1 else 1
-
-
-def _write_shipped(run_checkpoint: Path, dest: Path, report: dict[str, Any]) -> None:
-    """Copy the run's checkpoint to ``dest`` with the rule comparison added to its metadata."""
-    from pipeline.models.checkpoint import read_meta, read_state_dict, save_checkpoint
-
-    meta = read_meta(run_checkpoint)
-    training = dict(meta.training) | {"ship_report": {k: v for k, v in report.items() if k != "model"}}
-    from dataclasses import replace
-
-    sha = save_checkpoint(dest, read_state_dict(run_checkpoint), replace(meta, training=training))
-    report["sha256"] = sha
-    report["size_bytes"] = dest.stat().st_size
     dest.with_suffix(".json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    print(f"wrote {dest} ({report['minutes']} min)")
+    return 0
+
+
+def _cv_line(cv: dict[str, Any]) -> str:
+    model, rule = cv["calibrated"]["locked"], cv["rule"]
+    return (
+        f"OOF F1 {model['f1']:.3f} (P {model['precision']:.3f} R {model['recall']:.3f} "
+        f"IoU {model['iou']:.3f}) "
+        f"at {cv['threshold']:.2f}; rule F1 {rule['f1']:.3f}; ECE raw {cv['raw']['ece']:.3f} -> "
+        f"{cv['chosen_method']} {cv['calibrated']['ece']:.3f} "
+        f"(cross-fitted {cv['cross_fitted']['ece']:.3f}); "
+        f"Brier skill {cv['cross_fitted']['brier_skill']:.3f}; "
+        f"L2A-shifted F1 {cv['l2a_shifted']['locked']['f1']:.3f}; {cv['minutes']} min"
+    )
+
+
+def train_final(
+    recipe: Recipe,
+    data_dir: Path,
+    run_dir: Path,
+    dest: Path,
+    calibration: Calibration,
+    threshold: float,
+    report: dict[str, Any],
+    resume: bool = False,
+) -> str:
+    """Train ``recipe`` on every chip of ``data_dir`` and save it with ``calibration`` and ``threshold``.
+
+    Returns:
+        The checkpoint's SHA-256.
+    """
+    bands = tuple(SWEEP_BANDS)
+    layout = detect_layout(data_dir, None)
+    chips = sorted((c for cs in layout.splits.values() for c in cs), key=lambda c: c.chip_id)
+    stats = band_statistics(chips, bands, recipe.terrain)
+    config = recipe.train_config(bands)
+    result = fit(
+        config,
+        ChipSet(chips, bands, stats, recipe.terrain),
+        None,
+        run_dir,
+        resume=resume,
+        device=torch.device("cpu"),
+    )
+    cv = report["cv"]
+    training = {
+        "command": report["command"],
+        "data_layout": "flat",
+        "data_root": str(data_dir),
+        "split_ids": {"train": [c.chip_id for c in chips]},
+        "terrain": recipe.terrain,
+        "train_config": json.loads(config.fingerprint()),
+        "recipe": asdict(recipe),
+        "history": result.history,
+        "cv": {
+            k: cv[k]
+            for k in (
+                "folds",
+                "folds_used",
+                "threshold",
+                "chosen_method",
+                "raw",
+                "calibrated",
+                "cross_fitted",
+                "l2a_shifted",
+                "rule",
+            )
+        },
+    }
+    meta = CheckpointMeta(
+        model="unet",
+        config=dict(config.model_config),
+        bands=bands,
+        norm_mean=stats.mean,
+        norm_std=stats.std,
+        threshold=threshold,
+        calibration=calibration,
+        training=training,
+        software_version=__version__,
+    )
+    return save_checkpoint(dest, result.model.state_dict(), meta)
+
+
+def _reliability(oof: Path, calibration: Calibration, threshold: float, png: Path) -> None:
+    from pipeline.train.calibration import reliability_png
+
+    arrays = np.load(oof)
+    z, y = arrays["logits"], arrays["labels"]
+    raw = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
+    calibrated = calibration.probabilities(torch.from_numpy(z)).double().numpy()
+    reliability_png(
+        png,
+        {"raw sigmoid": (raw, y), f"{calibration.method} (OOF)": (calibrated, y)},
+        "Out-of-fold reliability, 15 L4S chips (5-fold CV)",
+        threshold,
+    )
 
 
 if __name__ == "__main__":

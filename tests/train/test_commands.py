@@ -49,6 +49,13 @@ def test_evaluate_json(trained: tuple[Path, Path], tmp_path: Path) -> None:
     assert result["split"] == "test" and result["n_chips"] == 2
     assert 0.55 <= result["threshold"] <= 0.85
     assert result["at_0.5"]["threshold"] == 0.5
+    # calibration measures of the (uncalibrated: identity) probabilities, and the reliability diagram
+    assert {"ece", "brier", "brier_skill", "base_rate"} <= set(result) and result["calibration"] is None
+    assert 0.0 <= result["ece"] <= 1.0 and 0.0 <= result["brier"] <= 1.0
+    rate = result["base_rate"]
+    assert result["brier_skill"] == pytest.approx(1 - result["brier"] / (rate * (1 - rate)))
+    png = tmp_path / "metrics.reliability.png"
+    assert result["reliability_png"] == str(png) and png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -55,6 +55,10 @@ def test_combined_loss_weights() -> None:
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     expected = bce(logits, target, pos_weight=torch.tensor(25.0))
     assert only_bce.item() == pytest.approx(expected.item())
-    full = SegmentationLoss()(logits, target)
-    lovasz = lovasz_hinge_flat(logits, target).item()
-    assert full.item() == pytest.approx(0.9 * expected.item() + 0.1 * lovasz)
+    full = SegmentationLoss()(logits, target)  # the method's: Lovasz per image, batch mean
+    per_image = (lovasz_hinge_flat(logits[0], target[0]) + lovasz_hinge_flat(logits[1], target[1])) / 2
+    assert full.item() == pytest.approx(0.9 * expected.item() + 0.1 * per_image.item())
+    pooled = SegmentationLoss(LossConfig(lovasz_per_image=False))(logits, target)
+    flat = lovasz_hinge_flat(logits, target).item()
+    assert pooled.item() == pytest.approx(0.9 * expected.item() + 0.1 * flat)
+    assert pooled.item() != pytest.approx(full.item())
