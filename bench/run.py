@@ -77,19 +77,27 @@ def _log(msg: str) -> None:
 def data_path_figures(quick: bool, work: Path) -> dict[str, Any] | None:
     """The data-path figures of ``bench.data_path`` (issue 12 item 1), when that module exists.
 
-    Hook: ``bench.data_path.measure(quick=..., work=...)`` returns a dictionary with at least
-    ``chips_per_s_per_core`` for one acquisition (and ``..._4acq`` for four) and
-    ``decode_share``; None when the module is not there.
+    Hook: ``bench.data_path.measure_data_path(work, quick=...)`` returns a figure whose
+    ``as_dict()`` holds ``one`` and ``four`` acquisitions, each with ``chips_per_s_per_core``,
+    ``decode_fraction`` and ``split_fraction``. None when the module is not in this tree.
     """
     try:
         from bench import data_path  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return None
-    measure = getattr(data_path, "measure", None)
+    measure = getattr(data_path, "measure_data_path", None)
     if measure is None:
         return None
-    result: dict[str, Any] = measure(quick=quick, work=work)
-    return result
+    d: dict[str, Any] = measure(work / "data-path", quick=quick).as_dict()
+    split = ", ".join(f"{k} {v:.0%}" for k, v in d["one"].get("split_fraction", {}).items())
+    return {
+        "chips_per_s_per_core": d["one"]["chips_per_s_per_core"],
+        "chips_per_s_per_core_4acq": d["four"]["chips_per_s_per_core"],
+        "decode_share": d["one"]["decode_fraction"],
+        "decode_share_4acq": d["four"]["decode_fraction"],
+        "cause": f"cost split, one acquisition: {split}",
+        "detail": d,
+    }
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
