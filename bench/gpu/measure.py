@@ -216,15 +216,19 @@ def sweep_figures(scene: Any, ckpt: Path, work: Path, device: str, batch: int) -
             "gpu_mem_peak_mib": util.mem_mib}  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Every measurement, each guarded by the time budget."""
+def run(args: argparse.Namespace, save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Every measurement, each guarded by the time budget (none in a dry run).
+
+    ``save`` is called with the result after each phase, so a run killed at its time limit
+    still leaves what it measured.
+    """
     from bench.checkpoints import bench_config, random_checkpoint
     from bench.machine import host_kind, machine, versions
     from bench.scene import build_tiled_scene
     from pipeline.tiling import grid_for_model
 
     t0 = time.perf_counter()
-    deadline = t0 + args.budget_s
+    deadline = t0 + (float("inf") if args.dry_run else args.budget_s)
     device = "cpu" if args.dry_run or not torch.cuda.is_available() else "cuda"
     quick = args.dry_run
     result: dict[str, Any] = {"host_kind": args.host_kind or host_kind(), "device": device,
@@ -249,17 +253,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if size > 128:  # same pixels per batch on tiles
                 batches = tuple(max(1, b * 128 * 128 // (size * size)) for b in batches)
             _log(f"model {name} ({size} px, batches {batches})")
-            share = deadline - (args.budget_s * (0.55 if name == "unet" else 0.35))
+            share = t0 + args.budget_s * (0.3 if name == "unet" else 0.5) if not quick else deadline
             models[name] = model_figures(name, ckpts[name], device, tuple(dict.fromkeys(batches)), size,
                                          compile_ok=device == "cuda", min_s=0.0 if quick else 1.0,
                                          max_iters=1 if quick else 10, deadline=share)  # fmt: skip
-        result["models"] = models
+            result["models"] = models
+            save(result)
         reps = (1, 1) if quick else (args.scene_reps, args.scene_reps)
         _log(f"scene {reps}")
         scene = build_tiled_scene(work / "scene", *reps)
         result["scene"] = {"reps": list(reps), "area_km2": scene.area_km2}
         _log("data path")
         result["data_path"] = data_path_figures(scene, os.cpu_count() or 1)
+        save(result)
         result["end_to_end"] = {}
         for name in ("unet", "hybrid"):
             if time.perf_counter() > deadline - (0 if quick else 60):
@@ -272,6 +278,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["end_to_end"][name]["over_model_production"] = (
                 result["end_to_end"][name]["chips_per_s"] / model_best
             )
+            save(result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["duration_s"] = time.perf_counter() - t0
@@ -291,10 +298,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=420.0, help="time budget of the measurements")
     p.add_argument("--scene-reps", type=int, default=8, help="demo scene copies per side (8: 1,573 km2)")
     args = p.parse_args(argv)
-    result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
+
+    def save(result: dict[str, Any]) -> None:
+        path = args.out / f"{result['host_kind']}.json"
+        path.write_text(json.dumps({**result, "complete": False}, indent=1) + "\n")
+
+    result = run(args, save)
     path = args.out / f"{result['host_kind']}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    path.write_text(json.dumps({**result, "complete": True}, indent=1) + "\n")
     print(json.dumps({k: result[k] for k in ("host_kind", "device", "duration_s")}))
     print(f"wrote {path}")
     return 0
