@@ -40,7 +40,8 @@ def tiled(model: torch.nn.Module, x: NDArray[np.float32], grid: ChipGrid) -> NDA
             sy, sx = grid.chip_start(ky) + PAD, grid.chip_start(kx) + PAD
             acc[sy : sy + s, sx : sx + s] += weights * _forward(model, xp[:, sy : sy + s, sx : sx + s])
             wsum[sy : sy + s, sx : sx + s] += weights
-    out: NDArray[np.float64] = (acc / wsum)[PAD : PAD + h, PAD : PAD + w]
+    with np.errstate(invalid="ignore"):  # far outside the scene no tile is weighted
+        out: NDArray[np.float64] = (acc / wsum)[PAD : PAD + h, PAD : PAD + w]
     return out
 
 
