@@ -135,3 +135,19 @@ def memory_scaling(
         "block": MEMORY_BLOCK,
         "region_blocks": MEMORY_REGION_BLOCKS,
     }
+
+
+def main() -> None:
+    """``python -m bench.memory``: the memory figures alone (tiny U-Net, x4 / x16 / x64), as JSON."""
+    import json
+    import tempfile
+
+    from bench.checkpoints import bench_config, random_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="landslide-mem-") as tmp:
+        ckpt = random_checkpoint("unet", bench_config("unet", True), Path(tmp) / "tiny-unet.safetensors")
+        print(json.dumps(memory_scaling(Path(tmp), ckpt), indent=1))
+
+
+if __name__ == "__main__":
+    main()

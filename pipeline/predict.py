@@ -136,7 +136,8 @@ def optimize_for_cpu(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.
     8.0 / 7.24), but its results are **bit-identical whatever the thread count** (eager differs
     by ~6e-8 between 1 and 2 threads), so a sweep resumed on workers with other thread counts,
     or finished by a replacement worker, writes a store identical value for value. The price is
-    a one-off trace per worker (seconds for the U-Net, ~75 s for Clay-large). Any failure falls
+    a one-off trace per worker and input shape (seconds for the U-Net, ~75 s for Clay-large;
+    :class:`LoadedModel` traces each tile shape on first use). Any failure falls
     back to the eager model (with a warning); ``LANDSLIDE_CPU_JIT=0`` disables it.
 
     Args:

@@ -154,7 +154,7 @@ def model_figures(
         except Exception as exc:  # compile is an option, not a requirement
             out["compiled"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
     # The production path: host float32 arrays in, probabilities out (what the sweep runs).
-    loaded.batch_size = b * (size // 128) ** 2
+    loaded.batch_size = -(-b * size * size // 128**2)  # b tiles per pass
     host = np.random.default_rng(0).random((b * 4, c, size, size), dtype=np.float32)
     with GpuUtil() as util:
         dt = _timed(lambda: loaded.probabilities(host), device, min_s, max_iters)
