@@ -25,14 +25,11 @@ import torch
 from distributed import WorkerPlugin, get_worker
 from numpy.typing import NDArray
 
+from pipeline.cluster import TORCH_THREADS_ENV
 from pipeline.models.checkpoint import CheckpointMeta, load_checkpoint, sha256_file
 from pipeline.tiling import UNIT_CHIP, ChipGrid, blend_weights, block_chips
 
 PLUGIN_PREFIX = "landslide-model-"
-#: Environment variable giving the torch intra-op threads of a worker (set by
-#: :func:`pipeline.cluster.dask_client` for its local workers; Dask's nanny sets
-#: ``OMP_NUM_THREADS=1`` in every worker, so without it torch would use one core per worker).
-TORCH_THREADS_ENV = "LANDSLIDE_TORCH_THREADS"
 #: Set to ``0`` to skip the CPU graph optimisation of :func:`optimize_for_cpu` (eager PyTorch).
 CPU_JIT_ENV = "LANDSLIDE_CPU_JIT"
 
