@@ -28,6 +28,7 @@ def _positive(value: object) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # every phase with tiny models: ~3-4 min quiet, much longer on a shared machine
 def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "results"
     assert main(["--quick", "--out-dir", str(out), "--host-kind", "test-host", "--skip-map-blocks",
@@ -79,6 +80,7 @@ def test_replace_block_keeps_the_text_around_it() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_gpu_script_dry_run(tmp_path: Path) -> None:
     """``bench/gpu`` on the CPU with tiny sizes: the GPU run's code path cannot rot."""
     from bench.gpu.measure import main as gpu_main
