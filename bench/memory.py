@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import psutil
 
@@ -90,3 +92,62 @@ class PeakTreeRSS:
         self.wall_s = time.perf_counter() - self._t0
         self.system_busy_s = _busy_seconds() - self._busy0
         self.tree_cpu_s = sum(v - self._cpu_at_start.get(pid, 0.0) for pid, v in self._cpu_last.items())
+
+
+#: Copies of the demo scene for the memory figures: x4, x16, x64 (24.6 km2 each copy).
+MEMORY_SCALES: dict[str, tuple[int, int]] = {"x4": (2, 2), "x16": (4, 4), "x64": (8, 8)}
+#: Blocks and regions of the memory sweeps: small enough that regions fill at every size
+#: (512-px blocks, 2 x 2 blocks per region: a region is 1024 x 1024 px), so the figure shows
+#: whether memory stays flat once the sweep is region after region.
+MEMORY_BLOCK, MEMORY_REGION_BLOCKS = 512, 2
+
+
+def memory_scaling(
+    work: Path, checkpoint: Path, scales: dict[str, tuple[int, int]] | None = None
+) -> dict[str, Any]:
+    """Peak resident memory of sweeps over growing areas with one (tiny) model.
+
+    Args:
+        work: Scratch directory (scenes and stores are written there).
+        checkpoint: The model's checkpoint (a tiny U-Net keeps the run short).
+        scales: Name -> ``(reps_y, reps_x)`` copies of the demo scene (default
+            :data:`MEMORY_SCALES`).
+
+    Returns:
+        ``{"runs": {name: figures}, "growth": peak(last) / peak(first), "block": ..., ...}``.
+    """
+    from bench.scene import build_tiled_scene
+    from bench.sweeps import bench_sweep
+
+    scales = scales or MEMORY_SCALES
+    runs: dict[str, Any] = {}
+    for name, reps in scales.items():
+        scene = build_tiled_scene(work / f"mem-scene-{reps[0]}x{reps[1]}", *reps)
+        run = bench_sweep(scene, checkpoint, work / f"mem-{name}.zarr", workers=1, block=MEMORY_BLOCK,
+                          batch_size=8, region_blocks=MEMORY_REGION_BLOCKS)  # fmt: skip
+        runs[name] = {"reps": list(reps), "area_km2": run.area_km2, "peak_rss_mb": run.peak_rss_mb,
+                      "s_per_km2": run.s_per_km2, "foreign_cores": run.foreign_cores}  # fmt: skip
+    first, last = runs[next(iter(runs))], runs[list(runs)[-1]]
+    return {
+        "runs": runs,
+        "growth": last["peak_rss_mb"] / first["peak_rss_mb"],
+        "time_per_km2_ratio": last["s_per_km2"] / first["s_per_km2"],
+        "block": MEMORY_BLOCK,
+        "region_blocks": MEMORY_REGION_BLOCKS,
+    }
+
+
+def main() -> None:
+    """``python -m bench.memory``: the memory figures alone (tiny U-Net, x4 / x16 / x64), as JSON."""
+    import json
+    import tempfile
+
+    from bench.checkpoints import bench_config, random_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="landslide-mem-") as tmp:
+        ckpt = random_checkpoint("unet", bench_config("unet", True), Path(tmp) / "tiny-unet.safetensors")
+        print(json.dumps(memory_scaling(Path(tmp), ckpt), indent=1))
+
+
+if __name__ == "__main__":
+    main()

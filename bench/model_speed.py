@@ -31,6 +31,8 @@ class ModelSpeed:
         by_batch: Chips/s for every batch size tried.
         load_s: Seconds to load and optimise the model.
         foreign_cores: Average cores used by other processes on the machine meanwhile.
+        tile: Tile side a sweep runs this model on (128 for chips).
+        tile_chips_per_s: 128-px-chip equivalents/s on one tile per pass (0 when ``tile == 128``).
     """
 
     batch: int
@@ -40,6 +42,8 @@ class ModelSpeed:
     by_batch: dict[int, float] = field(default_factory=dict)
     load_s: float = 0.0
     foreign_cores: float = 0.0
+    tile: int = 128
+    tile_chips_per_s: float = 0.0
 
 
 def chips_per_s(model: LoadedModel, batch: int, min_s: float, max_iters: int, warmup: int = 1) -> float:
@@ -69,19 +73,42 @@ def measure_model(
     batches: tuple[int, ...],
     min_s: float,
     max_iters: int,
+    tile: int = 128,
 ) -> ModelSpeed:
-    """Sweep batch sizes for one model and report the best, with its FLOP utilisation."""
+    """Sweep batch sizes for one model and report the best, with its FLOP utilisation.
+
+    With ``tile > 128`` (a fully convolutional model's sweep tile) also measure one tile per pass.
+    """
     cost = measure(name, dict(config))
     t0 = time.perf_counter()
     loaded = load_model(checkpoint, "cpu" if not torch.cuda.is_available() else "cuda", batches[-1])
     load_s = time.perf_counter() - t0
     with PeakTreeRSS() as monitor:
         by_batch = {b: chips_per_s(loaded, b, min_s, max_iters) for b in batches}
+        tiled = tile_chips_per_s(loaded, tile, min_s, max_iters) if tile > 128 else 0.0
     best = max(by_batch, key=lambda b: by_batch[b])
     del loaded
     rate = by_batch[best]
     return ModelSpeed(
         batch=best, chips_per_s=rate, gflop_per_chip=cost.gflop_per_chip,
         mfu=rate * cost.gflop_per_chip / ceiling_gflops, by_batch=by_batch, load_s=load_s,
-        foreign_cores=monitor.foreign_cores,
+        foreign_cores=monitor.foreign_cores, tile=tile, tile_chips_per_s=tiled,
     )  # fmt: skip
+
+
+def tile_chips_per_s(model: LoadedModel, tile: int, min_s: float, max_iters: int) -> float:
+    """Best 128-px-chip-equivalents/s of ``model`` on one ``tile x tile`` input per pass.
+
+    What a fully convolutional model runs in a sweep (:func:`pipeline.tiling.grid_for_model`):
+    the figure its end-to-end throughput is compared with.
+    """
+    rng = np.random.default_rng(0)
+    x = (1.0 + 0.5 * rng.standard_normal((1, len(model.meta.bands), tile, tile))).astype(np.float32)
+    model.probabilities(x)
+    best, spent, iters = 0.0, 0.0, 0
+    while iters < max_iters and (spent < min_s or iters == 0):
+        t0 = time.perf_counter()
+        model.probabilities(x)
+        dt = time.perf_counter() - t0
+        best, spent, iters = max(best, tile * tile / 128**2 / dt), spent + dt, iters + 1
+    return best

@@ -32,9 +32,10 @@ from bench.scene import BenchScene
 from pipeline import catalog, cube
 from pipeline.bands import L4S_DIVISORS
 from pipeline.cluster import ClusterSpec, dask_client
+from pipeline.cube import DEM_COLLECTION, S2_COLLECTION
 from pipeline.demo import scene as demo
 from pipeline.models.checkpoint import CheckpointMeta, load_checkpoint
-from pipeline.sweep import DEM_COLLECTION, DEM_WINDOW, S2_COLLECTION, area_geobox
+from pipeline.sweep import DEM_WINDOW, area_geobox
 
 CHIP = 128
 
@@ -154,7 +155,7 @@ def map_blocks_peer(scene: BenchScene, checkpoint: Path, out: Path, workers: int
         t0 = time.perf_counter()
         result = client.compute(prob).result()
         profile = {"driver": "GTiff", "height": result.shape[0], "width": result.shape[1], "count": 1,
-                   "dtype": "float32", "crs": gbox.crs.to_wkt(), "transform": gbox.transform,
+                   "dtype": "float32", "crs": str(gbox.crs), "transform": gbox.transform,
                    "tiled": True, "blockxsize": CHIP, "blockysize": CHIP, "compress": "deflate"}  # fmt: skip
         with rasterio.open(out, "w", **profile) as dst:
             dst.write(result, 1)

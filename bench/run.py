@@ -1,14 +1,17 @@
-"""``python -m bench.run``: ceiling, models, end to end, peers, scaling and workers in one run.
+"""``python -m bench.run``: every figure of the throughput work in one run, with targets.
 
 Usage::
 
-    python -m bench.run              # full bench (~10-25 min on a 2-core CPU)
-    python -m bench.run --quick      # tiny models and scenes (< 2 min): a smoke test of the code
+    python -m bench.run                      # full bench (~15-30 min on a quiet 2-core CPU)
+    python -m bench.run --models unet        # U-Net figures only (skips Clay-large, the slowest)
+    python -m bench.run --quick              # tiny models and scenes: a smoke test of the code
 
-Writes ``bench/results/<host-kind>.json`` and ``.md`` and prints the table. Models have seeded
-random weights: the figures are throughput, never skill. On a CUDA machine the models run with
-bf16 autocast and channels-last (:mod:`pipeline.predict`), the batch sweep goes higher, the bf16
-matmul ceiling is added and the sweeps use a ``dask_cuda.LocalCUDACluster``.
+Writes ``bench/results/<host-kind>.json`` and ``.md``, prints the table, and states each target
+as met or missed with the measured cause of a miss (:mod:`bench.targets`). Models have seeded
+random weights: the figures are throughput, never skill. Every timed phase records the cores
+other processes kept busy meanwhile (the machine may be shared). On a CUDA machine the models
+run with bf16 autocast and the sweeps use a ``dask_cuda.LocalCUDACluster``; the GPU run proper
+is ``bench/gpu/run.sh``.
 """
 
 from __future__ import annotations
@@ -26,35 +29,35 @@ from typing import Any
 
 import torch
 
-from bench import report
+from bench import report, targets
 from bench.ceiling import matmul_gflops
 from bench.checkpoints import BENCH_MODELS, bench_config, random_checkpoint
 from bench.machine import host_kind, machine, versions
-from bench.memory import PeakTreeRSS
+from bench.memory import MEMORY_SCALES, PeakTreeRSS, memory_scaling
 from bench.model_speed import measure_model
 from bench.peers import map_blocks_peer, plain_loop
-from bench.scene import BenchScene, build_tiled_scene
+from bench.scene import build_tiled_scene
 from bench.sweeps import SweepRun, bench_sweep
+from pipeline.tiling import grid_for_model
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-#: Copies of the demo scene (reps_y, reps_x) for the scaling areas x1, x4, x16.
-SCALES = {"x1": (1, 1), "x4": (2, 2), "x16": (4, 4)}
-#: The end-to-end, peer and worker measurements use the x4 scene (2 x 2 demo scenes, ~98 km2).
-MAIN_SCALE = "x4"
-#: ``--quick``: the demo scene itself for x1 and x4 (one sweep), 1 x 2 copies for x16.
-QUICK_SCALES = {"x1": (1, 1), "x4": (1, 1), "x16": (1, 2)}
+#: The end-to-end and peer measurements use 2 x 2 demo scenes (~98 km2).
+MAIN_REPS = (2, 2)
+#: ``--quick``: the demo scene itself, and 1 / 2 / 4 copies for the memory figures.
+QUICK_MEMORY_SCALES = {"x1": (1, 1), "x2": (1, 2), "x4": (2, 2)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny models and scenes (smoke test, < 2 min)")
+    p.add_argument("--quick", action="store_true", help="tiny models and scenes (smoke test)")
+    p.add_argument("--models", nargs="+", default=list(BENCH_MODELS), choices=BENCH_MODELS,
+                   help="models to measure (default all; the U-Net is always measured)")  # fmt: skip
     p.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="where <host-kind>.json/.md go")
     p.add_argument("--host-kind", default=None, help="override the detected host kind (file name)")
-    p.add_argument("--workers", type=int, default=None, help="sweep worker processes (default 1)")
     p.add_argument("--block", type=int, default=2048, help="sweep block size in pixels")
     p.add_argument("--work-dir", type=Path, default=None, help="scratch directory (default: a temp dir)")
-    p.add_argument("--skip-hybrid-sweep", action="store_true", help="end to end for the U-Net only")
+    p.add_argument("--skip-map-blocks", action="store_true", help="leave out the map_blocks peer")
     return p.parse_args(argv)
 
 
@@ -71,13 +74,39 @@ def _log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def data_path_figures(quick: bool, work: Path) -> dict[str, Any] | None:
+    """The data-path figures of ``bench.data_path`` (issue 12 item 1), when that module exists.
+
+    Hook: ``bench.data_path.measure_data_path(work, quick=...)`` returns a figure whose
+    ``as_dict()`` holds ``one`` and ``four`` acquisitions, each with ``chips_per_s_per_core``,
+    ``decode_fraction`` and ``split_fraction``. None when the module is not in this tree.
+    """
+    try:
+        from bench import data_path  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return None
+    measure = getattr(data_path, "measure_data_path", None)
+    if measure is None:
+        return None
+    d: dict[str, Any] = measure(work / "data-path", quick=quick).as_dict()
+    split = ", ".join(f"{k} {v:.0%}" for k, v in d["one"].get("split_fraction", {}).items())
+    return {
+        "chips_per_s_per_core": d["one"]["chips_per_s_per_core"],
+        "chips_per_s_per_core_4acq": d["four"]["chips_per_s_per_core"],
+        "decode_share": d["one"]["decode_fraction"],
+        "decode_share_4acq": d["four"]["decode_fraction"],
+        "cause": f"cost split, one acquisition: {split}",
+        "detail": d,
+    }
+
+
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Measure everything and return the result dictionary."""
     t_start = time.perf_counter()
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     quick = args.quick
-    workers = args.workers or 1
+    names = ["unet", *[m for m in BENCH_MODELS if m in args.models and m != "unet"]]
     result: dict[str, Any] = {
         "host_kind": args.host_kind or host_kind(),
         "command": "python -m bench.run " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
@@ -93,79 +122,67 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if cuda:
         result["ceiling_bf16_gflops"] = matmul_gflops(8192, repeats=6, dtype=torch.bfloat16, device=device)
 
-    scales = QUICK_SCALES if quick else SCALES
-    by_reps: dict[tuple[int, int], BenchScene] = {}
-    for reps in scales.values():
-        if reps not in by_reps:
-            by_reps[reps] = build_tiled_scene(work / f"scene-{reps[0]}x{reps[1]}", *reps)
-    scenes = {key: by_reps[reps] for key, reps in scales.items()}
-    main_scene = scenes[MAIN_SCALE]
+    main_scene = build_tiled_scene(work / "scene-main", *((1, 1) if quick else MAIN_REPS))
     ckpts = {name: work / f"{name}.safetensors" for name in BENCH_MODELS}
     configs = {name: bench_config(name, quick) for name in BENCH_MODELS}
     batches: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64) if cuda else (1, 2, 4, 8)
     min_s, max_iters = (0.0, 1) if quick else (4.0, 4)
+    tile = grid_for_model("unet", args.block).chip
 
     models: dict[str, Any] = {}
     _log("model unet")
     random_checkpoint("unet", configs["unet"], ckpts["unet"])
-    unet = measure_model("unet", configs["unet"], ckpts["unet"], result["ceiling_gflops"],
-                         batches + ((16,) if not cuda else ()), min_s, max_iters * 2)  # fmt: skip
+    unet = measure_model("unet", configs["unet"], ckpts["unet"], result["ceiling_gflops"], batches,
+                         min_s, max_iters * 2, tile=tile)  # fmt: skip
     models["unet"] = asdict(unet)
-    batch = unet.batch
-
-    _log("scaling + end-to-end unet")
-    scaling: dict[str, Any] = {}
-    sweeps: dict[str, SweepRun] = {}
-    for key, sc in scenes.items():
-        same = [k for k in sweeps if scenes[k] is sc]  # quick mode reuses scenes
-        if same:
-            sweeps[key] = sweeps[same[0]]
-        else:
-            _log(f"sweep unet {key} ({sc.area_km2:.1f} km2)")
-            sweeps[key] = bench_sweep(sc, ckpts["unet"], work / f"unet-{key}.zarr",
-                                      workers=workers, block=args.block, batch_size=batch)  # fmt: skip
-        scaling[key] = {**_sweep_dict(sweeps[key]), "reps": list(scales[key])}
-    result["scaling"] = scaling
-    result["memory_growth_16x"] = scaling["x16"]["peak_rss_mb"] / scaling["x1"]["peak_rss_mb"]
-    result["time_per_km2_16x_over_1x"] = scaling["x16"]["s_per_km2"] / scaling["x1"]["s_per_km2"]
 
     e2e: dict[str, Any] = {}
-    main = sweeps[MAIN_SCALE]
-    e2e["unet"] = {**_sweep_dict(main), "batch": batch,
-                   "end_to_end_over_model": main.chips_per_s / unet.by_batch[batch]}  # fmt: skip
-
-    _log("workers")
-    result["workers"] = {}
-    for n_workers in (1, 2):
-        run_w = main if n_workers == workers else bench_sweep(
-            main_scene, ckpts["unet"], work / f"unet-w{n_workers}.zarr",
-            workers=n_workers, block=args.block, batch_size=batch,
-        )  # fmt: skip
-        result["workers"][str(n_workers)] = {"chips_per_s": run_w.chips_per_s, **_sweep_dict(run_w)}
+    _log(f"end-to-end unet ({main_scene.area_km2:.1f} km2)")
+    main = bench_sweep(main_scene, ckpts["unet"], work / "unet.zarr", workers=1, block=args.block,
+                       batch_size=unet.batch)  # fmt: skip
+    e2e["unet"] = {**_sweep_dict(main), "batch": unet.batch, "model_chips_per_s": unet.tile_chips_per_s,
+                   "end_to_end_over_model": main.chips_per_s / unet.tile_chips_per_s}  # fmt: skip
 
     _log("peers")
     loop = plain_loop(main_scene, ckpts["unet"], work / "loop.tif")
-    mapped = map_blocks_peer(main_scene, ckpts["unet"], work / "map_blocks.tif", workers=2)
+    peers = {"loop": loop}
+    if not args.skip_map_blocks:
+        peers["map_blocks"] = map_blocks_peer(main_scene, ckpts["unet"], work / "map_blocks.tif", workers=2)
     result["peers"] = {name: {**asdict(p), "chips_per_s": p.chips_per_s, "km2_per_s": p.km2_per_s}
-                       for name, p in (("loop", loop), ("map_blocks", mapped))}  # fmt: skip
-    result["speedup_vs_loop"] = main.chips_per_s / loop.chips_per_s
-    result["speedup_vs_map_blocks"] = main.chips_per_s / mapped.chips_per_s
-    result["speedup_vs_loop_km2"] = main.km2_per_s / loop.km2_per_s
-    result["speedup_vs_map_blocks_km2"] = main.km2_per_s / mapped.km2_per_s
+                       for name, p in peers.items()}  # fmt: skip
+    # Chips/s of the sweep counts its tiles' input (overlap included); km2/s is the area delivered.
+    for name, p in peers.items():
+        result[f"speedup_vs_{name}"] = main.chips_per_s / p.chips_per_s
+        result[f"speedup_vs_{name}_km2"] = main.km2_per_s / p.km2_per_s
+
+    _log("worker overhead")
+    from bench.worker_overhead import measure as worker_overhead
+
+    threads = torch.get_num_threads()
+    small = 4 if quick else 8
+    result["worker_overhead"] = worker_overhead(str(ckpts["unet"]), threads, small, 1 if quick else 2)
     gc.collect()
 
-    for name in ("hybrid", "clay"):
+    _log("memory with area (tiny U-Net)")
+    tiny = random_checkpoint("unet", bench_config("unet", True), work / "tiny-unet.safetensors")
+    result["memory"] = memory_scaling(work, tiny, QUICK_MEMORY_SCALES if quick else MEMORY_SCALES)
+
+    _log("data path")
+    result["data_path"] = data_path_figures(quick, work)
+
+    for name in names[1:]:
         _log(f"model {name}")
         random_checkpoint(name, configs[name], ckpts[name])
         ceiling = result["ceiling_gflops"]
         speed = measure_model(name, configs[name], ckpts[name], ceiling, batches, min_s, max_iters)
         models[name] = asdict(speed)
         gc.collect()
-        if name == "hybrid" and not args.skip_hybrid_sweep:
+        if name == "hybrid":
             _log("end-to-end hybrid")
-            run_h = bench_sweep(main_scene, ckpts["hybrid"], work / "hybrid.zarr",
-                                workers=workers, block=args.block, batch_size=speed.batch)  # fmt: skip
+            run_h = bench_sweep(main_scene, ckpts["hybrid"], work / "hybrid.zarr", workers=1,
+                                block=args.block, batch_size=speed.batch)  # fmt: skip
             e2e["hybrid"] = {**_sweep_dict(run_h), "batch": speed.batch,
+                             "model_chips_per_s": speed.chips_per_s,
                              "end_to_end_over_model": run_h.chips_per_s / speed.chips_per_s}  # fmt: skip
         ckpts[name].unlink()
     # The ceiling is the best of several measurements spread over the run (the machine may be
@@ -176,12 +193,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     result["models"] = models
     result["end_to_end_models"] = e2e
     result["end_to_end"] = {"model": "unet", **e2e["unet"]}
-    result["settings"] = {"quick": quick, "workers": workers, "block": args.block, "region_blocks": 4,
-                          "overlap": 8, "scales": {k: list(v) for k, v in scales.items()},
-                          "main_scale": MAIN_SCALE, "device": device,
-                          "torch_threads_main": torch.get_num_threads()}  # fmt: skip
+    result["settings"] = {"quick": quick, "workers": 1, "block": args.block, "region_blocks": 4,
+                          "unet_tile": tile, "models": names, "main_reps": list(MAIN_REPS),
+                          "device": device, "torch_threads_main": torch.get_num_threads()}  # fmt: skip
     result["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     result["duration_s"] = time.perf_counter() - t_start
+    result["targets"] = targets.evaluate(result)
     return result
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench.memory import PeakTreeRSS
 from bench.scene import BenchScene
+from pipeline.catalog import BBox
 from pipeline.cluster import ClusterSpec, dask_client
 from pipeline.demo import scene as demo
 from pipeline.sweep import SweepConfig, run_sweep
@@ -74,7 +75,7 @@ def bench_sweep(
     """Sweep a tiled scene once on a fresh local cluster and return its figures."""
     shutil.rmtree(out, ignore_errors=True)
     cfg = SweepConfig(
-        bbox=scene.bbox, start=demo.DEMO_START, end=demo.DEMO_END, out=out,
+        bbox=BBox(*scene.bbox), start=demo.DEMO_START, end=demo.DEMO_END, out=out,
         catalog=str(scene.catalog), checkpoint=checkpoint, block=block, batch_size=batch_size,
         region_blocks=region_blocks, device="cpu", progress=False,
     )  # fmt: skip

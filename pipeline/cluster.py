@@ -5,6 +5,15 @@
   count travels in the workers' environment (``LANDSLIDE_TORCH_THREADS``), so it holds also
   when the client is handed to ``run_sweep`` (Dask's nanny sets ``OMP_NUM_THREADS=1``, which
   would otherwise leave a single worker using one core);
+* the workers' **malloc**: Dask's nanny starts every worker with ``MALLOC_TRIM_THRESHOLD_=65536``
+  (``distributed.nanny.pre-spawn-environ``). Setting it pins glibc's thresholds low: each freed
+  activation buffer goes back to the OS and the next forward pass faults it in again, which
+  costs the U-Net ~40 % on 2 threads (``python -m bench.worker_overhead``). Local workers get
+  :data:`WORKER_MALLOC_ENV` instead: glibc's own adaptive thresholds, under which freed
+  buffers are reused. Memory is not hidden from Dask: what the process holds is its resident
+  set, which is what Dask's memory monitor reads. The nanny writes its pre-spawn variables into
+  this process's ``os.environ`` too (every later subprocess would inherit them):
+  :func:`dask_client` puts the client's environment back as it was;
 * ``--scheduler ADDRESS``: join an existing cluster (``dask scheduler`` + ``dask worker``
   processes on any number of machines) — the way past one machine;
 * a CUDA device with the ``gpu`` extra installed: a ``dask_cuda.LocalCUDACluster`` with one
@@ -17,15 +26,17 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-from distributed import Client, LocalCluster
+from typing import TYPE_CHECKING
 
 from pipeline.errors import UserError
-from pipeline.predict import TORCH_THREADS_ENV
 
-#: No dashboard, and the scheduler's HTTP (metrics) server on an ephemeral loopback port: left at
-#: its default it tries port 8787 and warns on stderr when another cluster holds it.
-QUIET_SCHEDULER = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
+if TYPE_CHECKING:  # dask and distributed load only when a cluster is made (a light CLI start)
+    from distributed import Client, LocalCluster
+
+#: Environment variable giving the torch intra-op threads of a worker (set by
+#: :func:`dask_client` for its local workers and applied by the model plugin; Dask's nanny sets
+#: ``OMP_NUM_THREADS=1`` in every worker, so without it torch would use one core per worker).
+TORCH_THREADS_ENV = "LANDSLIDE_TORCH_THREADS"
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,50 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+#: No dashboard, and the scheduler's HTTP (metrics) server on an ephemeral loopback port: left at
+#: its default it tries port 8787 and warns on stderr when another cluster holds it.
+QUIET_SCHEDULER = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
+#: glibc malloc variables of local workers (``None``: unset, glibc's adaptive default).
+WORKER_MALLOC_ENV: dict[str, str | None] = {"MALLOC_TRIM_THRESHOLD_": None}
+#: Thread variables OpenMP, MKL and OpenBLAS read when they load (before the worker starts).
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def pre_spawn_env(threads: int | None) -> dict[str, str | None]:
+    """``distributed.nanny.pre-spawn-environ`` of local workers: our malloc and thread settings.
+
+    Args:
+        threads: Cores per worker for OpenMP/MKL/OpenBLAS, or None to keep Dask's ``1``.
+    """
+    import dask
+    import distributed  # noqa: F401  (registers the distributed.* configuration defaults)
+
+    env: dict[str, str | None] = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    env.update(WORKER_MALLOC_ENV)
+    if threads:
+        env.update({var: str(threads) for var in THREAD_VARS})
+    return env
+
+
+@contextmanager
+def client_environ_kept(for_spawn: bool = False) -> Iterator[None]:
+    """Give this process's ``os.environ`` back as it was after the block (Dask's nanny writes to it).
+
+    Args:
+        for_spawn: Also take the variables of :func:`pre_spawn_env` out of ``os.environ`` while
+            the block runs (the nanny prefers a value found there over its configuration).
+    """
+    saved = dict(os.environ)
+    if for_spawn:
+        for var in (*WORKER_MALLOC_ENV, *THREAD_VARS):
+            os.environ.pop(var, None)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def worker_env(threads: int) -> dict[str, str]:
     """Environment of local worker processes: ``threads`` for torch, OpenMP and oneDNN.
 
@@ -69,6 +124,9 @@ def dask_client(spec: ClusterSpec) -> Iterator[tuple[Client, int | None]]:
     Raises:
         UserError: If the scheduler cannot be reached.
     """
+    import dask
+    from distributed import Client, LocalCluster
+
     if spec.scheduler:
         try:
             client = Client(spec.scheduler, timeout="20s")
@@ -79,27 +137,39 @@ def dask_client(spec: ClusterSpec) -> Iterator[tuple[Client, int | None]]:
         finally:
             client.close()
         return
+    cluster: LocalCluster
+    threads: int | None = None
     if spec.device.startswith("cuda"):
         try:
             from dask_cuda import LocalCUDACluster
         except ImportError as exc:
             raise UserError("device cuda needs the gpu extra: pip install 'landslide-pipeline[gpu]'") from exc
-        cluster = LocalCUDACluster(
-            n_workers=spec.n_workers, dashboard_address=None, silence_logs=40,
-            scheduler_kwargs=QUIET_SCHEDULER,
-        )  # fmt: skip
-        threads: int | None = None
+        with (
+            client_environ_kept(for_spawn=True),
+            dask.config.set({"distributed.nanny.pre-spawn-environ": pre_spawn_env(None)}),
+        ):
+            cluster = LocalCUDACluster(
+                n_workers=spec.n_workers, dashboard_address=None, silence_logs=40,
+                scheduler_kwargs=QUIET_SCHEDULER,
+            )  # fmt: skip
     else:
         n = spec.n_workers or min(2, cpu_count())
         threads = max(1, cpu_count() // n)
-        cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=40, env=worker_env(threads),
-            scheduler_kwargs=QUIET_SCHEDULER,
-        )  # fmt: skip
-    client = Client(cluster)
+        with (
+            client_environ_kept(for_spawn=True),
+            dask.config.set({"distributed.nanny.pre-spawn-environ": pre_spawn_env(threads)}),
+        ):
+            cluster = LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None, silence_logs=40, env=worker_env(threads),
+                scheduler_kwargs=QUIET_SCHEDULER,
+            )  # fmt: skip
     try:
-        yield client, threads
+        with client_environ_kept():  # a worker restarted by its nanny writes os.environ again
+            client = Client(cluster)
+            try:
+                yield client, threads
+            finally:
+                client.close()
     finally:
-        client.close()
         cluster.close()

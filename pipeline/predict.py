@@ -25,14 +25,11 @@ import torch
 from distributed import WorkerPlugin, get_worker
 from numpy.typing import NDArray
 
+from pipeline.cluster import TORCH_THREADS_ENV
 from pipeline.models.checkpoint import CheckpointMeta, calibrated_probabilities, load_checkpoint, sha256_file
-from pipeline.tiling import ChipGrid, blend_weights, block_chips
+from pipeline.tiling import UNIT_CHIP, ChipGrid, blend_weights, block_chips
 
 PLUGIN_PREFIX = "landslide-model-"
-#: Environment variable giving the torch intra-op threads of a worker (set by
-#: :func:`pipeline.cluster.dask_client` for its local workers; Dask's nanny sets
-#: ``OMP_NUM_THREADS=1`` in every worker, so without it torch would use one core per worker).
-TORCH_THREADS_ENV = "LANDSLIDE_TORCH_THREADS"
 #: Set to ``0`` to skip the CPU graph optimisation of :func:`optimize_for_cpu` (eager PyTorch).
 CPU_JIT_ENV = "LANDSLIDE_CPU_JIT"
 
@@ -54,16 +51,25 @@ class LoadedModel:
         model: The network (eval mode, on ``device``).
         meta: Its checkpoint metadata.
         device: Torch device string.
-        batch_size: Chips per forward pass.
-        chips_run: Chips this process has run (for throughput reports).
+        batch_size: 128-px chips per forward pass (larger tiles go ``batch_size * 128^2 / tile
+            pixels`` at a time, at least one).
+        optimize: On the CPU, run each input shape through a frozen graph (:func:`optimize_for_cpu`).
+        pixels_run: Model input pixels this process has run (for throughput reports).
     """
 
     model: torch.nn.Module
     meta: CheckpointMeta
     device: str
     batch_size: int
-    chips_run: int = 0
+    optimize: bool = False
+    pixels_run: int = 0
+    _graphs: dict[tuple[int, ...], torch.nn.Module] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def chips_run(self) -> int:
+        """Model input run so far, in 128-px chips (a 528-px tile counts 17)."""
+        return self.pixels_run // UNIT_CHIP**2
 
     @property
     def mean(self) -> NDArray[np.float32]:
@@ -75,32 +81,46 @@ class LoadedModel:
         """Per-band normalisation standard deviation, shaped ``[C, 1, 1]``."""
         return np.asarray(self.meta.norm_std, dtype=np.float32)[:, None, None]
 
+    def tiles_per_batch(self, height: int, width: int) -> int:
+        """Tiles of ``height x width`` per forward pass: ``batch_size`` 128-px chips' worth, >= 1."""
+        return max(1, self.batch_size * UNIT_CHIP**2 // (height * width))
+
+    def _graph(self, batch: torch.Tensor) -> torch.nn.Module:
+        """The module for this input shape: a frozen graph on the CPU (traced once per shape)."""
+        if not self.optimize or self.device != "cpu":
+            return self.model
+        key = tuple(batch.shape)
+        if key not in self._graphs:
+            self._graphs[key] = optimize_for_cpu(self.model, batch)
+        return self._graphs[key]
+
     def probabilities(self, chips: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Run L4S-scaled chips ``[N, C, S, S]`` through the model in batches.
+        """Run L4S-scaled tiles ``[N, C, H, W]`` through the model in batches.
 
         Inputs are z-scored with the checkpoint's statistics; non-finite values become 0 (the
         training mean), as in training.
 
         Returns:
-            Calibrated probabilities ``[N, S, S]`` float32 (the checkpoint's calibration applied).
+            Calibrated probabilities ``[N, H, W]`` float32 (the checkpoint's calibration applied).
         """
         x = (chips - self.mean[None]) / self.std[None]
         x = np.where(np.isfinite(x), x, np.float32(0.0)).astype(np.float32, copy=False)
         out = np.empty((x.shape[0], x.shape[2], x.shape[3]), dtype=np.float32)
         cuda = self.device.startswith("cuda")
+        per = self.tiles_per_batch(x.shape[2], x.shape[3])
         with self._lock, torch.inference_mode():
-            for i in range(0, x.shape[0], self.batch_size):
-                part = x[i : i + self.batch_size]
+            for i in range(0, x.shape[0], per):
+                part = x[i : i + per]
                 n = len(part)
-                if n < self.batch_size:  # pad: one input shape, so a frozen graph never re-specialises
-                    pad = np.zeros((self.batch_size - n, *part.shape[1:]), part.dtype)
+                if n < per:  # pad: one input shape, so a frozen graph never re-specialises
+                    pad = np.zeros((per - n, *part.shape[1:]), part.dtype)
                     part = np.concatenate([part, pad])
                 batch = torch.from_numpy(part).to(self.device)
                 batch = batch.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                    logits = self.model(batch)
-                out[i : i + n] = calibrated_probabilities(logits[:n], self.meta)[:, 0].cpu().numpy()
-            self.chips_run += x.shape[0]
+                    logits = self._graph(batch)(batch)
+                out[i : i + n] = calibrated_probabilities(logits[:n].float(), self.meta)[:, 0].cpu().numpy()
+            self.pixels_run += x.shape[0] * x.shape[2] * x.shape[3]
         return out
 
 
@@ -113,7 +133,8 @@ def optimize_for_cpu(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.
     8.0 / 7.24), but its results are **bit-identical whatever the thread count** (eager differs
     by ~6e-8 between 1 and 2 threads), so a sweep resumed on workers with other thread counts,
     or finished by a replacement worker, writes a store identical value for value. The price is
-    a one-off trace per worker (seconds for the U-Net, ~75 s for Clay-large). Any failure falls
+    a one-off trace per worker and input shape (seconds for the U-Net, ~75 s for Clay-large;
+    :class:`LoadedModel` traces each tile shape on first use). Any failure falls
     back to the eager model (with a warning); ``LANDSLIDE_CPU_JIT=0`` disables it.
 
     Args:
@@ -146,19 +167,14 @@ def load_model(
     Args:
         checkpoint: Safetensors checkpoint path.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        batch_size: Chips per forward pass.
-        optimize: On the CPU, freeze the model with :func:`optimize_for_cpu`.
+        batch_size: 128-px chips per forward pass.
+        optimize: On the CPU, freeze the model with :func:`optimize_for_cpu` (once per input
+            shape, on first use).
     """
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, device=dev)
     model = model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    if optimize and dev == "cpu":
-        chip = 128
-        example = torch.zeros(batch_size, len(meta.bands), chip, chip).contiguous(
-            memory_format=torch.channels_last
-        )
-        model = optimize_for_cpu(model, example)
-    return LoadedModel(model=model, meta=meta, device=dev, batch_size=batch_size)
+    return LoadedModel(model=model, meta=meta, device=dev, batch_size=batch_size, optimize=optimize)
 
 
 def torch_threads_for_worker(requested: int | None) -> int | None:
@@ -303,36 +319,54 @@ def predict_block(
     if not valid_core.any():
         return out
     chips = block_chips(grid, core_y, core_x, shape)
-    s = grid.chip
-    todo = [
-        (sy, sx)
-        for sy in chips.starts_y
-        for sx in chips.starts_x
-        if _touches_valid(finite, sy, sx, s, h, core_h, core_w)
+    tiles = [
+        (sy, sx, hy, hx)
+        for sy, hy in zip(chips.starts_y, chips.sizes_y, strict=True)
+        for sx, hx in zip(chips.starts_x, chips.sizes_x, strict=True)
+        if _touches_valid(finite, sy + grid.margin, sx + grid.margin, grid.core, h, core_h, core_w)
     ]
-    if not todo:
+    if not tiles:
         return out
-    batch = np.stack([block[:, sy : sy + s, sx : sx + s] for sy, sx in todo]).astype(np.float32, copy=False)
-    probs = model_for(model).probabilities(batch)
-    weights = blend_weights(s, grid.overlap)
+    # The area's last block may hand its last cropped tile an input past its halo: pad with NaN.
+    need_y = max(sy + hy for sy, _, hy, _ in tiles) - block.shape[1]
+    need_x = max(sx + hx for _, sx, _, hx in tiles) - block.shape[2]
+    if need_y > 0 or need_x > 0:
+        pad = ((0, 0), (0, max(need_y, 0)), (0, max(need_x, 0)))
+        block = np.pad(block, pad, constant_values=np.nan)
+    loaded = model_for(model)
+    weights = blend_weights(grid.chip, grid.overlap, grid.margin)
     acc = np.zeros((core_h, core_w), dtype=np.float64)
     wsum = np.zeros((core_h, core_w), dtype=np.float64)
-    for (sy, sx), p in zip(todo, probs, strict=True):
-        # Intersection of the chip [sy, sy+s) with the core [h, h+core) in extended coordinates.
-        ay, by = max(sy, h), min(sy + s, h + core_h)
-        ax, bx = max(sx, h), min(sx + s, h + core_w)
-        w = weights[ay - sy : by - sy, ax - sx : bx - sx]
-        acc[ay - h : by - h, ax - h : bx - h] += w * p[ay - sy : by - sy, ax - sx : bx - sx]
-        wsum[ay - h : by - h, ax - h : bx - h] += w
+    for (hy, hx), group in _by_size(tiles).items():
+        batch = np.stack([block[:, sy : sy + hy, sx : sx + hx] for sy, sx in group])
+        batch = batch.astype(np.float32, copy=False)
+        probs = loaded.probabilities(batch)
+        for (sy, sx), p in zip(group, probs, strict=True):
+            # Intersection of the tile [sy, sy+hy) with the core [h, h+core) in extended coordinates.
+            ay, by = max(sy, h), min(sy + hy, h + core_h)
+            ax, bx = max(sx, h), min(sx + hx, h + core_w)
+            if by <= ay or bx <= ax:
+                continue
+            w = weights[ay - sy : by - sy, ax - sx : bx - sx]
+            acc[ay - h : by - h, ax - h : bx - h] += w * p[ay - sy : by - sy, ax - sx : bx - sx]
+            wsum[ay - h : by - h, ax - h : bx - h] += w
     with np.errstate(invalid="ignore", divide="ignore"):
         blended = (acc / wsum).astype(np.float32)
     return np.where(valid_core & (wsum > 0), blended, np.float32(np.nan))
 
 
+def _by_size(tiles: list[tuple[int, int, int, int]]) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """Tile starts grouped by tile size (one batch shape per group)."""
+    groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for sy, sx, hy, hx in tiles:
+        groups.setdefault((hy, hx), []).append((sy, sx))
+    return groups
+
+
 def _touches_valid(
     finite: NDArray[np.bool_], sy: int, sx: int, s: int, h: int, core_h: int, core_w: int
 ) -> bool:
-    """Whether a chip covers at least one valid pixel of the block's core."""
+    """Whether a tile's weighted part (``s`` pixels from ``sy, sx``) covers a valid pixel of the core."""
     ay, by = max(sy, h), min(sy + s, h + core_h)
     ax, bx = max(sx, h), min(sx + s, h + core_w)
     return bool(by > ay and bx > ax and finite[ay:by, ax:bx].any())

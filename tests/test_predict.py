@@ -12,7 +12,7 @@ import pytest
 from pipeline.models.checkpoint import sha256_file
 from pipeline.predict import ModelRef, load_model, model_for
 from pipeline.sweep import REGION_MARGIN, Region, region_probability
-from pipeline.tiling import ChipGrid, planned_chips
+from pipeline.tiling import ChipGrid, blend_weights, grid_for_model, planned_chips, planned_pixels
 
 
 def _stack(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -25,12 +25,18 @@ def _stack(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
     return bands.astype(np.float32)
 
 
-def _run(stack: np.ndarray, ckpt: Path, shape: tuple[int, int], block: int, overlap: int = 8) -> np.ndarray:
+def _run(
+    stack: np.ndarray,
+    ckpt: Path,
+    shape: tuple[int, int],
+    block: int,
+    overlap: int = 8,
+    grid: ChipGrid | None = None,
+) -> np.ndarray:
     kw = ModelRef(str(ckpt), sha256_file(ckpt), "cpu", 4)
     region = Region(0, (0, shape[0]), (0, shape[1]))
-    prob = region_probability(
-        da.from_array(stack, chunks=(13, 256, 256)), ChipGrid(overlap=overlap), region, shape, block, kw
-    )
+    grid = grid or ChipGrid(overlap=overlap)
+    prob = region_probability(da.from_array(stack, chunks=(13, 256, 256)), grid, region, shape, block, kw)
     with dask.config.set(scheduler="synchronous"):
         return prob.compute()
 
@@ -51,8 +57,6 @@ def test_mosaic_equals_direct_blend_of_chips(tiny_unet_checkpoint: Path) -> None
     stack = _stack(shape, seed=1)
     got = _run(stack, tiny_unet_checkpoint, shape, 128, overlap=16)
     model = load_model(tiny_unet_checkpoint, "cpu", 4)
-    from pipeline.tiling import blend_weights
-
     w = blend_weights(grid.chip, grid.overlap).astype(np.float64)
     m = REGION_MARGIN
     acc = np.zeros((shape[0] + 2 * m, shape[1] + 2 * m))
@@ -109,3 +113,55 @@ def test_cpu_model_output_does_not_depend_on_the_thread_count(tiny_unet_checkpoi
     finally:
         torch.set_num_threads(before)
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_unet_tiles_mosaic_is_independent_of_block_size(tiny_unet_checkpoint: Path) -> None:
+    """U-Net tiles (512-px cores, 8 px of context): blocks of 512 and 1024 give the same mosaic."""
+    shape = (768, 1024)  # 768 rows: the last row of tiles is cut at the area's edge
+    stack = _stack(shape, seed=3)
+    grid = grid_for_model("unet", 512)
+    assert grid == grid_for_model("unet", 1024) and grid.cropped
+    model = model_for(ModelRef(str(tiny_unet_checkpoint), sha256_file(tiny_unet_checkpoint), "cpu", 4))
+    before = model.pixels_run
+    a = _run(stack, tiny_unet_checkpoint, shape, 512, grid=grid)
+    ran = model.pixels_run - before
+    b = _run(stack, tiny_unet_checkpoint, shape, 1024, grid=grid)
+    assert a.shape == shape and np.isfinite(a).all()
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+    # Every tile ran once: the model saw exactly the planned pixels, ~1.1x the area, not 1.28x.
+    assert ran == planned_pixels(grid, shape, 512)
+    assert ran / (shape[0] * shape[1]) < 1.1
+
+
+def test_unet_tiles_equal_direct_crops_of_each_tile(tiny_unet_checkpoint: Path) -> None:
+    """Each pixel is the model's output on the one tile whose core holds it, with its margin."""
+    shape = (512, 640)
+    grid = grid_for_model("unet", 256, overlap=16)
+    stack = _stack(shape, seed=4)
+    got = _run(stack, tiny_unet_checkpoint, shape, 256, grid=grid)
+    model = load_model(tiny_unet_checkpoint, "cpu", 4)
+    m, c = REGION_MARGIN, grid.core
+    want = np.zeros(shape, dtype=np.float32)
+    for y in range(0, shape[0], c):
+        for x in range(0, shape[1], c):
+            hy, hx = grid.tile_size(y // c, shape[0]), grid.tile_size(x // c, shape[1])
+            sy, sx = m + y - grid.margin, m + x - grid.margin
+            tile = stack[None, :, sy : sy + hy, sx : sx + hx]
+            if tile.shape[2:] != (hy, hx):  # the area's last tiles reach past the real margin
+                tile = np.pad(tile, ((0, 0), (0, 0), (0, hy - tile.shape[2]), (0, hx - tile.shape[3])),
+                              constant_values=np.nan)  # fmt: skip
+            p = model.probabilities(tile)[0]
+            core = p[grid.margin : grid.margin + c, grid.margin : grid.margin + c]
+            want[y : y + c, x : x + c] = core[: shape[0] - y, : shape[1] - x]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_tiles_in_batches_equal_tiles_one_by_one(tiny_unet_checkpoint: Path) -> None:
+    """Big tiles go fewer per batch; batching, padding and frozen graphs do not change values."""
+    x = np.random.default_rng(5).random((3, 13, 272, 272), dtype=np.float32)
+    model = load_model(tiny_unet_checkpoint, "cpu", 8)
+    assert model.tiles_per_batch(272, 272) == 1 and model.tiles_per_batch(128, 128) == 8
+    together = model.probabilities(x)
+    one_by_one = np.concatenate([model.probabilities(x[i : i + 1]) for i in range(3)])
+    np.testing.assert_array_equal(together, one_by_one)
+    assert model.chips_run == 2 * 3 * 272 * 272 // 128**2

@@ -49,7 +49,7 @@ def _cfg(out: Path, ckpt: Path, block: int, **kw: object) -> SweepConfig:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory, client: Client, tiny_unet_checkpoint: Path) -> Path:
     out = tmp_path_factory.mktemp("sweep") / "ref.zarr"
-    summary = run_sweep(_cfg(out, tiny_unet_checkpoint, 256), client=client)
+    summary = run_sweep(_cfg(out, tiny_unet_checkpoint, 512), client=client)
     assert summary.chips > 0 and summary.regions_computed == summary.regions_total
     return out
 
@@ -62,13 +62,14 @@ def _arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def test_block_size_does_not_change_the_mosaic(
     reference: Path, tmp_path: Path, client: Client, tiny_unet_checkpoint: Path
 ) -> None:
-    out = tmp_path / "b512.zarr"
-    run_sweep(_cfg(out, tiny_unet_checkpoint, 512), client=client)
-    p256, v256 = _arrays(reference)
-    p512, v512 = _arrays(out)
-    np.testing.assert_array_equal(v256, v512)
-    assert v256.mean() > 0.9
-    np.testing.assert_allclose(p256, p512, atol=1e-5, rtol=0)
+    # U-Net tiles have 512-px cores for every block that is a multiple of 512 (pipeline.tiling).
+    out = tmp_path / "b1024.zarr"
+    run_sweep(_cfg(out, tiny_unet_checkpoint, 1024), client=client)
+    p512, v512 = _arrays(reference)
+    p1024, v1024 = _arrays(out)
+    np.testing.assert_array_equal(v512, v1024)
+    assert v512.mean() > 0.9
+    np.testing.assert_allclose(p512, p1024, atol=1e-5, rtol=0)
 
 
 def test_store_layout_and_georeferencing(reference: Path) -> None:

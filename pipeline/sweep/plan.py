@@ -29,7 +29,7 @@ from pipeline.models.checkpoint import CheckpointMeta
 from pipeline.predict import ModelRef
 from pipeline.store.schema import RunMeta
 from pipeline.sweep.config import CHIP, READ_CHUNK_MAX, RESOLUTION, SweepConfig
-from pipeline.tiling import ChipGrid, pad_to_multiple
+from pipeline.tiling import ChipGrid, grid_for_model, pad_to_multiple
 
 COMPOSITE = "median of clear observations (SCL-masked, dilated)"
 
@@ -183,7 +183,7 @@ def plan_sweep(cfg: SweepConfig, checkpoint: Checkpoint, scenes: Scenes) -> Swee
     model = ModelRef(str(checkpoint.path), checkpoint.sha256, cfg.device, cfg.batch_size)
     return SweepPlan(
         config=cfg, checkpoint=checkpoint, scenes=scenes, gbox=gbox,
-        grid=ChipGrid(chip=CHIP, overlap=cfg.overlap),
+        grid=grid_for_model(checkpoint.meta.model, cfg.block, cfg.overlap),
         regions=tuple(plan_regions(shape, cfg.block, cfg.region_blocks)),
         fingerprint=fingerprint(cfg, checkpoint.sha256, shape, str(gbox.crs)), model=model,
     )  # fmt: skip

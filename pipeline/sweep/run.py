@@ -182,7 +182,7 @@ def _complete(
         ),
     )  # fmt: skip
     regions = plan.regions
-    needed = chips_to_tile_once(plan.shape, plan.grid.chip) * computed / max(len(regions), 1)
+    needed = chips_to_tile_once(plan.shape) * computed / max(len(regions), 1)
     return SweepSummary(
         out=str(cfg.out), area_km2=stats.area_km2, requested_area_km2=requested,
         valid_fraction=stats.valid_fraction, landslide_km2=stats.landslide_km2,
