@@ -284,27 +284,44 @@ def clear_mask(scl: xr.DataArray, dilate_px: int = 3) -> xr.DataArray:
 # --------------------------------------------------------------------------------------------
 
 
+#: Optimal sorting networks (compare-exchange pairs) for 2, 3 and 4 inputs.
+_NETWORKS: dict[int, tuple[tuple[int, int], ...]] = {
+    2: ((0, 1),),
+    3: ((0, 1), (1, 2), (0, 1)),
+    4: ((0, 1), (2, 3), (0, 2), (1, 3), (1, 2)),
+}
+
+
 def _sort_network(values: list[np.ndarray]) -> None:
-    """Sort a list of equal-shape arrays element-wise in place (odd-even transposition network)."""
+    """Sort a list of equal-shape arrays element-wise in place.
+
+    Optimal networks up to 4 inputs, odd-even transposition beyond.
+    """
     n = len(values)
-    for rnd in range(n):
-        for i in range(rnd % 2, n - 1, 2):
-            lo = np.minimum(values[i], values[i + 1])
-            np.maximum(values[i], values[i + 1], out=values[i + 1])
-            values[i] = lo
+    pairs = _NETWORKS.get(n) or tuple((i, i + 1) for rnd in range(n) for i in range(rnd % 2, n - 1, 2))
+    for i, j in pairs:
+        lo = np.minimum(values[i], values[j])
+        np.maximum(values[i], values[j], out=values[j])
+        values[i] = lo
 
 
 def _median_of_sorted(values: list[np.ndarray], count: np.ndarray, out: np.ndarray) -> None:
-    """Median of the first ``count`` entries of element-wise sorted ``values`` (NaN where 0).
+    """Median of the first ``count`` entries of element-wise sorted ``values``, NaN where 0.
 
-    ``(s[(c - 1) // 2] + s[c // 2]) / 2`` for each count ``c``; chosen per pixel with ``np.choose``.
+    ``(s[(c - 1) // 2] + s[c // 2]) / 2`` for each count ``c``: ``s[(c - 1) // 2]`` is ``s[k]`` for
+    the largest ``k`` with ``c >= 2k + 1`` and ``s[c // 2]`` the one with ``c >= 2k``, so each is a
+    few masked copies. ``values[0]`` is overwritten.
     """
     t = len(values)
-    candidates = [np.full(out.shape, np.nan, dtype=np.float32)]
-    for c in range(1, t + 1):
-        lo, hi = values[(c - 1) // 2], values[c // 2]
-        candidates.append(lo if lo is hi else (lo + hi) * np.float32(0.5))
-    np.choose(count, candidates, out=out)
+    np.copyto(out, values[0])
+    for k in range(1, (t - 1) // 2 + 1):
+        np.copyto(out, values[k], where=count >= 2 * k + 1)
+    hi = values[0]
+    for k in range(1, t // 2 + 1):
+        np.copyto(hi, values[k], where=count >= 2 * k)
+    np.add(out, hi, out=out)
+    np.multiply(out, np.float32(0.5), out=out)
+    np.copyto(out, np.float32(np.nan), where=count == 0)
 
 
 def composite_block(
