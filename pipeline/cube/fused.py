@@ -157,9 +157,9 @@ def build_cube(
         dem_items, geobox, fail_on_error=fail_on_error, patch_url=patch_url, gdal_options=gdal_options
     )
     clear_da = clear_mask(raw[SCL_ASSET], dilate_px).data
-    clear = clear_da.to_delayed()
-    bands = [raw[b].data.to_delayed() for b in SPECTRAL]
-    native_d = native.to_delayed().ravel()[0]
+    clear = clear_da.to_delayed(optimize_graph=False)
+    bands = [raw[b].data.to_delayed(optimize_graph=False) for b in SPECTRAL]
+    native_d = native.to_delayed(optimize_graph=False).ravel()[0]
     grid = BlockGrid(geobox, native_box, offsets, abs(float(geobox.resolution.x)))
     blocks = [
         [
@@ -176,31 +176,24 @@ def build_cube(
     ]
     layers = da.block([[[blk for blk in row] for row in blocks]])
     coords = xr_coords(geobox, crs_coord_name="spatial_ref")
-    grid_coords = {k: v for k, v in coords.items() if k in ("y", "x", "spatial_ref")}
-    out: dict[str, xr.DataArray] = {}
-    for k, name in enumerate(SWEEP_BANDS):
-        out[name] = _on_grid(layers[k], grid_coords, {"units": "L4S", "l4s_divisor": L4S_DIVISORS[name]})
+    yx, gm = ("y", "x"), {"grid_mapping": "spatial_ref"}
+    # Variables as (dims, data, attrs) tuples: xarray builds and aligns the coordinates once.
+    variables: dict[str, Any] = {
+        name: (yx, layers[k], {"units": "L4S", "l4s_divisor": L4S_DIVISORS[name], **gm})
+        for k, name in enumerate(SWEEP_BANDS)
+    }
     nb = len(SWEEP_BANDS)
     # Every band is NaN exactly where the pixel is not valid, so the first one says which are.
-    out["valid"] = _on_grid(da.isfinite(layers[0]), grid_coords, {})
-    out["slope_deg"] = _on_grid(layers[nb], grid_coords, {"units": "degree"})
-    n_clear = da.minimum(clear_da.sum(axis=0, dtype=np.uint16), 255).astype(np.uint8)
-    out["n_clear"] = _on_grid(n_clear, grid_coords, {})
-    stacked = xr.DataArray(layers, dims=("layer", "y", "x"), coords={"layer": list(LAYERS), **grid_coords})
-    stacked.attrs = {"grid_mapping": "spatial_ref"}
+    variables["valid"] = (yx, da.isfinite(layers[0]), gm)
+    variables["slope_deg"] = (yx, layers[nb], {"units": "degree", **gm})
+    variables["n_clear"] = (yx, da.minimum(clear_da.sum(axis=0, dtype=np.uint16), 255).astype(np.uint8), gm)
+    variables["layers"] = (("layer", *yx), layers, gm)
     attrs = {
         "landslide:scene_ids": [item.id for item in s2_items],
         "landslide:dem_ids": [item.id for item in dem_items],
         "landslide:dilate_px": dilate_px,
     }
-    return xr.Dataset({**out, "layers": stacked}, coords=coords, attrs=attrs)
-
-
-def _on_grid(data: da.Array, coords: dict[Any, xr.DataArray], attrs: dict[str, Any]) -> xr.DataArray:
-    """A ``(y, x)`` DataArray on the grid, with the grid mapping recorded."""
-    arr = xr.DataArray(data, dims=("y", "x"), coords=coords)
-    arr.attrs = {**attrs, "grid_mapping": "spatial_ref"}
-    return arr
+    return xr.Dataset(variables, coords={**coords, "layer": list(LAYERS)}, attrs=attrs)
 
 
 def stack_bands(cube: xr.Dataset, bands: Sequence[str]) -> da.Array:
