@@ -480,3 +480,179 @@ def test_real_planetary_computer_items_pass_the_item_checks(shared_data: Path) -
     res = abs(native.transform.a)
     assert native.crs.epsg == 4326
     assert abs((native.transform.c / res) % 1.0 - 0.5) < 1e-6
+
+
+# ----------------------------------------------------------------------------------------- kernels
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 30), st.integers(1, 30)),
+    radius=st.integers(0, 6),
+    density=st.floats(0.0, 0.3),
+)
+def test_dilate_disk_equals_binary_dilation(seed, shape, radius, density):
+    from scipy import ndimage
+
+    from pipeline.cube import dilate_disk
+
+    mask = np.random.default_rng(seed).random(shape) < density
+    expected = ndimage.binary_dilation(mask, structure=disk(radius)[None]) if radius else mask
+    assert np.array_equal(dilate_disk(mask, radius), expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    t=st.integers(1, 7),
+    clear_p=st.floats(0.0, 1.0),
+    nodata_p=st.floats(0.0, 0.3),
+)
+def test_composite_block_is_the_nanmedian_of_clear_harmonised_observations(seed, t, clear_p, nodata_p):
+    """The sorting-network median equals bottleneck's nanmedian of the masked values, exactly."""
+    import warnings
+
+    import bottleneck as bn
+
+    from pipeline.cube import composite_block
+
+    rng = np.random.default_rng(seed)
+    dn = rng.integers(1, 4000, size=(t, 23, 19)).astype(np.uint16)
+    dn[rng.random(dn.shape) < nodata_p] = 0
+    clear = rng.random(dn.shape) < clear_p
+    offsets = [int(v) for v in rng.choice([0, 1000], size=t)]
+    out = composite_block(dn, clear, offsets, np.empty((23, 19), np.float32))
+    harmonised = np.maximum(dn.astype(np.float32) - np.array(offsets, np.float32)[:, None, None], 0)
+    masked = np.where(clear & (dn != 0), harmonised, np.float32(np.nan))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = bn.nanmedian(np.moveaxis(masked, 0, -1), axis=-1).astype(np.float32)
+    assert np.array_equal(out, expected, equal_nan=True)
+
+
+def _fill_reference(block: np.ndarray, iterations: int) -> np.ndarray:
+    """The seam fill's definition by 3 x 3 convolutions (the previous implementation)."""
+    from scipy import ndimage
+
+    values = block.astype("float32", copy=True)
+    kernel = np.ones((3, 3))
+    for _ in range(iterations):
+        missing = np.isnan(values)
+        total = ndimage.convolve(np.where(missing, 0.0, values), kernel, mode="constant", cval=0.0)
+        count = ndimage.convolve((~missing).astype(float), kernel, mode="constant", cval=0.0)
+        fill = missing & (count > 0)
+        values[fill] = (total[fill] / count[fill]).astype("float32")
+    return values
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), iterations=st.integers(0, 4), holes=st.integers(0, 6))
+def test_fill_seams_equals_the_convolution_definition(seed, iterations, holes):
+    from pipeline.cube import fill_seams
+
+    rng = np.random.default_rng(seed)
+    heights = (rng.random((40, 50)) * 2000).astype(np.float32)
+    for _ in range(holes):
+        r, c = rng.integers(0, 40), rng.integers(0, 50)
+        heights[r : r + rng.integers(1, 12), c : c + rng.integers(1, 3)] = np.nan  # seams and holes
+    got = fill_seams(heights, iterations)
+    expected = _fill_reference(heights, iterations)
+    assert np.array_equal(np.isnan(got), np.isnan(expected))
+    assert np.allclose(got, expected, rtol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    "shift,res", [((0.0, 0.0), 10.0), ((3.3, -2.7), 10.0), ((1.0, 4.0), 30.0), ((0.5, 0.25), 7.0)]
+)
+def test_separable_resampling_equals_map_coordinates(shift, res):
+    """Same CRS, axis-aligned: the separable bilinear equals scipy's map_coordinates (order 1)."""
+    from scipy import ndimage
+
+    from pipeline.cube import resample_block
+
+    rng = np.random.default_rng(1)
+    native = (rng.random((60, 70)) * 1000).astype(np.float32)
+    native_box = GeoBox((60, 70), Affine(res, 0, 500000.0, 0, -res, 4000000.0), "EPSG:32629")
+    out_box = GeoBox((40, 45), Affine(10.0, 0, 500000.0 + 10 * res + shift[0], 0, -10.0,
+                                      4000000.0 - 10 * res - shift[1]), "EPSG:32629")  # fmt: skip
+    got = resample_block(native, native_box, out_box, (5, 40), (0, 45))
+    t, inv = out_box.transform, ~native_box.transform
+    cc, rr = np.meshgrid(np.arange(0, 45) + 0.5, np.arange(5, 40) + 0.5)
+    col, row = inv * (t * (cc, rr))
+    expected = ndimage.map_coordinates(native, [row - 0.5, col - 0.5], order=1, mode="constant", cval=np.nan)
+    inside = np.isfinite(expected)
+    assert inside.mean() > 0.5
+    assert np.allclose(got[inside], expected[inside], rtol=1e-6, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------------------- fused cube
+
+
+@pytest.fixture(scope="module")
+def cloudy_scene(tmp_path_factory):
+    """Four cloudy acquisitions of the real demo scene (bench.scene), different baselines."""
+    from bench.scene import build_multi_scene
+
+    return build_multi_scene(tmp_path_factory.mktemp("four"), 1, 1, acquisitions=4, level=1)
+
+
+def _scene_items(scene):
+    from pipeline import catalog
+    from pipeline.cube import DEM_COLLECTION, S2_COLLECTION
+    from pipeline.demo import scene as demo
+
+    cat = catalog.open_catalog(str(scene.catalog))
+    s2 = cat.search(S2_COLLECTION, scene.bbox, demo.DEMO_START, demo.DEMO_END)
+    dem = cat.search(DEM_COLLECTION, scene.bbox, demo.DEMO_DEM_START, demo.DEMO_DEM_END)
+    return s2, dem
+
+
+def test_fused_cube_equals_the_step_by_step_definition(cloudy_scene):
+    """build_cube (one fused task per block) == load -> harmonise -> mask -> bottleneck median ->
+    DEM -> slope -> scale, composed from the module's step functions; and chunk-invariant."""
+    s2, dem_items = _scene_items(cloudy_scene)
+    assert len(s2) == 4
+    gb = utm_geobox(cloudy_scene.bbox, 10.0)
+    gb = GeoBox((gb.shape.y + 40, gb.shape.x + 40), gb.transform * Affine.translation(-20, -20), gb.crs)
+    fused = build_cube(s2, dem_items, gb, 128).compute()
+    other = build_cube(s2, dem_items, gb, 1000).compute()
+
+    raw = load_s2(s2, gb, 256)
+    clear = clear_mask(raw["SCL"], 3)
+    comp = composite(harmonise(raw, s2)[[b for b in SWEEP_BANDS if b.startswith("B")]], clear).compute()
+    dem = load_dem(dem_items, gb, 256).compute()
+    slope = slope_degrees(dem, 10.0).values
+    valid = (comp["n_clear"].values > 0) & np.isfinite(dem.values) & np.isfinite(slope)
+    physical = {b: comp[b].values for b in SWEEP_BANDS if b.startswith("B")}
+    physical |= {"slope": slope, "dem": dem.values}
+    for b in SWEEP_BANDS:
+        valid &= np.isfinite(physical[b])
+    assert 0.1 < valid.mean() < 0.9  # clouds and the margin outside the scene are not valid
+    assert np.array_equal(fused["valid"].values, valid)
+    assert np.array_equal(fused["n_clear"].values, comp["n_clear"].values)
+    assert comp["n_clear"].values.max() == 4 and (comp["n_clear"].values[valid] < 4).any()
+    for b in SWEEP_BANDS:
+        expected = np.where(valid, physical[b] / np.float32(L4S_DIVISORS[b]), np.float32(np.nan))
+        assert np.array_equal(fused[b].values, expected, equal_nan=True), b
+    for name in [*SWEEP_BANDS, "valid", "n_clear", "slope_deg"]:
+        assert np.array_equal(fused[name].values, other[name].values, equal_nan=True), name
+    stack = stack_bands(build_cube(s2, dem_items, gb, 128), SWEEP_BANDS)
+    assert np.array_equal(stack.compute(), np.stack([fused[b].values for b in SWEEP_BANDS]), equal_nan=True)
+
+
+def test_cloud_jitter_and_baselines_are_removed_by_the_composite(cloudy_scene):
+    """The composite of the cloudy, jittered, offset acquisitions is close to the clean scene."""
+    from pipeline.demo import scene as demo
+
+    s2, dem_items = _scene_items(cloudy_scene)
+    gb = utm_geobox(cloudy_scene.bbox, 10.0)
+    cube = build_cube(s2, dem_items, gb, 256).compute()
+    with rasterio.open(demo.DEMO_DIR / "B04.tif") as src:
+        win = src.window(*gb.boundingbox)
+        clean = src.read(1, window=win.round_offsets().round_lengths()).astype(np.float32)
+    got = cube["B04"].values[: clean.shape[0], : clean.shape[1]] * np.float32(L4S_DIVISORS["B04"])
+    ok = np.isfinite(got) & (clean > 0)
+    assert ok.mean() > 0.5
+    rel = np.abs(got[ok] - clean[ok]) / np.maximum(clean[ok], 100)
+    assert np.median(rel) < 0.05  # bright clouds (5000+ DN) and +1000 offsets would be far off

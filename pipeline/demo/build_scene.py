@@ -211,6 +211,7 @@ def write_cog(
     grid: SceneGrid,
     nodata: float | None,
     resampling: str,
+    level: int = 9,
 ) -> None:
     """Write one band as a Cloud-Optimized GeoTIFF (DEFLATE + predictor, 256 px tiles, overviews).
 
@@ -220,6 +221,7 @@ def write_cog(
         grid: The pixel grid.
         nodata: Nodata value recorded in the file, or None.
         resampling: Overview resampling (``"average"``, ``"nearest"``, ...).
+        level: DEFLATE level (9 for the shipped scene; lower builds faster, decodes the same).
 
     """
     predictor = "3" if np.issubdtype(array.dtype, np.floating) else "2"
@@ -242,7 +244,7 @@ def write_cog(
                 str(path),
                 driver="COG",
                 COMPRESS="DEFLATE",
-                LEVEL="9",
+                LEVEL=str(level),
                 PREDICTOR=predictor,
                 BLOCKSIZE="256",
                 OVERVIEWS="AUTO",

@@ -1,0 +1,303 @@
+"""``python -m bench.data_path``: chips/s per core of the data path, with its cost split.
+
+The data path is everything between a catalog and the model's input: catalog search ->
+:func:`pipeline.cube.build_cube` (odc-stac reads, harmonisation, SCL mask, median composite,
+DEM, slope, L4S scaling) -> :func:`pipeline.cube.stack_bands`; no model. It runs with Dask's
+synchronous scheduler, so one core does all the work and ``chips / seconds`` is a per-core rate
+(a chip is 128 x 128 output pixels, 1.6384 km2).
+
+Interface (stable; ``bench/run.py`` calls it)::
+
+    from bench.data_path import measure_data_path, DataPathFigure
+    fig: DataPathFigure = measure_data_path(work_dir, quick=False)
+    fig.as_dict()   # JSON-ready: {"one": {...}, "four": {...}, "targets": {...}, ...}
+
+``measure_data_path`` builds two scenes from the real demo data in ``work_dir`` (see
+:mod:`bench.scene`): the demo tiled ``reps`` times with one acquisition, and the same area with
+four overlapping acquisitions with clouds in their SCL (:func:`bench.scene.build_multi_scene`).
+For each it times the data path ``repeats`` times (best of) and, in a separate run under
+cProfile, splits the time into stages (:data:`STAGES`): ``read_decode`` (GDAL reading and
+decoding COG tiles), ``warp`` (resampling reads), ``read_other`` (odc-stac's work around each
+read: chunk allocation, opening files, nodata fill and fuse), ``mask`` (SCL classes and cloud
+dilation), ``composite`` (harmonisation and median), ``dem`` (seam fill, resampling), ``slope``,
+``stack`` (scaling, validity, assembling the layers) and ``other`` (building the graph, Dask's
+scheduling, halo exchange, xarray). Figures:
+
+* ``chips_per_s_per_core``: chips / CPU seconds of the timed run (process CPU time, which a
+  loaded machine inflates less than wall time; wall time is recorded too);
+* ``split_s`` and ``split_fraction``: seconds and fractions per stage from the profiled run;
+* ``decode_fraction``: the read/decode stage's fraction (target >= 0.5);
+* ``loadavg_1m``: the machine's load while it ran (this is a shared 2-core box).
+
+Targets: >= 300 chips/s per core with one acquisition, >= 100 with four, decode >= 50 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from bench.scene import BenchScene
+
+#: Stages of the cost split, each the cumulative time of the functions named (qualified by file
+#: suffix) in a cProfile run; time in none of them (graph building, scheduling, copies) is "other".
+STAGES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    "read_decode": (("odc/loader/_rio.py", "_do_read"),),
+    "warp": (("rasterio/warp.py", "reproject"),),
+    "read_other": (("odc/loader/_builder.py", "_dask_loader_tyx"),),
+    "mask": (("pipeline/cube/s2.py", "clear_block"), ("pipeline/cube.py", "_dilate_block")),
+    "composite": (("pipeline/cube/s2.py", "composite_block"), ("pipeline/cube.py", "_nanmedian_last_axis")),
+    "dem": (("pipeline/cube/dem.py", "fill_seams"), ("pipeline/cube/dem.py", "resample_block"),
+            ("pipeline/cube.py", "_fill_nan_block"), ("pipeline/cube.py", "_resample_bilinear")),
+    "slope": (("pipeline/cube/dem.py", "slope_block"), ("pipeline/cube.py", "_slope_block")),
+    "stack": (("pipeline/cube/fused.py", "cube_block"),),
+}  # fmt: skip
+#: ``read_other`` (odc-stac's chunk allocation, file opening, fill and fuse around each read)
+#: contains every read and warp, which are taken out of it.
+_CONTAINS: Final[dict[str, tuple[str, ...]]] = {"read_other": ("read_decode", "warp")}
+TARGETS: Final[dict[str, float]] = {"one": 300.0, "four": 100.0, "decode_fraction": 0.5}
+#: Output chip side (pixels) that the per-chip rate counts.
+CHIP: Final[int] = 128
+
+
+@dataclass(frozen=True)
+class DataPathRun:
+    """One scene's data path, timed and profiled.
+
+    Attributes:
+        scene: Scene name.
+        acquisitions: Acquisitions (solar days) over the area.
+        shape: Output grid ``(rows, cols)``.
+        chunk: Spatial chunk size of the cube.
+        chips: Output pixels / 128**2.
+        wall_s: Best wall time of the timed runs.
+        cpu_s: Process CPU time of that run.
+        chips_per_s_per_core: ``chips / cpu_s``.
+        split_s: Seconds per stage in the profiled run (plus ``other``).
+        loadavg_1m: 1-minute load average after the runs.
+    """
+
+    scene: str
+    acquisitions: int
+    shape: tuple[int, int]
+    chunk: int
+    chips: float
+    wall_s: float
+    cpu_s: float
+    chips_per_s_per_core: float
+    split_s: dict[str, float]
+    loadavg_1m: float
+
+    @property
+    def split_fraction(self) -> dict[str, float]:
+        """Fraction of the profiled time per stage."""
+        total = sum(self.split_s.values()) or 1.0
+        return {k: v / total for k, v in self.split_s.items()}
+
+    @property
+    def decode_fraction(self) -> float:
+        """Fraction of the data path's time spent reading and decoding COGs."""
+        return self.split_fraction.get("read_decode", 0.0)
+
+
+@dataclass(frozen=True)
+class DataPathFigure:
+    """``data_path_chips_per_s_per_core`` for one and four acquisitions, with targets."""
+
+    one: DataPathRun
+    four: DataPathRun
+    targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
+
+    def verdicts(self) -> dict[str, bool]:
+        """Target met (True) or missed, per figure."""
+        return {
+            "one": self.one.chips_per_s_per_core >= self.targets["one"],
+            "four": self.four.chips_per_s_per_core >= self.targets["four"],
+            "decode_fraction_one": self.one.decode_fraction >= self.targets["decode_fraction"],
+            "decode_fraction_four": self.four.decode_fraction >= self.targets["decode_fraction"],
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready result (``bench/run.py`` stores it under ``data_path``)."""
+        out: dict[str, Any] = {}
+        for key, run in (("one", self.one), ("four", self.four)):
+            out[key] = {
+                **asdict(run),
+                "split_fraction": run.split_fraction,
+                "decode_fraction": run.decode_fraction,
+            }
+        out["targets"] = self.targets
+        out["met"] = self.verdicts()
+        return out
+
+
+def _scene_inputs(catalog_path: Path, bbox: tuple[float, float, float, float]) -> Callable[[int], Any]:
+    """A callable running the whole data path once (search, build, stack, compute)."""
+    import dask
+    from dask.base import compute
+
+    from pipeline import catalog, cube
+    from pipeline.bands import SWEEP_BANDS
+    from pipeline.demo import scene as demo
+    from pipeline.sweep import DEM_WINDOW, area_geobox
+
+    def run_once(chunk: int) -> Any:
+        cat = catalog.open_catalog(str(catalog_path))
+        s2 = cat.search(cube.S2_COLLECTION, bbox, demo.DEMO_START, demo.DEMO_END)
+        dem = cat.search(cube.DEM_COLLECTION, bbox, *DEM_WINDOW)
+        gbox = area_geobox(bbox)
+        stack = cube.stack_bands(cube.build_cube(s2, dem, gbox, chunk=chunk), SWEEP_BANDS)
+        blocks = stack.to_delayed().ravel().tolist()  # the blocks, as a sweep consumes them
+        with dask.config.set(scheduler="synchronous"):
+            compute(*blocks)
+        return stack.shape
+
+    return run_once
+
+
+def _stage_of(filename: str, func: str) -> str | None:
+    for stage, roots in STAGES.items():
+        if any(filename.endswith(suffix) and func == name for suffix, name in roots):
+            return stage
+    return None
+
+
+def profile_split(run: Callable[[], Any]) -> tuple[dict[str, float], pstats.Stats]:
+    """Run ``run`` under cProfile; seconds per stage, the innermost stage function winning.
+
+    A stage's time is the cumulative time of its functions less the time of other stage
+    functions they call directly (so a warp inside a read counts as warp, not read).
+    """
+    prof = cProfile.Profile()
+    prof.enable()
+    run()
+    prof.disable()
+    stats = pstats.Stats(prof)
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    total = sum(tt for (_, _, tt, _, _) in raw.values())
+    split = dict.fromkeys(STAGES, 0.0)
+    for (filename, _line, func), (_cc, _nc, _tt, ct, callers) in raw.items():
+        stage = _stage_of(filename, func)
+        if stage is None:
+            continue
+        split[stage] += ct
+        for key, c in callers.items():
+            outer = _stage_of(key[0], key[2])
+            if outer is not None and key != (filename, _line, func):
+                split[outer] -= c[3]
+    for outer, inner in _CONTAINS.items():
+        split[outer] -= sum(split[k] for k in inner)
+    split = {k: max(v, 0.0) for k, v in split.items()}
+    split["other"] = max(total - sum(split.values()), 0.0)
+    return split, stats
+
+
+def measure_scene(
+    name: str, catalog_path: Path, bbox: tuple[float, float, float, float], acquisitions: int,
+    shape: tuple[int, int], *, chunk: int = 2048, repeats: int = 3,
+) -> DataPathRun:  # fmt: skip
+    """Time (best of ``repeats``) and profile the data path of one scene."""
+    run_once = _scene_inputs(catalog_path, bbox)
+    run_once(chunk)  # warm: imports, GDAL drivers, page cache
+    best = (float("inf"), float("inf"))
+    out_shape: tuple[int, int] = (0, 0)
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        shape_out = run_once(chunk)
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        out_shape = (int(shape_out[1]), int(shape_out[2]))
+        best = min(best, (cpu, wall))
+    split, _ = profile_split(lambda: run_once(chunk))
+    chips = out_shape[0] * out_shape[1] / CHIP**2
+    return DataPathRun(
+        scene=name, acquisitions=acquisitions, shape=out_shape, chunk=chunk, chips=chips,
+        wall_s=best[1], cpu_s=best[0], chips_per_s_per_core=chips / best[0],
+        split_s={k: round(v, 4) for k, v in split.items()}, loadavg_1m=round(os.getloadavg()[0], 2),
+    )  # fmt: skip
+
+
+def _cached(out: Path, build: Callable[[Path], BenchScene]) -> BenchScene:
+    """The scene in ``out`` if a previous run finished writing it, else build it."""
+    from bench.scene import BenchScene
+
+    done = out / "bench-scene.json"
+    if done.is_file():
+        d = json.loads(done.read_text())
+        return BenchScene(Path(d["catalog"]), tuple(d["bbox"]), tuple(d["shape"]), tuple(d["reps"]),
+                          tuple(Path(f) for f in d["files"]))  # fmt: skip
+    scene = build(out)
+    done.write_text(json.dumps({"catalog": str(scene.catalog), "bbox": scene.bbox, "shape": scene.shape,
+                                "reps": scene.reps, "files": [str(f) for f in scene.files]}))  # fmt: skip
+    return scene
+
+
+def measure_data_path(work: Path, *, quick: bool = False, repeats: int | None = None) -> DataPathFigure:
+    """Build both scenes in ``work`` and measure them.
+
+    Args:
+        work: Scratch directory (scenes are written there, reused when present).
+        quick: Small scenes (one demo scene, 1 repeat): a smoke test of the code, not a figure.
+        repeats: Timed runs per scene (best of); default 3 (1 with ``quick``).
+    """
+    from bench.scene import build_multi_scene, build_tiled_scene
+
+    reps = (1, 1) if quick else (4, 4)
+    n = repeats or (1 if quick else 3)
+    one = _cached(work / f"dp-one-{reps[0]}x{reps[1]}", lambda d: build_tiled_scene(d, *reps))
+    four = _cached(
+        work / f"dp-four-{reps[0]}x{reps[1]}", lambda d: build_multi_scene(d, *reps, acquisitions=4)
+    )
+    return DataPathFigure(
+        one=measure_scene("one", one.catalog, one.bbox, 1, one.shape, repeats=n),
+        four=measure_scene("four", four.catalog, four.bbox, 4, four.shape, repeats=n),
+    )
+
+
+def markdown(fig: DataPathFigure) -> str:
+    """The figure as a Markdown table."""
+    lines = ["| scene | chips/s per core | target | decode | " + " | ".join(fig.one.split_s) + " |",
+             "|---|---|---|---|" + "---|" * len(fig.one.split_s)]  # fmt: skip
+    for key, run in (("one", fig.one), ("four", fig.four)):
+        fr = run.split_fraction
+        lines.append(
+            f"| {key} acquisition{'s' if run.acquisitions > 1 else ''} ({run.shape[0]}x{run.shape[1]} px, "
+            f"load {run.loadavg_1m}) | {run.chips_per_s_per_core:.0f} | >= {fig.targets[key]:.0f} | "
+            f"{run.decode_fraction:.0%} | " + " | ".join(f"{fr[k]:.0%}" for k in run.split_s) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m bench.data_path``."""
+    p = argparse.ArgumentParser(prog="python -m bench.data_path", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="the demo scene itself, one repeat (smoke test)")
+    p.add_argument("--work-dir", type=Path, default=None, help="scratch directory (default: a temp dir)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per scene (best of)")
+    p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
+    args = p.parse_args(argv)
+    if args.work_dir is not None:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+        fig = measure_data_path(args.work_dir, quick=args.quick, repeats=args.repeats)
+    else:
+        with tempfile.TemporaryDirectory(prefix="landslide-dp-") as tmp:
+            fig = measure_data_path(Path(tmp), quick=args.quick, repeats=args.repeats)
+    print(markdown(fig))
+    print(json.dumps(fig.as_dict(), indent=1))
+    if args.json is not None:
+        args.json.write_text(json.dumps(fig.as_dict(), indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

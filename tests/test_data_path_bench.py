@@ -1,0 +1,56 @@
+"""The data-path bench (bench/data_path.py) runs end to end on small scenes and reports a split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from bench.data_path import STAGES, measure_data_path, profile_split
+from bench.scene import MULTI_BASELINES, build_multi_scene
+
+
+def test_quick_figure_has_rates_a_split_and_verdicts(tmp_path: Path) -> None:
+    fig = measure_data_path(tmp_path, quick=True, repeats=1)
+    out = json.loads(json.dumps(fig.as_dict()))  # JSON-ready
+    for key, acquisitions in (("one", 1), ("four", 4)):
+        run = out[key]
+        assert run["acquisitions"] == acquisitions
+        assert run["chips"] == pytest.approx(run["shape"][0] * run["shape"][1] / 128**2)
+        assert run["chips_per_s_per_core"] == pytest.approx(run["chips"] / run["cpu_s"])
+        assert set(run["split_s"]) == {*STAGES, "other"}
+        assert sum(run["split_fraction"].values()) == pytest.approx(1.0)
+        assert run["split_s"]["read_decode"] > 0 and run["split_s"]["composite"] > 0
+    assert set(out["met"]) == {"one", "four", "decode_fraction_one", "decode_fraction_four"}
+    assert out["four"]["split_s"]["composite"] > out["one"]["split_s"]["composite"]
+
+
+def test_profile_split_puts_time_outside_stage_functions_in_other() -> None:
+    split, _ = profile_split(lambda: sum(range(10_000)))
+    assert all(v >= 0 for v in split.values())
+    assert split["other"] > 0 and sum(v for k, v in split.items() if k != "other") == 0
+
+
+def test_multi_scene_acquisitions_differ_as_described(tmp_path: Path) -> None:
+    scene = build_multi_scene(tmp_path, 1, 1, acquisitions=4, level=1)
+    items = json.loads(scene.catalog.read_text())["features"]
+    s2 = [it for it in items if it["collection"] == "sentinel-2-l2a"]
+    assert [it["properties"]["s2:processing_baseline"] for it in s2] == list(MULTI_BASELINES)
+    assert len({it["properties"]["datetime"][:10] for it in s2}) == 4
+    scl, b04 = [], []
+    for k in range(4):
+        with rasterio.open(tmp_path / f"a{k}" / "SCL.tif") as f:
+            scl.append(f.read(1))
+        with rasterio.open(tmp_path / f"a{k}" / "B04.tif") as f:
+            b04.append(f.read(1).astype(np.float64))
+    clouds = [np.isin(s, (8, 9, 10)) for s in scl]
+    assert all(0.05 < c.mean() < 0.6 for c in clouds)
+    assert not np.array_equal(clouds[0], clouds[1])  # shifted
+    assert all((s == 3).any() for s in scl)  # shadows
+    clear = ~np.isin(scl[0], (0, 3, 8, 9, 10)) & ~np.isin(scl[2], (0, 3, 8, 9, 10))
+    # Baseline 04.00 adds 1000 DN; the jitter keeps the rest within a few percent.
+    delta = b04[2][clear] - b04[0][clear]
+    assert 900 < np.median(delta) < 1100
