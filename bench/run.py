@@ -74,21 +74,12 @@ def _log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def data_path_figures(quick: bool, work: Path) -> dict[str, Any] | None:
-    """The data-path figures of ``bench.data_path`` (issue 12 item 1), when that module exists.
+def data_path_figures(quick: bool, work: Path) -> dict[str, Any]:
+    """The data-path figures of :mod:`bench.data_path` (issue 12 item 1): one and four acquisitions,
+    each with ``chips_per_s_per_core``, ``decode_fraction`` and ``split_fraction``."""
+    from bench.data_path import measure_data_path
 
-    Hook: ``bench.data_path.measure_data_path(work, quick=...)`` returns a figure whose
-    ``as_dict()`` holds ``one`` and ``four`` acquisitions, each with ``chips_per_s_per_core``,
-    ``decode_fraction`` and ``split_fraction``. None when the module is not in this tree.
-    """
-    try:
-        from bench import data_path  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
-    measure = getattr(data_path, "measure_data_path", None)
-    if measure is None:
-        return None
-    d: dict[str, Any] = measure(work / "data-path", quick=quick).as_dict()
+    d: dict[str, Any] = measure_data_path(work / "data-path", quick=quick).as_dict()
     split = ", ".join(f"{k} {v:.0%}" for k, v in d["one"].get("split_fraction", {}).items())
     return {
         "chips_per_s_per_core": d["one"]["chips_per_s_per_core"],
