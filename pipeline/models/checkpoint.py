@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from pipeline import __version__
 from pipeline.errors import UserError
+from pipeline.store.atomic import atomic_output
 
 FORMAT = "landslide-checkpoint/1"
 _META_KEY = "landslide"
@@ -180,11 +181,9 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta:
 
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    save_file(tensors, str(tmp), metadata={_META_KEY: meta.to_json()})
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata={_META_KEY: meta.to_json()})
     return sha256_file(path)
 
 

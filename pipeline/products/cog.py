@@ -19,6 +19,7 @@ import rasterio.shutil
 import xarray as xr
 from rasterio.windows import Window
 
+from pipeline.store.atomic import atomic_output
 from pipeline.store.reader import store_crs, store_transform
 
 BLOCKSIZE = 512
@@ -77,6 +78,6 @@ def write_cog(ds: xr.Dataset, path: str | os.PathLike[str], *, window: int = 204
                     dst.write(block, 1, window=Window(c0, r0, block.shape[1], block.shape[0]))
             dst.set_band_description(1, "landslide probability")
             dst.update_tags(1, units="1", long_name="landslide probability")
-        with rasterio.Env(GDAL_CACHEMAX=256):
-            rasterio.shutil.copy(staging, out, driver="COG", **COG_OPTIONS)
+        with rasterio.Env(GDAL_CACHEMAX=256), atomic_output(out) as tmp:
+            rasterio.shutil.copy(staging, tmp, driver="COG", **COG_OPTIONS)
     return out

@@ -45,6 +45,7 @@ from tqdm import tqdm
 from pipeline.errors import UserError
 from pipeline.models.checkpoint import IDENTITY, Calibration
 from pipeline.models.registry import build_model
+from pipeline.store.atomic import atomic_output, write_atomic
 from pipeline.train import stages
 from pipeline.train.data import ChipSet, augment
 from pipeline.train.domain import l2a_like
@@ -213,9 +214,8 @@ def _restore_rng(state: dict[str, Any]) -> None:
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _load_state(path: Path) -> dict[str, Any]:
@@ -227,9 +227,7 @@ def _load_state(path: Path) -> dict[str, Any]:
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in history))
-    tmp.replace(path)
+    write_atomic(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in history))
 
 
 def fit(
@@ -371,8 +369,8 @@ def fit(
         if improved:
             best_f1, best_epoch, best_stage, since_best = scores.f1, epoch, stage, 0
             tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            save_file(tensors, str(run_dir / (BEST_FILE + ".tmp")))
-            (run_dir / (BEST_FILE + ".tmp")).replace(run_dir / BEST_FILE)
+            with atomic_output(run_dir / BEST_FILE) as tmp:
+                save_file(tensors, str(tmp))
         else:
             since_best += 1
         row = {
