@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipeline.bands import SWEEP_BANDS
-from pipeline.models.checkpoint import CheckpointMeta, save_checkpoint
+from pipeline.models.checkpoint import IDENTITY, CheckpointMeta, save_checkpoint
 from pipeline.models.registry import build_model
 
 #: The real sample data: ``shared/data`` beside the checkout (as on CI), or $LANDSLIDE_SHARED_DATA.
@@ -39,6 +39,7 @@ def tiny_unet_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         norm_std=tuple([0.5] * len(SWEEP_BANDS)),
         threshold=0.5,
         training={"note": "random weights for tests"},
+        calibration=IDENTITY,  # explicit: no warning about a missing calibration
     )
     path = tmp_path_factory.mktemp("ckpt") / "tiny-unet.safetensors"
     save_checkpoint(path, model.state_dict(), meta)

@@ -122,7 +122,7 @@ def test_sweep_searches_a_stac_api(
     items = absolute_items(scene.DEMO_CATALOG, tmp_path / "items.json")
     with stac_api(items) as url:
         out = tmp_path / "api.zarr"
-        run_sweep(_cfg(out, tiny_unet_checkpoint, 256, catalog=url), client=client)
+        run_sweep(_cfg(out, tiny_unet_checkpoint, 512, catalog=url), client=client)
     np.testing.assert_array_equal(_arrays(out)[0], _arrays(reference)[0])
 
 

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         forget_regions,
         mark_region_done,
         prepare,
+        record_missing_checksums,
         record_plan,
         region_checksum,
         region_write,
@@ -58,6 +59,7 @@ _LAZY = {
     "open_result": "reader", "progress": "reader", "read_attrs": "reader", "store_crs": "reader",
     "store_meta": "reader", "store_threshold": "reader", "store_transform": "reader",
     "damaged_regions": "writer", "finalise": "writer", "forget_regions": "writer",
+    "record_missing_checksums": "writer",
     "mark_region_done": "writer", "prepare": "writer", "record_plan": "writer",
     "region_checksum": "writer", "region_write": "writer", "template": "writer",
 }  # fmt: skip
@@ -88,6 +90,7 @@ __all__ = [
     "prepare",
     "progress",
     "read_attrs",
+    "record_missing_checksums",
     "record_plan",
     "region_checksum",
     "region_write",

@@ -226,6 +226,22 @@ def forget_regions(path: Path, regions: list[int]) -> None:
     })  # fmt: skip
 
 
+def record_missing_checksums(path: Path, windows: Mapping[int, Window]) -> None:
+    """Record the checksum of recorded regions that have none (a kill between two attribute writes).
+
+    Args:
+        path: The store.
+        windows: The windows of the regions to check, by index.
+    """
+    group = _group(path)
+    prog = Progress.from_attrs(group.attrs)
+    missing = [i for i in prog.done if i not in prog.checksums and i in windows]
+    if missing:
+        sums = {str(k): v for k, v in prog.checksums.items()}
+        sums.update({str(i): region_checksum(path, windows[i]) for i in missing})
+        group.attrs.update({KEYS.region_checksums: sums})
+
+
 def record_plan(path: Path, scene_ids: list[str]) -> None:
     """Record the scenes a new sweep uses, so a resumed run uses exactly the same ones."""
     _group(path).attrs[KEYS.planned_scenes] = list(scene_ids)

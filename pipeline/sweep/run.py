@@ -128,6 +128,7 @@ def _run_locked(
         damaged = store.damaged_regions(cfg.out, prog, {r.index: r.window for r in regions})
         store.forget_regions(cfg.out, damaged)
         done -= set(damaged)
+        store.record_missing_checksums(cfg.out, {r.index: r.window for r in regions if r.index in done})
         print(f"resuming: {len(done)}/{len(regions)} regions already written in {cfg.out}", file=sys.stderr)
         if damaged:
             names = ", ".join(str(i + 1) for i in damaged)

@@ -204,12 +204,17 @@ def read_image(chip: Chip, terrain: str = "l4s") -> np.ndarray:
         terrain: ``l4s`` keeps the stored slope channel; ``sweep`` recomputes it from the DEM
             channel with the sweep's operator (:mod:`pipeline.train.domain`).
     """
-    return _cached_image(chip.image, terrain).copy()
+    st = chip.image.stat() if chip.image.exists() else None
+    key = (st.st_mtime_ns, st.st_size) if st is not None else (0, 0)
+    return _cached_image(chip.image, terrain, key).copy()
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_image(path: Path, terrain: str) -> np.ndarray:
-    """Chips are read many times by a cross-validation (statistics, folds, rule): read each once."""
+def _cached_image(path: Path, terrain: str, version: tuple[int, int]) -> np.ndarray:
+    """Chips are read many times by a cross-validation (statistics, folds, rule): read each once.
+
+    ``version`` (modification time, size) keys the cache, so a rewritten file is read again.
+    """
     from pipeline.train.domain import apply_terrain
 
     return apply_terrain(read_h5(path, "img", IMAGE_SHAPE).astype(np.float64, copy=False), terrain)
