@@ -26,8 +26,9 @@ from odc.geo.xr import xr_coords
 
 from pipeline.bands import L4S_DIVISORS, SWEEP_BANDS
 from pipeline.cube.dem import bounds, load_native_dem, resample_block, slope_block
-from pipeline.cube.items import S2_NODATA, SCL_ASSET, CubeError
-from pipeline.cube.s2 import clear_mask, composite_block, load_s2, slice_offsets
+from pipeline.cube.direct import BandReads, ClearReads, plan_bands
+from pipeline.cube.items import S2_NODATA, SCL_ASSET, CubeError, check_s2_items
+from pipeline.cube.s2 import clear_mask, composite_block, load_s2, slice_offsets, solar_day_offsets
 
 #: Layers of the fused array, in order (the model stack is the leading ``SWEEP_BANDS``).
 LAYERS: Final[tuple[str, ...]] = (*SWEEP_BANDS, "slope_deg")
@@ -55,10 +56,22 @@ class BlockGrid:
 
 
 def cube_block(
-    clear: np.ndarray, *dn_and_dem: np.ndarray, grid: BlockGrid, rows: tuple[int, int], cols: tuple[int, int]
+    clear: np.ndarray | ClearReads,
+    *dn_and_dem: np.ndarray | BandReads,
+    grid: BlockGrid,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
 ) -> np.ndarray:
-    """Compute every layer of one block (see the module docstring); ``dn_and_dem = (*bands, native)``."""
+    """Compute every layer of one block (see the module docstring); ``dn_and_dem = (*bands, native)``.
+
+    ``clear`` and each band are either arrays (read by odc-stac) or direct reads
+    (:mod:`pipeline.cube.direct`), carried out here one band at a time, so only one band's
+    digital numbers are in memory at once.
+    """
     *dns, native = dn_and_dem
+    if isinstance(clear, ClearReads):
+        clear = clear.read(rows, cols)
+    assert isinstance(native, np.ndarray)
     h, w = rows[1] - rows[0], cols[1] - cols[0]
     full_h, full_w = grid.geobox.shape
     ext_r = (max(rows[0] - 1, 0), min(rows[1] + 1, full_h))
@@ -77,23 +90,23 @@ def cube_block(
     t = clear.shape[0]
     if t == 1:
         valid &= clear[0]
-        lowest = dns[0][0].copy()
-        for dn in dns[1:]:
-            np.minimum(lowest, dn[0], out=lowest)
-        valid &= lowest != S2_NODATA
     # Several dates: the median works through a dozen temporaries per band, so it runs on strips
     # of rows small enough for the CPU caches (the result does not depend on the strip height).
     step = h if t == 1 else max(1, STRIP_PIXELS // max(w, 1))
-    for i, dn in enumerate(dns):
+    divisors = [L4S_DIVISORS[name] for name in SWEEP_BANDS]  # the spectral bands lead SWEEP_BANDS
+    for i, source in enumerate(dns):
+        dn = source.read(rows, cols) if isinstance(source, BandReads) else source
         for r in range(0, h, step):
             rs = slice(r, min(r + step, h))
-            composite_block(dn[:, rs], clear[:, rs], grid.offsets, out[i, rs], mask=False)
+            composite_block(dn[:, rs], clear[:, rs], grid.offsets, out[i, rs], mask=False, divisor=divisors[i])
         if t > 1:
             valid &= np.isfinite(out[i])
+        else:
+            valid &= dn[0] != S2_NODATA
     nb = len(SWEEP_BANDS)
-    for i, name in enumerate(SWEEP_BANDS):
-        source = slope if name == "slope" else dem if name == "dem" else out[i]
-        np.divide(source, np.float32(L4S_DIVISORS[name]), out=out[i])
+    for i, name in enumerate(SWEEP_BANDS):  # the spectral bands are scaled already
+        if name in ("slope", "dem"):
+            np.divide(slope if name == "slope" else dem, np.float32(L4S_DIVISORS[name]), out=out[i])
     if not valid.all():  # NaN where not valid, by multiplying with 1 or NaN (a masked copy is ~20x slower)
         nan_or_one = np.array([np.nan, 1.0], dtype=np.float32)[valid.view(np.uint8)]
         np.multiply(out[:nb], nan_or_one, out=out[:nb])
@@ -111,6 +124,7 @@ def build_cube(
     fail_on_error: bool = True,
     patch_url: Callable[[str], str] | None = None,
     gdal_options: Mapping[str, str] | None = None,
+    direct_reads: bool = True,
 ) -> xr.Dataset:
     """Lazy model-input cube on ``geobox`` in Landslide4Sense scaling.
 
@@ -134,6 +148,8 @@ def build_cube(
             not valid instead of failing the whole region.
         patch_url: Optional href rewrite applied at read time.
         gdal_options: GDAL configuration for every read (default: the read policy's).
+        direct_reads: Read assets that lie on the grid directly (:mod:`pipeline.cube.direct`);
+            False sends every read through odc-stac (same values; for comparisons).
 
     Returns:
         Dataset with dims ``(y, x)``: the ``SWEEP_BANDS`` variables, ``valid`` (bool),
@@ -148,31 +164,69 @@ def build_cube(
     if dilate_px < 0:
         raise CubeError(f"dilate_px must be >= 0, got {dilate_px}")
     s2_items, dem_items = list(s2_items), list(dem_items)
-    raw = load_s2(
-        s2_items, geobox, chunk, SPECTRAL, fail_on_error=fail_on_error, patch_url=patch_url,
-        gdal_options=gdal_options, time_chunk=-1,
-    )  # fmt: skip
-    offsets = tuple(slice_offsets(raw, s2_items))
+    check_s2_items(s2_items, SPECTRAL)
+    names = (*SPECTRAL, SCL_ASSET)
+    direct = (
+        plan_bands(
+            s2_items, geobox, names, nearest=(SCL_ASSET,), gdal_options=gdal_options,
+            fail_on_error=fail_on_error, patch_url=patch_url,
+        )  # fmt: skip
+        if direct_reads
+        else dict.fromkeys(names)
+    )
+    warped = [band for band in SPECTRAL if direct[band] is None]
+    scl_reads = direct[SCL_ASSET]
+    if warped or scl_reads is None:  # odc-stac reads (and warps) what is not on the grid
+        raw = load_s2(
+            s2_items, geobox, chunk, warped, fail_on_error=fail_on_error, patch_url=patch_url,
+            gdal_options=gdal_options, time_chunk=-1,
+        )  # fmt: skip
+        offsets = tuple(slice_offsets(raw, s2_items))
+    else:
+        offsets = tuple(solar_day_offsets(s2_items, geobox).values())
     native, native_box = load_native_dem(
         dem_items, geobox, fail_on_error=fail_on_error, patch_url=patch_url, gdal_options=gdal_options
     )
-    clear_da = clear_mask(raw[SCL_ASSET], dilate_px).data
-    clear = clear_da.to_delayed(optimize_graph=False)
-    bands = [raw[b].data.to_delayed(optimize_graph=False) for b in SPECTRAL]
+    row_bounds, col_bounds = bounds(geobox.shape[0], chunk), bounds(geobox.shape[1], chunk)
+    if scl_reads is not None:
+        clear_reads = ClearReads(scl_reads, dilate_px)
+        clear: Any = [[clear_reads] * len(col_bounds) for _ in row_bounds]
+        clear_da = da.block([
+            [
+                da.from_delayed(
+                    delayed(clear_reads.count, pure=True)(r, c), shape=(r[1] - r[0], c[1] - c[0]), dtype=np.uint8
+                )
+                for c in col_bounds
+            ]
+            for r in row_bounds
+        ])  # fmt: skip
+        n_clear = clear_da
+    else:
+        clear_mask_da = clear_mask(raw[SCL_ASSET], dilate_px).data
+        clear = clear_mask_da.to_delayed(optimize_graph=False)[0]
+        n_clear = da.minimum(clear_mask_da.sum(axis=0, dtype=np.uint16), 255).astype(np.uint8)
+    bands: list[Any] = [
+        direct[b] if direct[b] is not None else raw[b].data.to_delayed(optimize_graph=False)[0] for b in SPECTRAL
+    ]
     native_d = native.to_delayed(optimize_graph=False).ravel()[0]
     grid = BlockGrid(geobox, native_box, offsets, abs(float(geobox.resolution.x)))
+
+    def source(b: Any, i: int, j: int) -> Any:
+        return b if isinstance(b, BandReads | ClearReads) else b[i, j]
+
     blocks = [
         [
             da.from_delayed(
                 delayed(cube_block, pure=True)(
-                    clear[0, i, j], *(b[0, i, j] for b in bands), native_d, grid=grid, rows=r, cols=c
+                    clear[i][j],
+                    *(source(b, i, j) for b in bands), native_d, grid=grid, rows=r, cols=c,
                 ),
                 shape=(len(LAYERS), r[1] - r[0], c[1] - c[0]),
                 dtype=np.float32,
             )
-            for j, c in enumerate(bounds(geobox.shape[1], chunk))
+            for j, c in enumerate(col_bounds)
         ]
-        for i, r in enumerate(bounds(geobox.shape[0], chunk))
+        for i, r in enumerate(row_bounds)
     ]
     layers = da.block([[[blk for blk in row] for row in blocks]])
     coords = xr_coords(geobox, crs_coord_name="spatial_ref")
@@ -186,7 +240,7 @@ def build_cube(
     # Every band is NaN exactly where the pixel is not valid, so the first one says which are.
     variables["valid"] = (yx, da.isfinite(layers[0]), gm)
     variables["slope_deg"] = (yx, layers[nb], {"units": "degree", **gm})
-    variables["n_clear"] = (yx, da.minimum(clear_da.sum(axis=0, dtype=np.uint16), 255).astype(np.uint8), gm)
+    variables["n_clear"] = (yx, n_clear, gm)
     variables["layers"] = (("layer", *yx), layers, gm)
     attrs = {
         "landslide:scene_ids": [item.id for item in s2_items],

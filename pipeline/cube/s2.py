@@ -318,36 +318,56 @@ def _sort_network(values: list[np.ndarray]) -> None:
         values[i] = lo
 
 
-def _median_of_sorted(values: list[np.ndarray], count: np.ndarray, out: np.ndarray) -> None:
-    """Median of the first ``count`` entries of element-wise sorted ``values``, NaN where 0.
+def _median_of_sorted(values: list[np.ndarray], count: np.ndarray, out: np.ndarray, divisor: float = 1.0) -> None:
+    """Median of the first ``count`` entries of element-wise sorted ``values``, NaN where 0, over ``divisor``.
 
     ``(s[(c - 1) // 2] + s[c // 2]) / 2`` for each count ``c``: ``s[(c - 1) // 2]`` is ``s[k]``
     for the largest ``k`` with ``c >= 2k + 1``, ``s[c // 2]`` the largest with ``c >= 2k``; each is
     picked by a chain of ``np.where`` (fast on cloud masks, which are spatially coherent;
-    ``np.choose`` and masked copies were several times slower).
+    ``np.choose`` and masked copies were several times slower). Where every pixel has all
+    ``len(values)`` observations the two middle values are taken as they are. The sum of the
+    two is exact and halving is exact, so ``sum / (2 * divisor)`` is ``median / divisor`` with
+    one rounding, bit for bit.
     """
     t = len(values)
-    lo, hi = values[0], values[0]
-    for k in range(1, t // 2 + 1):
-        if 2 * k + 1 <= t:
-            lo = np.where(count >= 2 * k + 1, values[k], lo)
-        hi = np.where(count >= 2 * k, values[k], hi)
-    np.add(lo, hi, out=out)
-    np.multiply(out, np.float32(0.5), out=out)
-    np.copyto(out, np.where(count == 0, np.float32(np.nan), out))
+    lowest = int(count.min())
+    if lowest == t:
+        lo, hi = values[(t - 1) // 2], values[t // 2]
+    else:
+        lo, hi = values[0], values[0]
+        for k in range(1, t // 2 + 1):
+            if 2 * k + 1 <= t:
+                lo = np.where(count >= 2 * k + 1, values[k], lo)
+            hi = np.where(count >= 2 * k, values[k], hi)
+    np.add(lo, hi, out=out, dtype=np.float32)  # uint16 inputs: exact in float32
+    np.divide(out, np.float32(2) * np.float32(divisor), out=out)
+    if lowest == 0:
+        np.copyto(out, np.float32(np.nan), where=count == 0)
+
+
+#: Sorts after every harmonised DN: stands for "no observation" in the sorting network.
+_NO_OBSERVATION = np.uint16(np.iinfo(np.uint16).max)
 
 
 def composite_block(
-    dn: np.ndarray, clear: np.ndarray, offsets: Sequence[int], out: np.ndarray, *, mask: bool = True
+    dn: np.ndarray,
+    clear: np.ndarray,
+    offsets: Sequence[int],
+    out: np.ndarray,
+    *,
+    mask: bool = True,
+    divisor: float = 1.0,
 ) -> np.ndarray:
     """Median of the clear, harmonised observations of one band's block, written into ``out``.
 
     ``out[y, x] = median{ max(dn[t] - offsets[t], 0) : clear[t] and dn[t] != 0 }`` in float32,
     NaN where no observation qualifies. With one time slice this is a cast (no sort). With up to
-    :data:`NETWORK_MAX_T` slices, values that do not qualify become +inf, a sorting network orders
-    them and the median is picked by count (the mean of the two middle values for an even count);
-    where at most one observation qualifies anywhere in the block nothing is sorted. Harmonised
-    DNs are integers, so the result is exactly bottleneck's ``nanmedian``.
+    :data:`NETWORK_MAX_T` slices the work stays in uint16 (harmonised DNs are integers):
+    values that do not qualify become 65535 (so they sort last; a genuine 65535 ties with them
+    and is still picked correctly, ranks below the count being qualifying values), a sorting
+    network orders them and the median is picked by count (the mean of the two middle values
+    for an even count, exact in float32); where at most one observation qualifies anywhere in
+    the block nothing is sorted. The result is exactly bottleneck's ``nanmedian``.
 
     Args:
         dn: ``(T, h, w)`` uint16 digital numbers.
@@ -356,43 +376,55 @@ def composite_block(
         out: ``(h, w)`` float32 destination.
         mask: With one time slice, set NaN where the observation does not qualify (False leaves
             those pixels to the caller, who masks them anyway).
+        divisor: The median is divided by it in the same pass (float32, ``median / divisor``
+            rounded once, as a separate division would give): the L4S scaling.
 
     Returns:
         ``out``.
     """
     t = dn.shape[0]
+    d = np.float32(divisor)
     if t == 1:
-        if offsets[0]:
+        if offsets[0] and dn.dtype == np.uint16:  # max(dn - o, 0) == max(dn, o) - o, exact in uint16
+            off = np.uint16(offsets[0])
+            v = np.maximum(dn[0], off)
+            np.subtract(v, off, out=v)
+            np.divide(v, d, out=out, dtype=np.float32)
+        elif offsets[0]:
             np.subtract(dn[0], np.float32(offsets[0]), out=out)
             np.maximum(out, np.float32(0), out=out)
+            np.divide(out, d, out=out)
         else:
-            np.copyto(out, dn[0], casting="unsafe")
+            np.divide(dn[0], d, out=out, dtype=np.float32)
         if mask:
             np.copyto(out, np.float32(np.nan), where=~clear[0] | (dn[0] == S2_NODATA))
         return out
     zero = dn == S2_NODATA
     ok = clear & ~zero if zero.any() else clear
     count = ok.view(np.uint8).sum(axis=0, dtype=np.uint8 if t < 256 else np.uint16)
-    if t > NETWORK_MAX_T:
+    if t > NETWORK_MAX_T or dn.dtype != np.uint16:
         vals = dn.astype(np.float32) - np.asarray(offsets, dtype=np.float32)[:, None, None]
         vals = np.where(ok, np.maximum(vals, np.float32(0)), np.float32(np.nan))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             out[...] = bn.nanmedian(np.moveaxis(vals, 0, -1), axis=-1)
+        np.divide(out, d, out=out)
         return out
     values = []
     for i in range(t):
-        if offsets[i]:
-            v = np.subtract(dn[i], np.float32(offsets[i]), dtype=np.float32)
-            np.maximum(v, np.float32(0), out=v)
+        if offsets[i]:  # max(dn - o, 0) == max(dn, o) - o, exact in uint16
+            off = np.uint16(offsets[i])
+            v = np.maximum(dn[i], off)
+            np.subtract(v, off, out=v)
+            np.copyto(v, _NO_OBSERVATION, where=~ok[i])
         else:
-            v = dn[i].astype(np.float32)
-        values.append(np.where(ok[i], v, np.float32(np.inf)))  # no observation sorts last
+            v = np.where(ok[i], dn[i], _NO_OBSERVATION)
+        values.append(v)
     if int(count.max()) <= 1:  # at most one clear observation anywhere: the minimum, no sort
         values[0] = np.minimum.reduce(values)
     else:
         _sort_network(values)
-    _median_of_sorted(values, count, out)
+    _median_of_sorted(values, count, out, divisor)
     return out
 
 
