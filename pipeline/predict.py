@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,15 @@ from numpy.typing import NDArray
 
 from pipeline.cluster import TORCH_THREADS_ENV
 from pipeline.models.checkpoint import CheckpointMeta, calibrated_probabilities, load_checkpoint, sha256_file
-from pipeline.tiling import UNIT_CHIP, ChipGrid, blend_weights, block_chips
+from pipeline.tiling import FULLY_CONVOLUTIONAL, UNIT_CHIP, ChipGrid, blend_weights, block_chips
 
 PLUGIN_PREFIX = "landslide-model-"
 #: Set to ``0`` to skip the CPU graph optimisation of :func:`optimize_for_cpu` (eager PyTorch).
 CPU_JIT_ENV = "LANDSLIDE_CPU_JIT"
+#: Side (pixels) of the example a fully convolutional model is traced with: small, so the trace
+#: costs a fraction of a second, and a multiple of 16 like every tile (so no shape-dependent
+#: padding branch is recorded). The frozen graph then serves every tile shape.
+TRACE_SIDE = 64
 
 log = logging.getLogger(__name__)
 
@@ -85,46 +90,85 @@ class LoadedModel:
         """Tiles of ``height x width`` per forward pass: ``batch_size`` 128-px chips' worth, >= 1."""
         return max(1, self.batch_size * UNIT_CHIP**2 // (height * width))
 
+    @property
+    def fully_convolutional(self) -> bool:
+        """Whether one frozen graph serves every input shape (the U-Net), or one per shape (Clay)."""
+        return self.meta.model in FULLY_CONVOLUTIONAL
+
     def _graph(self, batch: torch.Tensor) -> torch.nn.Module:
-        """The module for this input shape: a frozen graph on the CPU (traced once per shape)."""
+        """The module for this input: a frozen graph on the CPU.
+
+        A fully convolutional model is traced once, on a small example (:data:`TRACE_SIDE`),
+        and that graph runs every tile shape: its outputs are bit-identical to those of a graph
+        traced at each shape, at any thread count (tested), and a new shape costs nothing. Other
+        models are traced once per input shape (sweeps pad every batch to one shape).
+        """
         if not self.optimize or self.device != "cpu":
             return self.model
+        if self.fully_convolutional:
+            key: tuple[int, ...] = ()
+            if key not in self._graphs:
+                side = TRACE_SIDE
+                example = torch.zeros((1, batch.shape[1], side, side)).contiguous(memory_format=torch.channels_last)
+                self._graphs[key] = optimize_for_cpu(self.model, example, warm_calls=0)
+            return self._graphs[key]
         key = tuple(batch.shape)
         if key not in self._graphs:
             self._graphs[key] = optimize_for_cpu(self.model, batch)
         return self._graphs[key]
 
-    def probabilities(self, chips: NDArray[np.float32]) -> NDArray[np.float32]:
+    def prepare(self) -> None:
+        """Build the CPU graph a sweep will use now rather than on its first batch.
+
+        Called when a worker loads the model, so that a sweep's compute time is the steady
+        state: the U-Net's one small trace, or a Clay-based model's trace at a full batch of
+        128-px chips (about a minute for Clay-large on 2 cores), happens with the loading.
+        """
+        per = self.tiles_per_batch(UNIT_CHIP, UNIT_CHIP)
+        batch = torch.zeros((per, len(self.meta.bands), UNIT_CHIP, UNIT_CHIP))
+        self._graph(batch.contiguous(memory_format=torch.channels_last))
+
+    def probabilities(self, chips: NDArray[np.float32] | Sequence[NDArray[np.float32]]) -> NDArray[np.float32]:
         """Run L4S-scaled tiles ``[N, C, H, W]`` through the model in batches.
 
         Inputs are z-scored with the checkpoint's statistics; non-finite values become 0 (the
-        training mean), as in training.
+        training mean), as in training. Each batch is normalised into one reused buffer, so
+        ``chips`` may be a sequence of ``[C, H, W]`` views into a larger array (nothing is
+        stacked first).
 
         Returns:
             Calibrated probabilities ``[N, H, W]`` float32 (the checkpoint's calibration applied).
         """
-        x = (chips - self.mean[None]) / self.std[None]
-        x = np.where(np.isfinite(x), x, np.float32(0.0)).astype(np.float32, copy=False)
-        out = np.empty((x.shape[0], x.shape[2], x.shape[3]), dtype=np.float32)
+        n_all = len(chips)
+        c, height, width = (int(v) for v in chips[0].shape)
+        out = np.empty((n_all, height, width), dtype=np.float32)
         cuda = self.device.startswith("cuda")
-        per = self.tiles_per_batch(x.shape[2], x.shape[3])
+        per = self.tiles_per_batch(height, width)
+        mean, std = self.mean, self.std
+        # One input shape for every pass (a short last batch is padded with zeros), so a frozen
+        # graph never re-specialises; the buffer is reused from batch to batch.
+        buf = np.empty((min(per, n_all), c, height, width), dtype=np.float32)
         with self._lock, torch.inference_mode():
-            for i in range(0, x.shape[0], per):
-                part = x[i : i + per]
-                n = len(part)
-                if n < per:  # pad: one input shape, so a frozen graph never re-specialises
-                    pad = np.zeros((per - n, *part.shape[1:]), part.dtype)
-                    part = np.concatenate([part, pad])
+            for i in range(0, n_all, per):
+                n = min(per, n_all - i)
+                for j in range(n):
+                    np.subtract(chips[i + j], mean, out=buf[j], dtype=np.float32)
+                np.divide(buf[:n], std, out=buf[:n])
+                np.nan_to_num(buf[:n], copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+                part = buf
+                if n < per:
+                    part = np.zeros((per, c, height, width), dtype=np.float32)
+                    part[:n] = buf[:n]
                 batch = torch.from_numpy(part).to(self.device)
                 batch = batch.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                     logits = self._graph(batch)(batch)
                 out[i : i + n] = calibrated_probabilities(logits[:n].float(), self.meta)[:, 0].cpu().numpy()
-            self.pixels_run += x.shape[0] * x.shape[2] * x.shape[3]
+            self.pixels_run += n_all * height * width
         return out
 
 
-def optimize_for_cpu(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+def optimize_for_cpu(model: torch.nn.Module, example: torch.Tensor, warm_calls: int = 2) -> torch.nn.Module:
     """Freeze a CPU model into an inference graph with oneDNN-fused kernels.
 
     ``torch.jit.trace`` + ``torch.jit.freeze`` + ``torch.jit.optimize_for_inference`` folds
@@ -133,13 +177,16 @@ def optimize_for_cpu(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.
     8.0 / 7.24), but its results are **bit-identical whatever the thread count** (eager differs
     by ~6e-8 between 1 and 2 threads), so a sweep resumed on workers with other thread counts,
     or finished by a replacement worker, writes a store identical value for value. The price is
-    a one-off trace per worker and input shape (seconds for the U-Net, ~75 s for Clay-large;
-    :class:`LoadedModel` traces each tile shape on first use). Any failure falls
-    back to the eager model (with a warning); ``LANDSLIDE_CPU_JIT=0`` disables it.
+    a one-off trace per worker (a fraction of a second for the U-Net, traced on a small example
+    whose graph serves every tile shape; ~75 s for Clay-large, per input shape). Any failure
+    falls back to the eager model (with a warning); ``LANDSLIDE_CPU_JIT=0`` disables it.
 
     Args:
         model: The network in eval mode, on the CPU, channels-last.
         example: A representative input ``[B, C, S, S]`` (channels-last).
+        warm_calls: Calls on ``example`` after freezing (the profiling executor specialises the
+            graph on its first calls; their outputs were measured equal to later ones for the
+            U-Net, which skips them).
 
     Returns:
         The optimised module, or ``model`` itself when optimisation is disabled or fails.
@@ -151,8 +198,8 @@ def optimize_for_cpu(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.
             warnings.simplefilter("ignore")  # TracerWarnings for shape checks (constant per chip)
             traced = torch.jit.trace(model, example, check_trace=False)
             frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
-            frozen(example)  # first calls compile the graph for this shape
-            frozen(example)
+            for _ in range(warm_calls):  # first calls specialise the graph for this shape
+                frozen(example)
         return frozen
     except Exception as exc:  # any tracing failure means: run eagerly
         log.warning("CPU graph optimisation failed (%s); running the eager model", exc)
@@ -233,6 +280,7 @@ class ModelPlugin(WorkerPlugin):
         if found != self.model.sha256:
             raise RuntimeError(f"checkpoint {self.model.checkpoint} on this worker has sha256 {found[:12]}")
         self.loaded = load_model(self.model.checkpoint, self.model.device, self.model.batch_size)
+        self.loaded.prepare()
 
 
 def plugin_name(sha256: str) -> str:
@@ -337,10 +385,10 @@ def predict_block(
     weights = blend_weights(grid.chip, grid.overlap, grid.margin)
     acc = np.zeros((core_h, core_w), dtype=np.float64)
     wsum = np.zeros((core_h, core_w), dtype=np.float64)
+    if block.dtype != np.float32:
+        block = block.astype(np.float32)
     for (hy, hx), group in _by_size(tiles).items():
-        batch = np.stack([block[:, sy : sy + hy, sx : sx + hx] for sy, sx in group])
-        batch = batch.astype(np.float32, copy=False)
-        probs = loaded.probabilities(batch)
+        probs = loaded.probabilities([block[:, sy : sy + hy, sx : sx + hx] for sy, sx in group])
         for (sy, sx), p in zip(group, probs, strict=True):
             # Intersection of the tile [sy, sy+hy) with the core [h, h+core) in extended coordinates.
             ay, by = max(sy, h), min(sy + hy, h + core_h)

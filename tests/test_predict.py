@@ -165,3 +165,29 @@ def test_tiles_in_batches_equal_tiles_one_by_one(tiny_unet_checkpoint: Path) -> 
     one_by_one = np.concatenate([model.probabilities(x[i : i + 1]) for i in range(3)])
     np.testing.assert_array_equal(together, one_by_one)
     assert model.chips_run == 2 * 3 * 272 * 272 // 128**2
+
+
+def test_unet_one_small_trace_serves_every_tile_shape_bit_for_bit(tiny_unet_checkpoint: Path) -> None:
+    """The U-Net is traced once on a small example; each tile shape gets the values a graph
+    traced at that very shape gives (and the eager model's within float error), at 1 or 2 threads."""
+    import torch
+
+    from pipeline.predict import optimize_for_cpu
+
+    model = load_model(tiny_unet_checkpoint, "cpu", 4)
+    rng = np.random.default_rng(6)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for shape in ((1, 13, 272, 272), (1, 13, 144, 400), (2, 13, 528, 528)):
+                x = torch.from_numpy(rng.random(shape, dtype=np.float32)).contiguous(memory_format=torch.channels_last)
+                with torch.inference_mode():
+                    shared = model._graph(x)(x)
+                    own = optimize_for_cpu(model.model, x, warm_calls=0)(x)
+                    eager = model.model(x)
+                assert torch.equal(shared, own), (threads, shape)
+                assert float((shared - eager).abs().max()) < 1e-4
+    finally:
+        torch.set_num_threads(before)
+    assert len(model._graphs) == 1  # one graph for every shape and thread count

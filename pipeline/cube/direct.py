@@ -83,6 +83,24 @@ class AlignedAsset:
         c1 = min(sc1 * k - self.col_shift, cols[1]) - cols[0]
         return Window(sc0, sr0, sc1 - sc0, sr1 - sr0), (slice(r0, r1), slice(c0, c1))
 
+    def upsample(
+        self, coarse: np.ndarray, window: Window, rows: tuple[int, int], cols: tuple[int, int],
+        where: tuple[slice, slice],
+    ) -> np.ndarray:  # fmt: skip
+        """Source pixels of ``window`` repeated ``factor`` times each way, cut to ``where``.
+
+        ``coarse`` is what :meth:`window`'s window holds; the result fills ``block[where]``.
+        """
+        k = self.factor
+        if k == 1:
+            return coarse
+        fine = np.repeat(np.repeat(coarse, k, axis=0), k, axis=1)
+        # fine[0, 0] is output pixel (window.row_off * k - row_shift, ...) of the grid.
+        r_first = int(window.row_off) * k - self.row_shift - rows[0]
+        c_first = int(window.col_off) * k - self.col_shift - cols[0]
+        rs, cs = where
+        return fine[rs.start - r_first : rs.stop - r_first, cs.start - c_first : cs.stop - c_first]
+
 
 @dataclass(frozen=True)
 class BandReads:
@@ -144,13 +162,7 @@ class BandReads:
                     return
                 coarse = src.read(1, window=window)
                 _nodata_to_zero(src, coarse)
-                k = asset.factor
-                fine = np.repeat(np.repeat(coarse, k, axis=0), k, axis=1)
-                # fine[0, 0] is output pixel (window.row_off * k - row_shift, ...) of the grid.
-                r_first = int(window.row_off) * k - asset.row_shift - rows[0]
-                c_first = int(window.col_off) * k - asset.col_shift - cols[0]
-                rs, cs = where
-                dst[...] = fine[rs.start - r_first : rs.stop - r_first, cs.start - c_first : cs.stop - c_first]
+                dst[...] = asset.upsample(coarse, window, rows, cols, where)
         except rasterio.errors.RasterioError as e:
             if self.fail_on_error:
                 raise
