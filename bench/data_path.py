@@ -16,10 +16,11 @@ Interface (stable; ``bench/run.py`` calls it)::
 :mod:`bench.scene`): the demo tiled ``reps`` times with one acquisition, and the same area with
 four overlapping acquisitions with clouds in their SCL (:func:`bench.scene.build_multi_scene`).
 For each it times the data path ``repeats`` times (best of) and, in as many separate runs
-under cProfile (the fastest one kept), splits the time into stages (:data:`STAGES`): ``read_decode`` (GDAL reading and
-decoding COG tiles), ``warp`` (resampling reads), ``read_other`` (the work around each read:
-odc-stac's chunk allocation, nodata fill and fuse, or the direct reader's buffers and fuse), ``mask`` (SCL classes and cloud
-dilation), ``composite`` (harmonisation and median), ``dem`` (seam fill, resampling), ``slope``,
+under cProfile (the fastest one kept), splits the time into stages (:data:`STAGES`):
+``read_decode`` (GDAL opening, reading and decoding COG tiles), ``warp`` (resampling reads),
+``read_other`` (the work around each read: odc-stac's chunk allocation, nodata fill and fuse,
+or the direct reader's buffers and fuse), ``mask`` (SCL classes and cloud dilation),
+``composite`` (harmonisation and median), ``dem`` (seam fill, resampling), ``slope``,
 ``stack`` (scaling, validity, assembling the layers) and ``other`` (building the graph, Dask's
 scheduling, halo exchange, xarray). Figures:
 
@@ -89,6 +90,8 @@ class DataPathRun:
         chips_per_s_per_core: ``chips / cpu_s``.
         split_s: Seconds per stage in the profiled run (plus ``other``).
         loadavg_1m: 1-minute load average after the runs.
+        odc_stac_cpu_s: Best process CPU time of the same data path with every read through
+            odc-stac (``build_cube(direct_reads=False)``), timed in turn with ``cpu_s``.
     """
 
     scene: str
@@ -101,6 +104,12 @@ class DataPathRun:
     chips_per_s_per_core: float
     split_s: dict[str, float]
     loadavg_1m: float
+    odc_stac_cpu_s: float = 0.0
+
+    @property
+    def direct_over_odc_stac(self) -> float:
+        """Speed-up of the direct reads over odc-stac's reads, whole data path (chips/s ratio)."""
+        return self.odc_stac_cpu_s / self.cpu_s if self.odc_stac_cpu_s else 0.0
 
     @property
     def split_fraction(self) -> dict[str, float]:
@@ -139,6 +148,7 @@ class DataPathFigure:
                 **asdict(run),
                 "split_fraction": run.split_fraction,
                 "decode_fraction": run.decode_fraction,
+                "direct_over_odc_stac": run.direct_over_odc_stac,
             }
         out["targets"] = self.targets
         out["met"] = self.verdicts()
@@ -155,12 +165,13 @@ def _scene_inputs(catalog_path: Path, bbox: tuple[float, float, float, float]) -
     from pipeline.demo import scene as demo
     from pipeline.sweep import DEM_WINDOW, area_geobox
 
-    def run_once(chunk: int) -> Any:
+    def run_once(chunk: int, direct_reads: bool = True) -> Any:
         cat = catalog.open_catalog(str(catalog_path))
         s2 = cat.search(cube.S2_COLLECTION, bbox, demo.DEMO_START, demo.DEMO_END)
         dem = cat.search(cube.DEM_COLLECTION, bbox, *DEM_WINDOW)
         gbox = area_geobox(bbox)
-        stack = cube.stack_bands(cube.build_cube(s2, dem, gbox, chunk=chunk), SWEEP_BANDS)
+        cb = cube.build_cube(s2, dem, gbox, chunk=chunk, direct_reads=direct_reads)
+        stack = cube.stack_bands(cb, SWEEP_BANDS)
         blocks = stack.to_delayed().ravel().tolist()  # the blocks, as a sweep consumes them
         with dask.config.set(scheduler="synchronous"):
             compute(*blocks)
@@ -216,22 +227,29 @@ def measure_scene(
     """Time (best of ``repeats``) and profile the data path of one scene."""
     run_once = _scene_inputs(catalog_path, bbox)
     run_once(chunk)  # warm: imports, GDAL drivers, page cache
+    run_once(chunk, False)
     best = (float("inf"), float("inf"))
+    best_odc = float("inf")
     out_shape: tuple[int, int] = (0, 0)
-    for _ in range(repeats):
+    for _ in range(repeats):  # the two readers in turn, so both see the same machine
         w0, c0 = time.perf_counter(), time.process_time()
         shape_out = run_once(chunk)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         out_shape = (int(shape_out[1]), int(shape_out[2]))
         best = min(best, (cpu, wall))
+        c0 = time.process_time()
+        run_once(chunk, False)
+        best_odc = min(best_odc, time.process_time() - c0)
     # The split of the fastest of ``repeats`` profiled runs: one profiled run on a shared VM
     # moved the decode share by +-10 points from run to run.
-    split = min((profile_split(lambda: run_once(chunk))[0] for _ in range(repeats)), key=lambda d: sum(d.values()))
+    splits = [profile_split(lambda: run_once(chunk))[0] for _ in range(repeats)]
+    split = min(splits, key=lambda d: sum(d.values()))
     chips = out_shape[0] * out_shape[1] / CHIP**2
     return DataPathRun(
         scene=name, acquisitions=acquisitions, shape=out_shape, chunk=chunk, chips=chips,
         wall_s=best[1], cpu_s=best[0], chips_per_s_per_core=chips / best[0],
         split_s={k: round(v, 4) for k, v in split.items()}, loadavg_1m=round(os.getloadavg()[0], 2),
+        odc_stac_cpu_s=best_odc,
     )  # fmt: skip
 
 
@@ -274,14 +292,15 @@ def measure_data_path(work: Path, *, quick: bool = False, repeats: int | None = 
 
 def markdown(fig: DataPathFigure) -> str:
     """The figure as a Markdown table."""
-    lines = ["| scene | chips/s per core | target | decode | " + " | ".join(fig.one.split_s) + " |",
-             "|---|---|---|---|" + "---|" * len(fig.one.split_s)]  # fmt: skip
+    lines = ["| scene | chips/s per core | target | direct / odc-stac reads | decode | "
+             + " | ".join(fig.one.split_s) + " |",
+             "|---|---|---|---|---|" + "---|" * len(fig.one.split_s)]  # fmt: skip
     for key, run in (("one", fig.one), ("four", fig.four)):
         fr = run.split_fraction
         lines.append(
             f"| {key} acquisition{'s' if run.acquisitions > 1 else ''} ({run.shape[0]}x{run.shape[1]} px, "
             f"load {run.loadavg_1m}) | {run.chips_per_s_per_core:.0f} | >= {fig.targets[key]:.0f} | "
-            f"{run.decode_fraction:.0%} | " + " | ".join(f"{fr[k]:.0%}" for k in run.split_s) + " |"
+            f"{run.direct_over_odc_stac:.2f}x | {run.decode_fraction:.0%} | " + " | ".join(f"{fr[k]:.0%}" for k in run.split_s) + " |"
         )
     return "\n".join(lines) + "\n"
 

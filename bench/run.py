@@ -80,13 +80,19 @@ def data_path_figures(quick: bool, work: Path) -> dict[str, Any]:
     from bench.data_path import measure_data_path
 
     d: dict[str, Any] = measure_data_path(work / "data-path", quick=quick).as_dict()
-    split = ", ".join(f"{k} {v:.0%}" for k, v in d["one"].get("split_fraction", {}).items())
+
+    def split(key: str) -> str:
+        return ", ".join(f"{k} {v:.0%}" for k, v in d[key].get("split_fraction", {}).items() if v >= 0.005)
+
     return {
         "chips_per_s_per_core": d["one"]["chips_per_s_per_core"],
         "chips_per_s_per_core_4acq": d["four"]["chips_per_s_per_core"],
         "decode_share": d["one"]["decode_fraction"],
         "decode_share_4acq": d["four"]["decode_fraction"],
-        "cause": f"cost split, one acquisition: {split}",
+        "direct_over_odc_stac": d["one"]["direct_over_odc_stac"],
+        "direct_over_odc_stac_4acq": d["four"]["direct_over_odc_stac"],
+        "cause": f"cost split, one acquisition: {split('one')}",
+        "cause_4acq": f"cost split, four acquisitions: {split('four')}",
         "detail": d,
     }
 

@@ -109,7 +109,8 @@ class LoadedModel:
             key: tuple[int, ...] = ()
             if key not in self._graphs:
                 side = TRACE_SIDE
-                example = torch.zeros((1, batch.shape[1], side, side)).contiguous(memory_format=torch.channels_last)
+                example = torch.zeros((1, batch.shape[1], side, side))
+                example = example.contiguous(memory_format=torch.channels_last)
                 self._graphs[key] = optimize_for_cpu(self.model, example, warm_calls=0)
             return self._graphs[key]
         key = tuple(batch.shape)
@@ -128,7 +129,9 @@ class LoadedModel:
         batch = torch.zeros((per, len(self.meta.bands), UNIT_CHIP, UNIT_CHIP))
         self._graph(batch.contiguous(memory_format=torch.channels_last))
 
-    def probabilities(self, chips: NDArray[np.float32] | Sequence[NDArray[np.float32]]) -> NDArray[np.float32]:
+    def probabilities(
+        self, chips: NDArray[np.float32] | Sequence[NDArray[np.float32]]
+    ) -> NDArray[np.float32]:
         """Run L4S-scaled tiles ``[N, C, H, W]`` through the model in batches.
 
         Inputs are z-scored with the checkpoint's statistics; non-finite values become 0 (the

@@ -62,7 +62,9 @@ def test_plan_reads_bands_on_the_grid_and_leaves_the_rest_to_odc_stac():
     c0=st.integers(0, 40),
     size=st.tuples(st.integers(1, 25), st.integers(1, 25)),
 )
-def test_window_and_upsample_map_each_output_pixel_to_its_source_pixel(factor, src_shape, shift, r0, c0, size):
+def test_window_and_upsample_map_each_output_pixel_to_its_source_pixel(
+    factor, src_shape, shift, r0, c0, size
+):
     """Block pixel (i, j) holds source pixel ((i + R) // k, (j + C) // k), 0 outside the source."""
     rng = np.random.default_rng(factor * 1000 + sum(src_shape))
     src = rng.integers(1, 60000, src_shape).astype(np.uint16)
@@ -72,7 +74,9 @@ def test_window_and_upsample_map_each_output_pixel_to_its_source_pixel(factor, s
     found = asset.window(rows, cols)
     if found is not None:
         window, where = found
-        coarse = src[window.row_off : window.row_off + window.height, window.col_off : window.col_off + window.width]
+        coarse = src[
+            window.row_off : window.row_off + window.height, window.col_off : window.col_off + window.width
+        ]
         block[where] = asset.upsample(coarse, window, rows, cols, where)
     ii, jj = np.meshgrid(np.arange(*rows), np.arange(*cols), indexing="ij")
     si, sj = (ii + shift[0]) // factor, (jj + shift[1]) // factor

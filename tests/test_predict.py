@@ -181,7 +181,8 @@ def test_unet_one_small_trace_serves_every_tile_shape_bit_for_bit(tiny_unet_chec
         for threads in (1, 2):
             torch.set_num_threads(threads)
             for shape in ((1, 13, 272, 272), (1, 13, 144, 400), (2, 13, 528, 528)):
-                x = torch.from_numpy(rng.random(shape, dtype=np.float32)).contiguous(memory_format=torch.channels_last)
+                x = torch.from_numpy(rng.random(shape, dtype=np.float32))
+                x = x.contiguous(memory_format=torch.channels_last)
                 with torch.inference_mode():
                     shared = model._graph(x)(x)
                     own = optimize_for_cpu(model.model, x, warm_calls=0)(x)

@@ -25,11 +25,15 @@ from typing import Any
 import cloudpickle
 import psutil
 import pytest
+import torch
 from distributed import Client
 
+from pipeline.bands import SWEEP_BANDS
 from pipeline.cli import main
 from pipeline.demo import scene
 from pipeline.errors import UserError
+from pipeline.models.checkpoint import IDENTITY, CheckpointMeta, save_checkpoint
+from pipeline.models.registry import build_model, default_config
 from pipeline.predict import plugin_name
 from pipeline.store import open_result
 from pipeline.sweep import SweepConfig, run_sweep
@@ -59,6 +63,23 @@ KILL_TESTS = (
 
 
 @pytest.fixture(scope="module")
+def sweep_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A paper-width U-Net with seeded random weights: slow enough (~0.2 s a region on 2 cores)
+    that a kill or a Ctrl-C lands while the sweep is still computing. (With the tiny test U-Net
+    the nine regions take a fraction of a second once the model is loaded.)"""
+    torch.manual_seed(0)
+    config = default_config("unet")
+    meta = CheckpointMeta(
+        model="unet", config=config, bands=SWEEP_BANDS, norm_mean=tuple([1.0] * len(SWEEP_BANDS)),
+        norm_std=tuple([0.5] * len(SWEEP_BANDS)), threshold=0.5, calibration=IDENTITY,
+        training={"note": "random weights for tests"},
+    )  # fmt: skip
+    path = tmp_path_factory.mktemp("ckpt") / "unet-paper-width.safetensors"
+    save_checkpoint(path, build_model("unet", config).eval().state_dict(), meta)
+    return path
+
+
+@pytest.fixture(scope="module")
 def cluster() -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
     with dask_cluster_processes(2) as (addr, workers):
         yield addr, workers
@@ -79,10 +100,10 @@ def _cfg(out: Path, ckpt: Path) -> SweepConfig:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, client: Client, tiny_unet_checkpoint: Path) -> Path:
+def reference(tmp_path_factory: pytest.TempPathFactory, client: Client, sweep_checkpoint: Path) -> Path:
     """An uninterrupted sweep with the same parameters."""
     out = tmp_path_factory.mktemp("kill") / "reference.zarr"
-    summary = run_sweep(_cfg(out, tiny_unet_checkpoint), client=client)
+    summary = run_sweep(_cfg(out, sweep_checkpoint), client=client)
     assert summary.regions_total == REGIONS == summary.regions_computed
     FIGURES["reference_wall_s"] = summary.wall_s
     FIGURES["reference_compute_s"] = summary.chips / max(summary.chips_per_s, 1e-9)
@@ -148,11 +169,11 @@ def _check_partial(out: Path) -> None:
 
 def test_cli_killed_after_first_region_resumes_to_identical_store(
     tmp_path: Path, cluster: tuple[str, list[subprocess.Popen[bytes]]], reference: Path,
-    tiny_unet_checkpoint: Path,
+    sweep_checkpoint: Path,
 ) -> None:  # fmt: skip
     out = tmp_path / "killed.zarr"
     # The first run owns its LocalCluster: killing it kills its workers too.
-    proc = subprocess.Popen(_cli(out, tiny_unet_checkpoint, None), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_cli(out, sweep_checkpoint, None), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     done = _kill_when(proc, out, min_done=1, at=None)
     FIGURES["kills"] += 1
@@ -160,7 +181,7 @@ def test_cli_killed_after_first_region_resumes_to_identical_store(
     _check_partial(out)
     # The killed CLI never released its lock: the re-run recognises it as stale and takes it over.
     assert json.loads((tmp_path / ".killed.zarr.lock").read_text())["pid"] == proc.pid
-    rerun = _resume(out, tiny_unet_checkpoint, cluster[0])
+    rerun = _resume(out, sweep_checkpoint, cluster[0])
     assert rerun.returncode == 0, rerun.stderr
     assert f"took over the lock of a killed sweep (pid {proc.pid} on " in rerun.stderr
     assert not (tmp_path / ".killed.zarr.lock").exists()
@@ -174,25 +195,25 @@ def test_cli_killed_after_first_region_resumes_to_identical_store(
 @pytest.mark.parametrize("seed", [20261124])
 def test_cli_killed_at_a_random_time_resumes_to_identical_store(
     tmp_path: Path, cluster: tuple[str, list[subprocess.Popen[bytes]]], reference: Path,
-    tiny_unet_checkpoint: Path, seed: int,
+    sweep_checkpoint: Path, seed: int,
 ) -> None:  # fmt: skip
     out = tmp_path / "random.zarr"
     # A random moment within the sweep's compute (the reference's compute time, measured this run;
     # its wall time also counts search and cluster start, which come before the store exists).
     at = random.Random(seed).uniform(0.05, 0.7) * float(FIGURES["reference_compute_s"])
-    proc = subprocess.Popen(_cli(out, tiny_unet_checkpoint, cluster[0]), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_cli(out, sweep_checkpoint, cluster[0]), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     done = _kill_when(proc, out, min_done=0, at=at)
     FIGURES["kills"] += 1
     _check_partial(out)
-    rerun = _resume(out, tiny_unet_checkpoint, cluster[0])
+    rerun = _resume(out, sweep_checkpoint, cluster[0])
     assert rerun.returncode == 0, f"seed {seed}, killed at {at:.2f} s after {done} regions: {rerun.stderr}"
     FIGURES["bytes"] += assert_same_store(out, reference)
 
 
 def test_worker_killed_mid_sweep_does_not_fail_it(
     tmp_path: Path, cluster: tuple[str, list[subprocess.Popen[bytes]]], client: Client, reference: Path,
-    tiny_unet_checkpoint: Path,
+    sweep_checkpoint: Path,
 ) -> None:  # fmt: skip
     out = tmp_path / "worker-loss.zarr"
     nanny = cluster[1][0]
@@ -216,7 +237,7 @@ def test_worker_killed_mid_sweep_does_not_fail_it(
 
     killer = threading.Thread(target=kill_one_worker, daemon=True)
     killer.start()
-    summary = run_sweep(_cfg(out, tiny_unet_checkpoint), client=client)
+    summary = run_sweep(_cfg(out, sweep_checkpoint), client=client)
     t_end = time.monotonic()
     killer.join(timeout=5)
     assert at_kill, "the worker was not killed during the sweep"
@@ -258,7 +279,7 @@ def _make_interrupted(reference: Path, out: Path) -> None:
 
 
 def test_a_damaged_region_is_found_on_resume_and_recomputed(
-    tmp_path: Path, client: Client, reference: Path, tiny_unet_checkpoint: Path,
+    tmp_path: Path, client: Client, reference: Path, sweep_checkpoint: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     out = tmp_path / "damaged.zarr"
@@ -271,7 +292,7 @@ def test_a_damaged_region_is_found_on_resume_and_recomputed(
     (out / "slope" / "2.0").unlink()
     other = out / "valid" / "2.2"
     other.write_bytes(bytes(b ^ 0xFF for b in other.read_bytes()))
-    summary = run_sweep(_cfg(out, tiny_unet_checkpoint), client=client)
+    summary = run_sweep(_cfg(out, sweep_checkpoint), client=client)
     err = capsys.readouterr().err
     assert f"resuming: {REGIONS - 3}/{REGIONS} regions already written" in err
     assert "damaged: region(s) 5, 7, 9 no longer match their checksums; recomputing" in err
@@ -282,15 +303,15 @@ def test_a_damaged_region_is_found_on_resume_and_recomputed(
 
 def test_a_second_sweep_on_the_same_out_is_refused_naming_the_first(
     tmp_path: Path, cluster: tuple[str, list[subprocess.Popen[bytes]]], reference: Path,
-    tiny_unet_checkpoint: Path, capsys: pytest.CaptureFixture[str],
+    sweep_checkpoint: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     out = tmp_path / "shared.zarr"
-    first = subprocess.Popen(_cli(out, tiny_unet_checkpoint, cluster[0]), stdout=subprocess.DEVNULL,
+    first = subprocess.Popen(_cli(out, sweep_checkpoint, cluster[0]), stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)  # fmt: skip
     while first.poll() is None and not out.exists():
         time.sleep(0.02)
     assert first.poll() is None, "the first sweep ended before the second started"
-    code = main(_cli(out, tiny_unet_checkpoint, cluster[0])[3:])
+    code = main(_cli(out, sweep_checkpoint, cluster[0])[3:])
     err = capsys.readouterr().err
     assert first.poll() is None, "the first sweep ended before the second was refused"
     assert code == 2
@@ -301,11 +322,11 @@ def test_a_second_sweep_on_the_same_out_is_refused_naming_the_first(
 
 
 def test_ctrl_c_prints_one_line_and_leaves_a_resumable_store(
-    tmp_path: Path, cluster: tuple[str, list[subprocess.Popen[bytes]]], tiny_unet_checkpoint: Path
+    tmp_path: Path, cluster: tuple[str, list[subprocess.Popen[bytes]]], sweep_checkpoint: Path
 ) -> None:
     """A real SIGINT to the CLI's process group (what a terminal's Ctrl-C sends), its own cluster."""
     out = tmp_path / "interrupted.zarr"
-    proc = subprocess.Popen([*_cli(out, tiny_unet_checkpoint, None), "--no-progress"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*_cli(out, sweep_checkpoint, None), "--no-progress"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     while proc.poll() is None and len(store_attrs_file(out).get("landslide:regions_done", [])) < 1:  # type: ignore[arg-type]
         time.sleep(0.02)

@@ -27,6 +27,7 @@ import pystac
 import rasterio
 import rasterio.warp
 from odc.geo.geobox import GeoBox
+from odc.loader.types import RasterSource
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
@@ -62,7 +63,9 @@ class AlignedAsset:
     shape: tuple[int, int]
     transform: tuple[float, float, float, float, float, float]
 
-    def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> tuple[Window, tuple[slice, slice]] | None:
+    def window(
+        self, rows: tuple[int, int], cols: tuple[int, int]
+    ) -> tuple[Window, tuple[slice, slice]] | None:
         """Source window covering output ``rows x cols`` and where it lands in the block.
 
         Returns:
@@ -198,9 +201,14 @@ def _aligned(item: pystac.Item, parsed: odc.stac.ParsedItem, band: str, geobox: 
         src = parsed[band]
     except (KeyError, ValueError):
         return None
-    box = src.geobox if src is not None else None
-    if not isinstance(box, GeoBox) or src.band != 1 or src.subdataset:
+    if (
+        not isinstance(src, RasterSource)
+        or not isinstance(src.geobox, GeoBox)
+        or src.band != 1
+        or src.subdataset
+    ):
         return None
+    box = src.geobox
     if box.crs is None or geobox.crs is None or box.crs != geobox.crs:
         return None
     a, b, c, d, e, f = (float(v) for v in tuple(box.transform)[:6])
@@ -220,7 +228,9 @@ def _aligned(item: pystac.Item, parsed: odc.stac.ParsedItem, band: str, geobox: 
     )  # fmt: skip
 
 
-def solar_day_slices(items: Sequence[pystac.Item], geobox: GeoBox) -> list[list[tuple[pystac.Item, odc.stac.ParsedItem]]]:
+def solar_day_slices(
+    items: Sequence[pystac.Item], geobox: GeoBox
+) -> list[list[tuple[pystac.Item, odc.stac.ParsedItem]]]:
     """Items grouped into time slices as odc-stac's ``groupby="solar_day"`` does.
 
     Groups are keyed by the solar date at the grid centre's longitude and sorted by it; items
@@ -279,9 +289,14 @@ def plan_bands(
             slices.append(tuple(a for a in assets if a is not None))
         plans[band] = (
             BandReads(
-                band=band, slices=tuple(slices), geobox=geobox, nearest=band in nearest, gdal_options=options,
-                fail_on_error=fail_on_error, patch_url=patch_url,
-            )  # fmt: skip
+                band=band,
+                slices=tuple(slices),
+                geobox=geobox,
+                nearest=band in nearest,
+                gdal_options=options,
+                fail_on_error=fail_on_error,
+                patch_url=patch_url,
+            )
             if slices
             else None
         )

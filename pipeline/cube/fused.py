@@ -98,7 +98,9 @@ def cube_block(
         dn = source.read(rows, cols) if isinstance(source, BandReads) else source
         for r in range(0, h, step):
             rs = slice(r, min(r + step, h))
-            composite_block(dn[:, rs], clear[:, rs], grid.offsets, out[i, rs], mask=False, divisor=divisors[i])
+            composite_block(
+                dn[:, rs], clear[:, rs], grid.offsets, out[i, rs], mask=False, divisor=divisors[i]
+            )
         if t > 1:
             valid &= np.isfinite(out[i])
         else:
@@ -168,9 +170,14 @@ def build_cube(
     names = (*SPECTRAL, SCL_ASSET)
     direct = (
         plan_bands(
-            s2_items, geobox, names, nearest=(SCL_ASSET,), gdal_options=gdal_options,
-            fail_on_error=fail_on_error, patch_url=patch_url,
-        )  # fmt: skip
+            s2_items,
+            geobox,
+            names,
+            nearest=(SCL_ASSET,),
+            gdal_options=gdal_options,
+            fail_on_error=fail_on_error,
+            patch_url=patch_url,
+        )
         if direct_reads
         else dict.fromkeys(names)
     )
@@ -194,7 +201,9 @@ def build_cube(
         clear_da = da.block([
             [
                 da.from_delayed(
-                    delayed(clear_reads.count, pure=True)(r, c), shape=(r[1] - r[0], c[1] - c[0]), dtype=np.uint8
+                    delayed(clear_reads.count, pure=True)(r, c),
+                    shape=(r[1] - r[0], c[1] - c[0]),
+                    dtype=np.uint8,
                 )
                 for c in col_bounds
             ]
@@ -206,7 +215,8 @@ def build_cube(
         clear = clear_mask_da.to_delayed(optimize_graph=False)[0]
         n_clear = da.minimum(clear_mask_da.sum(axis=0, dtype=np.uint16), 255).astype(np.uint8)
     bands: list[Any] = [
-        direct[b] if direct[b] is not None else raw[b].data.to_delayed(optimize_graph=False)[0] for b in SPECTRAL
+        direct[b] if direct[b] is not None else raw[b].data.to_delayed(optimize_graph=False)[0]
+        for b in SPECTRAL
     ]
     native_d = native.to_delayed(optimize_graph=False).ravel()[0]
     grid = BlockGrid(geobox, native_box, offsets, abs(float(geobox.resolution.x)))

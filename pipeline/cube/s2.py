@@ -318,7 +318,9 @@ def _sort_network(values: list[np.ndarray]) -> None:
         values[i] = lo
 
 
-def _median_of_sorted(values: list[np.ndarray], count: np.ndarray, out: np.ndarray, divisor: float = 1.0) -> None:
+def _median_of_sorted(
+    values: list[np.ndarray], count: np.ndarray, out: np.ndarray, divisor: float = 1.0
+) -> None:
     """Median of the first ``count`` entries of element-wise sorted ``values``, NaN where 0, over ``divisor``.
 
     ``(s[(c - 1) // 2] + s[c // 2]) / 2`` for each count ``c``: ``s[(c - 1) // 2]`` is ``s[k]``
