@@ -300,7 +300,9 @@ def markdown(fig: DataPathFigure) -> str:
         lines.append(
             f"| {key} acquisition{'s' if run.acquisitions > 1 else ''} ({run.shape[0]}x{run.shape[1]} px, "
             f"load {run.loadavg_1m}) | {run.chips_per_s_per_core:.0f} | >= {fig.targets[key]:.0f} | "
-            f"{run.direct_over_odc_stac:.2f}x | {run.decode_fraction:.0%} | " + " | ".join(f"{fr[k]:.0%}" for k in run.split_s) + " |"
+            f"{run.direct_over_odc_stac:.2f}x | {run.decode_fraction:.0%} | "
+            + " | ".join(f"{fr[k]:.0%}" for k in run.split_s)
+            + " |"
         )
     return "\n".join(lines) + "\n"
 
