@@ -70,6 +70,22 @@ def _sweep_dict(run: SweepRun) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _e2e(run: SweepRun, batch: int, model_chips_per_s: float) -> dict[str, Any]:
+    """End-to-end figures of a sweep against the model alone.
+
+    ``end_to_end_over_model`` divides by the model's speed measured in the sweep's own worker
+    just before it (same process); ``end_to_end_over_model_main`` by the model-only figure of
+    this (bench) process, which differs from process to process by a few percent here.
+    """
+    worker = run.worker_model_chips_per_s or model_chips_per_s
+    return {
+        **_sweep_dict(run), "batch": batch, "model_chips_per_s": worker,
+        "model_chips_per_s_main": model_chips_per_s,
+        "end_to_end_over_model": run.chips_per_s / worker,
+        "end_to_end_over_model_main": run.chips_per_s / model_chips_per_s,
+    }  # fmt: skip
+
+
 def _log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -136,9 +152,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     e2e: dict[str, Any] = {}
     _log(f"end-to-end unet ({main_scene.area_km2:.1f} km2)")
     main = bench_sweep(main_scene, ckpts["unet"], work / "unet.zarr", workers=1, block=args.block,
-                       batch_size=unet.batch)  # fmt: skip
-    e2e["unet"] = {**_sweep_dict(main), "batch": unet.batch, "model_chips_per_s": unet.tile_chips_per_s,
-                   "end_to_end_over_model": main.chips_per_s / unet.tile_chips_per_s}  # fmt: skip
+                       batch_size=unet.batch, probe_tile=tile)  # fmt: skip
+    e2e["unet"] = _e2e(main, unet.batch, unet.tile_chips_per_s)
 
     _log("peers")
     loop = plain_loop(main_scene, ckpts["unet"], work / "loop.tif")
@@ -177,10 +192,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         if name == "hybrid":
             _log("end-to-end hybrid")
             run_h = bench_sweep(main_scene, ckpts["hybrid"], work / "hybrid.zarr", workers=1,
-                                block=args.block, batch_size=speed.batch)  # fmt: skip
-            e2e["hybrid"] = {**_sweep_dict(run_h), "batch": speed.batch,
-                             "model_chips_per_s": speed.chips_per_s,
-                             "end_to_end_over_model": run_h.chips_per_s / speed.chips_per_s}  # fmt: skip
+                                block=args.block, batch_size=speed.batch, probe_tile=128)  # fmt: skip
+            e2e["hybrid"] = _e2e(run_h, speed.batch, speed.chips_per_s)
         ckpts[name].unlink()
     # The ceiling is the best of several measurements spread over the run (the machine may be
     # shared): re-measure once more and express every mfu against the best.

@@ -34,6 +34,8 @@ class SweepRun:
         workers: Worker processes.
         block: Block size (pixels).
         foreign_cores: Average cores used by other processes on the machine meanwhile.
+        worker_model_chips_per_s: The model alone, measured in the sweep's own worker just before
+            the sweep (:func:`worker_model_speed`; 0 when not asked for).
     """
 
     area_km2: float
@@ -45,6 +47,7 @@ class SweepRun:
     workers: int
     block: int
     foreign_cores: float = 0.0
+    worker_model_chips_per_s: float = 0.0
 
     @property
     def chips_per_s(self) -> float:
@@ -71,20 +74,52 @@ def bench_sweep(
     block: int,
     batch_size: int,
     region_blocks: int = 4,
+    probe_tile: int | None = None,
 ) -> SweepRun:
-    """Sweep a tiled scene once on a fresh local cluster and return its figures."""
+    """Sweep a tiled scene once on a fresh local cluster and return its figures.
+
+    With ``probe_tile`` (the side of the tiles the sweep runs: 528 for the U-Net, 128 for chips)
+    the model alone is first timed in the same worker process (``workers`` must be 1): the
+    end-to-end ratio then compares two figures from one process, free of the few percent by
+    which the same model's speed differs from process to process on this machine.
+    """
     shutil.rmtree(out, ignore_errors=True)
     cfg = SweepConfig(
         bbox=BBox(*scene.bbox), start=demo.DEMO_START, end=demo.DEMO_END, out=out,
         catalog=str(scene.catalog), checkpoint=checkpoint, block=block, batch_size=batch_size,
         region_blocks=region_blocks, device="cpu", progress=False,
     )  # fmt: skip
-    with PeakTreeRSS() as rss, dask_client(ClusterSpec(n_workers=workers, device="cpu")) as (client, _):
+    probe = 0.0
+    with PeakTreeRSS() as rss, dask_client(ClusterSpec(n_workers=workers, device="cpu")) as (client, threads):
+        if probe_tile is not None:
+            probe = client.submit(
+                worker_model_speed, str(checkpoint), probe_tile, batch_size, threads, pure=False
+            ).result()
         summary = run_sweep(cfg, client=client)
     shutil.rmtree(out, ignore_errors=True)
     compute_s = summary.chips / summary.chips_per_s if summary.chips_per_s else summary.wall_s
     return SweepRun(
         area_km2=summary.area_km2, chips=summary.chips, compute_s=compute_s, wall_s=summary.wall_s,
         overlap_factor=summary.overlap_factor, peak_rss_mb=rss.peak_mb, workers=workers, block=block,
-        foreign_cores=rss.foreign_cores,
+        foreign_cores=rss.foreign_cores, worker_model_chips_per_s=probe,
     )  # fmt: skip
+
+
+def worker_model_speed(checkpoint: str, tile: int, batch: int, threads: int | None) -> float:
+    """The model's median chips/s in this process (run as a task on the sweep's worker).
+
+    The same measurement as :mod:`bench.model_speed`: ``tile`` > 128 times one tile per pass,
+    128 times a batch of ``batch`` chips.
+    """
+    import torch
+
+    from bench.model_speed import chips_per_s, tile_chips_per_s
+    from pipeline.predict import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_model(checkpoint, "cpu", batch)
+    model.prepare()
+    if tile > 128:
+        return tile_chips_per_s(model, tile, min_s=4.0, max_iters=4)
+    return chips_per_s(model, batch, min_s=4.0, max_iters=4)

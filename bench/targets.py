@@ -27,7 +27,8 @@ def _e2e_cause(result: dict[str, Any], name: str) -> str:
     e = result["end_to_end_models"][name]
     model_s = e["chips"] / e["model_chips_per_s"]
     share = model_s / e["compute_s"]
-    parts = [f"the model is {share:.0%} of the sweep's compute time at its model-only speed"]
+    parts = [f"the model is {share:.0%} of the sweep's compute time at its model-only speed (measured in the "
+             f"sweep's worker: {e['model_chips_per_s']:.3g} chips/s)"]
     wo = result.get("worker_overhead")
     if wo:
         parts.append(
