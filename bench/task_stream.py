@@ -1,0 +1,75 @@
+"""``python -m bench.task_stream``: where a U-Net sweep's compute time goes, by Dask task kind.
+
+Sweeps the demo tiled ``--reps`` x ``--reps`` (default 4: 393 km2) with a paper-width U-Net of
+seeded random weights on one local worker (2 torch threads, as ``make bench``'s end-to-end
+figure), records Dask's task stream and prints the compute seconds of each task prefix (model
+tiles in ``overlap-predict_block``; the cube in ``cube_block``; the halo assembly in
+``concatenate``/``rechunk``), their sum, the stream's span and the sweep's compute time. The
+model alone is timed in the same worker first (:func:`bench.sweeps.worker_model_speed`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    from distributed import get_task_stream
+
+    from bench.checkpoints import bench_config, random_checkpoint
+    from bench.scene import build_tiled_scene
+    from bench.sweeps import worker_model_speed
+    from pipeline.catalog import BBox
+    from pipeline.cluster import ClusterSpec, dask_client
+    from pipeline.demo import scene as demo
+    from pipeline.sweep import SweepConfig, run_sweep
+
+    p = argparse.ArgumentParser(prog="python -m bench.task_stream", description=__doc__.split("\n")[0])
+    p.add_argument("--reps", type=int, default=4)
+    p.add_argument("--block", type=int, default=2048)
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="landslide-ts-") as tmp:
+        work = Path(tmp)
+        scene = build_tiled_scene(work / "scene", args.reps, args.reps)
+        ckpt = random_checkpoint("unet", bench_config("unet", False), work / "unet.safetensors")
+        out = work / "sweep.zarr"
+        cfg = SweepConfig(
+            bbox=BBox(*scene.bbox), start=demo.DEMO_START, end=demo.DEMO_END, out=out,
+            catalog=str(scene.catalog), checkpoint=ckpt, block=args.block, batch_size=1, region_blocks=4,
+            device="cpu", progress=False,
+        )  # fmt: skip
+        with dask_client(ClusterSpec(n_workers=1, device="cpu")) as (client, threads):
+            model = client.submit(worker_model_speed, str(ckpt), 528, 1, threads, pure=False).result()
+            with get_task_stream(client) as ts:
+                t0 = time.perf_counter()
+                summary = run_sweep(cfg, client=client)
+                wall = time.perf_counter() - t0
+        shutil.rmtree(out, ignore_errors=True)
+    seconds: dict[str, float] = collections.defaultdict(float)
+    starts, stops = [], []
+    for task in ts.data:
+        for ss in task["startstops"]:
+            starts.append(ss["start"])
+            stops.append(ss["stop"])
+            if ss["action"] == "compute":
+                key = task["key"][0] if isinstance(task["key"], tuple) else task["key"]
+                seconds[str(key).rsplit("-", 1)[0]] += ss["stop"] - ss["start"]
+    compute_s = summary.chips / summary.chips_per_s
+    print(f"model alone in the worker: {model:.3g} chips/s; sweep: {summary.chips_per_s:.3g} chips/s "
+          f"({summary.chips_per_s / model:.3f} of it), {summary.chips} chips")  # fmt: skip
+    span = max(stops) - min(starts)
+    print(f"sweep compute {compute_s:.2f} s, wall {wall:.2f} s; task stream span {span:.2f} s, "
+          f"tasks {sum(seconds.values()):.2f} s; the model alone: {summary.chips / model:.2f} s")  # fmt: skip
+    for name, s in sorted(seconds.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"{s:9.3f} s  {s / compute_s:6.1%}  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
