@@ -157,7 +157,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         bench_sweep(
             main_scene, ckpts["unet"], work / "unet.zarr", workers=1, block=args.block,
             batch_size=unet.batch, probe_tile=tile,
-        )  # fmt: skip
+        )
         for _ in range(1 if quick else 3)
     ]
     runs.sort(key=lambda r: r.chips_per_s / (r.worker_model_chips_per_s or 1.0))
