@@ -163,7 +163,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     runs.sort(key=lambda r: r.chips_per_s / (r.worker_model_chips_per_s or 1.0))
     main = runs[len(runs) // 2]
     e2e["unet"] = _e2e(main, unet.batch, unet.tile_chips_per_s)
-    e2e["unet"]["end_to_end_over_model_runs"] = [r.chips_per_s / (r.worker_model_chips_per_s or 1.0) for r in runs]
+    ratios = [r.chips_per_s / (r.worker_model_chips_per_s or 1.0) for r in runs]
+    e2e["unet"]["end_to_end_over_model_runs"] = ratios
 
     _log("peers")
     loop = plain_loop(main_scene, ckpts["unet"], work / "loop.tif")
