@@ -326,17 +326,27 @@ def test_ctrl_c_prints_one_line_and_leaves_a_resumable_store(
 ) -> None:
     """A real SIGINT to the CLI's process group (what a terminal's Ctrl-C sends), its own cluster."""
     out = tmp_path / "interrupted.zarr"
+    # As from a terminal: SIGINT at its default disposition in the child, whatever this process
+    # inherited or was left with (a process that starts with SIGINT ignored keeps ignoring it,
+    # and Python then installs no KeyboardInterrupt handler).
+    sigint_here = signal.getsignal(signal.SIGINT)
     proc = subprocess.Popen([*_cli(out, sweep_checkpoint, None), "--no-progress"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)  # fmt: skip
     while proc.poll() is None and len(store_attrs_file(out).get("landslide:regions_done", [])) < 1:  # type: ignore[arg-type]
         time.sleep(0.02)
     assert proc.poll() is None, "the sweep ended before Ctrl-C"
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, f"rc {proc.returncode}; SIGINT here: {sigint_here!r}; {err}"
     assert err.splitlines() == ["landslide: interrupted; re-run the same command to resume"], err
     assert store_attrs_file(out)["landslide:status"] == "in_progress"
     assert not (tmp_path / ".interrupted.zarr.lock").exists()
+
+
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT back to its default disposition."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _plugin_loaded(name: str, dask_worker: Any = None) -> bool:
