@@ -143,6 +143,8 @@ class LoadedModel:
             Calibrated probabilities ``[N, H, W]`` float32 (the checkpoint's calibration applied).
         """
         n_all = len(chips)
+        if n_all == 0:
+            return np.empty((0, *np.shape(chips)[2:]), dtype=np.float32)
         c, height, width = (int(v) for v in chips[0].shape)
         out = np.empty((n_all, height, width), dtype=np.float32)
         cuda = self.device.startswith("cuda")

@@ -5,7 +5,7 @@ or, for a band resampled with nearest neighbour, an integer multiple of it (Sent
 SCL on a 10 m grid), resampling is the identity or a pixel repeat. Then a block of the cube
 needs no warp, no nodata fill of a fresh chunk and no fuse copy: each source's window is read
 once by GDAL into the rows and columns of the block it covers. This module plans those reads
-from the items' STAC ``proj:`` metadata (pure code, :func:`plan_band`) and carries them out
+from the items' STAC ``proj:`` metadata (pure code, :func:`plan_bands`) and carries them out
 inside the cube's block task (:meth:`BandReads.read`). Bands whose assets are not aligned (the
 20 m and 60 m spectral bands, resampled bilinearly, or scenes in another UTM zone) keep
 odc-stac's reader; both give the same digital numbers on aligned grids (tested).
@@ -32,7 +32,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from pipeline.cube.items import S2_NODATA, _options, redact
-from pipeline.cube.s2 import _geobox_mid_lon, clear_block
+from pipeline.cube.s2 import clear_block, solar_day_slices
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +194,7 @@ def _nodata_to_zero(src: rasterio.io.DatasetReader, arr: np.ndarray) -> None:
         np.copyto(arr, np.uint16(S2_NODATA), where=arr == nodata)
 
 
-def _aligned(item: pystac.Item, parsed: odc.stac.ParsedItem, band: str, geobox: GeoBox, nearest: bool
-             ) -> AlignedAsset | None:  # fmt: skip
+def _aligned(parsed: odc.stac.ParsedItem, band: str, geobox: GeoBox, nearest: bool) -> AlignedAsset | None:
     """The asset as an :class:`AlignedAsset`, or None when its grid is unknown or not aligned."""
     try:
         src = parsed[band]
@@ -226,29 +225,6 @@ def _aligned(item: pystac.Item, parsed: odc.stac.ParsedItem, band: str, geobox: 
         href=src.uri, row_shift=round(row_shift), col_shift=round(col_shift), factor=factor,
         shape=(int(box.shape[0]), int(box.shape[1])), transform=(a, b, c, d, e, f),
     )  # fmt: skip
-
-
-def solar_day_slices(
-    items: Sequence[pystac.Item], geobox: GeoBox
-) -> list[list[tuple[pystac.Item, odc.stac.ParsedItem]]]:
-    """Items grouped into time slices as odc-stac's ``groupby="solar_day"`` does.
-
-    Groups are keyed by the solar date at the grid centre's longitude and sorted by it; items
-    within a group are sorted by nominal time, then id (odc-stac's fuse order).
-    """
-    lon = _geobox_mid_lon(geobox)
-    parsed = [(item, odc.stac.parse_item(item)) for item in items]
-    keyed = sorted(
-        ((p.solar_date_at(lon).date(), p.nominal_datetime, p.id, i) for i, (_, p) in enumerate(parsed))
-    )  # fmt: skip
-    slices: list[list[tuple[pystac.Item, odc.stac.ParsedItem]]] = []
-    last = None
-    for day, _, _, i in keyed:
-        if day != last:
-            slices.append([])
-            last = day
-        slices[-1].append(parsed[i])
-    return slices
 
 
 def plan_bands(
@@ -282,7 +258,7 @@ def plan_bands(
     for band in bands:
         slices: list[tuple[AlignedAsset, ...]] | None = []
         for group in groups:
-            assets = [_aligned(item, parsed, band, geobox, band in nearest) for item, parsed in group]
+            assets = [_aligned(parsed, band, geobox, band in nearest) for _, parsed in group]
             if any(a is None for a in assets) or slices is None:
                 slices = None
                 break

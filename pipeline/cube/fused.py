@@ -198,7 +198,7 @@ def build_cube(
     if scl_reads is not None:
         clear_reads = ClearReads(scl_reads, dilate_px)
         clear: Any = [[clear_reads] * len(col_bounds) for _ in row_bounds]
-        clear_da = da.block([
+        n_clear = da.block([
             [
                 da.from_delayed(
                     delayed(clear_reads.count, pure=True)(r, c),
@@ -209,7 +209,6 @@ def build_cube(
             ]
             for r in row_bounds
         ])  # fmt: skip
-        n_clear = clear_da
     else:
         clear_mask_da = clear_mask(raw[SCL_ASSET], dilate_px).data
         clear = clear_mask_da.to_delayed(optimize_graph=False)[0]

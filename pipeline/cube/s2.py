@@ -107,35 +107,54 @@ def _geobox_mid_lon(geobox: GeoBox) -> float:
     return float(lon)
 
 
-def _solar_day_groups(items: Iterable[pystac.Item], geobox: GeoBox) -> dict[date, tuple[int, np.datetime64]]:
-    """Solar day -> (DN offset, earliest nominal time), grouping as ``groupby="solar_day"`` does.
+def solar_day_slices(
+    items: Sequence[pystac.Item], geobox: GeoBox
+) -> list[list[tuple[pystac.Item, odc.stac.ParsedItem]]]:
+    """Items grouped into time slices as odc-stac's ``groupby="solar_day"`` does.
 
-    odc-stac keys each item by ``parse_item(item).solar_date_at(lon).date()`` with ``lon`` the
-    grid centre's longitude, sorts the groups by key, and stamps each time slice with the
-    earliest item time of its group (UTC, timezone-naive).
+    Groups are keyed by the solar date at the grid centre's longitude and sorted by it; items
+    within a group are sorted by nominal time, then id (odc-stac's fuse order).
+    """
+    lon = _geobox_mid_lon(geobox)
+    parsed = [(item, odc.stac.parse_item(item)) for item in items]
+    keyed = sorted(
+        ((p.solar_date_at(lon).date(), p.nominal_datetime, p.id, i) for i, (_, p) in enumerate(parsed))
+    )  # fmt: skip
+    slices: list[list[tuple[pystac.Item, odc.stac.ParsedItem]]] = []
+    last = None
+    for day, _, _, i in keyed:
+        if day != last:
+            slices.append([])
+            last = day
+        slices[-1].append(parsed[i])
+    return slices
+
+
+def _solar_day_groups(items: Iterable[pystac.Item], geobox: GeoBox) -> dict[date, tuple[int, np.datetime64]]:
+    """Solar day -> (DN offset, earliest nominal time) of each time slice (:func:`solar_day_slices`).
+
+    odc-stac stamps each time slice with the earliest item time of its group (UTC,
+    timezone-naive).
 
     Raises:
         CubeError: When items of one solar day have processing baselines with different offsets.
 
     """
+    out: dict[date, tuple[int, np.datetime64]] = {}
     lon = _geobox_mid_lon(geobox)
-    groups: dict[date, tuple[int, np.datetime64, str]] = {}
-    for item in items:
-        parsed = odc.stac.parse_item(item)
-        day = parsed.solar_date_at(lon).date()
-        when = np.datetime64(parsed.nominal_datetime.replace(tzinfo=None), "us")
-        offset = dn_offset(item.properties.get("s2:processing_baseline"))
-        if day in groups:
-            first_offset, first_time, first_id = groups[day]
-            if first_offset != offset:
+    for group in solar_day_slices(list(items), geobox):
+        (first, first_parsed), *rest = group
+        offset = dn_offset(first.properties.get("s2:processing_baseline"))
+        for item, _ in rest:
+            other = dn_offset(item.properties.get("s2:processing_baseline"))
+            if other != offset:
                 raise CubeError(
-                    f"item {item.id}: processing-baseline offset {offset} differs from {first_offset} "
-                    f"of item {first_id} on the same solar day {day}"
+                    f"item {item.id}: processing-baseline offset {other} differs from {offset} "
+                    f"of item {first.id} on the same solar day {first_parsed.solar_date_at(lon).date()}"
                 )
-            groups[day] = (offset, min(first_time, when), first_id)
-        else:
-            groups[day] = (offset, when, item.id)
-    return {day: (offset, when) for day, (offset, when, _) in sorted(groups.items())}
+        when = min(np.datetime64(p.nominal_datetime.replace(tzinfo=None), "us") for _, p in group)
+        out[first_parsed.solar_date_at(lon).date()] = (offset, when)
+    return out
 
 
 def solar_day_offsets(items: Iterable[pystac.Item], geobox: GeoBox) -> dict[date, int]:
