@@ -55,6 +55,29 @@ READ_CHUNK_MAX = 1024
 DEM_WINDOW = (dt.date(1990, 1, 1), dt.date(2100, 12, 31))
 
 
+@dataclass(frozen=True)
+class GridSpec:
+    """A fixed sweep grid (an event's, :mod:`pipeline.event.mosaic`): north-up, ``resolution`` m.
+
+    Attributes:
+        epsg: EPSG code of its CRS (a UTM zone).
+        west: West edge (metres).
+        north: North edge (metres).
+        shape: ``(rows, cols)``, whole chips.
+        resolution: Pixel size (metres).
+    """
+
+    epsg: int
+    west: float
+    north: float
+    shape: tuple[int, int]
+    resolution: float = RESOLUTION
+
+    def key(self) -> list[object]:
+        """JSON-able identity (for fingerprints)."""
+        return [self.epsg, self.west, self.north, list(self.shape), self.resolution]
+
+
 def _default_cluster() -> ClusterSpec:
     from pipeline.cluster import ClusterSpec
 
@@ -87,6 +110,12 @@ class SweepConfig:
         read_retries: HTTP retries of every COG request (GDAL, exponential backoff).
         retry_delay_s: First wait between retries (seconds; doubles each retry).
         read_timeout_s: Timeout of one HTTP request (seconds).
+        grid: Sweep this fixed grid instead of the bbox's own UTM grid (an event's grid); the
+            bbox then only bounds the catalog search.
+        only_regions: Compute only these regions (indices of the plan); every other region is
+            taken from ``base`` or, without one, left unwritten (reads as not valid).
+        base: A complete store on the same lattice (an earlier version) whose chunks of the
+            regions not computed are hard-linked into ``out``, not copied.
 
     Raises:
         UserError: On construction, naming the first thing that is wrong.
@@ -113,10 +142,21 @@ class SweepConfig:
     read_retries: int = DEFAULT_READ_RETRIES
     retry_delay_s: float = DEFAULT_RETRY_DELAY_S
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    grid: GridSpec | None = None
+    only_regions: tuple[int, ...] | None = None
+    base: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bbox", BBox.parse(self.bbox))
         object.__setattr__(self, "out", Path(self.out))
+        if self.base is not None:
+            object.__setattr__(self, "base", Path(self.base))
+            if self.grid is None or self.only_regions is None:
+                raise UserError("a base store needs a fixed grid and the regions to compute")
+        if self.only_regions is not None:
+            object.__setattr__(self, "only_regions", tuple(sorted({int(i) for i in self.only_regions})))
+        if self.grid is not None and any(n <= 0 or n % CHIP for n in self.grid.shape):
+            raise UserError(f"a sweep grid's shape must be whole {CHIP}-px chips, not {self.grid.shape}")
         if self.checkpoint is not None:
             object.__setattr__(self, "checkpoint", Path(self.checkpoint))
         if self.end < self.start:

@@ -28,7 +28,7 @@ from pipeline.catalog import BBox
 from pipeline.models.checkpoint import CheckpointMeta
 from pipeline.predict import ModelRef
 from pipeline.store.schema import RunMeta
-from pipeline.sweep.config import CHIP, READ_CHUNK_MAX, RESOLUTION, SweepConfig
+from pipeline.sweep.config import CHIP, READ_CHUNK_MAX, RESOLUTION, GridSpec, SweepConfig
 from pipeline.tiling import ChipGrid, grid_for_model, pad_to_multiple
 
 COMPOSITE = "median of clear observations (SCL-masked, dilated)"
@@ -134,6 +134,12 @@ def area_geobox(bbox: tuple[float, float, float, float], chip: int = CHIP) -> Ge
     return GeoBox((pad_to_multiple(rows, chip), pad_to_multiple(cols, chip)), gbox.transform, gbox.crs)
 
 
+def spec_geobox(spec: GridSpec) -> GeoBox:
+    """The GeoBox of a fixed grid."""
+    transform = Affine(spec.resolution, 0.0, spec.west, 0.0, -spec.resolution, spec.north)
+    return GeoBox(spec.shape, transform, f"EPSG:{spec.epsg}")
+
+
 def window_geobox(gbox: GeoBox, rows: tuple[int, int], cols: tuple[int, int], margin: int) -> GeoBox:
     """Sub-grid of ``gbox`` for a pixel window grown by ``margin`` (may extend past ``gbox``)."""
     r0, c0 = rows[0] - margin, cols[0] - margin
@@ -160,12 +166,15 @@ def margin_chunks(size: int, block: int, margin: int) -> tuple[int, ...]:
 
 def fingerprint(cfg: SweepConfig, sha256: str, shape: tuple[int, int], crs: str) -> str:
     """Identity of a sweep's output: a re-run with the same fingerprint may resume."""
-    key = {
+    key: dict[str, object] = {
         "bbox": list(cfg.bbox), "start": cfg.start.isoformat(), "end": cfg.end.isoformat(),
         "catalog": cfg.catalog, "checkpoint": sha256, "block": cfg.block, "overlap": cfg.overlap,
         "max_cloud": cfg.max_cloud, "zarr_format": cfg.zarr_format, "shape": list(shape), "crs": crs,
         "region_blocks": cfg.region_blocks,
     }  # fmt: skip
+    if cfg.grid is not None:  # an event's sweep; other sweeps keep their fingerprints
+        base = str(cfg.base) if cfg.base else None
+        key.update(grid=cfg.grid.key(), only_regions=cfg.only_regions, base=base)
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -178,7 +187,7 @@ def requested_area_km2(bbox: BBox) -> float:
 
 def plan_sweep(cfg: SweepConfig, checkpoint: Checkpoint, scenes: Scenes) -> SweepPlan:
     """The plan of a sweep (pure: no search, no read, no write)."""
-    gbox = area_geobox(cfg.bbox)
+    gbox = spec_geobox(cfg.grid) if cfg.grid is not None else area_geobox(cfg.bbox)
     shape = (int(gbox.shape[0]), int(gbox.shape[1]))
     model = ModelRef(str(checkpoint.path), checkpoint.sha256, cfg.device, cfg.batch_size)
     return SweepPlan(

@@ -135,6 +135,7 @@ def _run_locked(
             print(f"damaged: region(s) {names} no longer match their checksums; recomputing", file=sys.stderr)
     else:
         store.record_plan(cfg.out, [it.id for it in (*usable.s2, *usable.dem)])
+    done |= _reuse_regions(plan, done)
 
     todo = [r for r in regions if r.index not in done]
     with _client(client, cfg) as (cl, threads):
@@ -157,6 +158,27 @@ def _run_locked(
         compute_s = time.perf_counter() - t_compute
         chips = sum(cl.run(chips_run_here).values()) - chips_before
     return _complete(plan, usable, len(todo), chips, compute_s, t0)
+
+
+def _reuse_regions(plan: SweepPlan, done: set[int]) -> set[int]:
+    """Regions a partial sweep does not compute (``only_regions``): linked from ``base``, recorded done.
+
+    Only regions not recorded yet are linked (a resumed run links what a killed one had not).
+    """
+    from pipeline.store.links import link_regions, mark_regions_reused
+
+    cfg = plan.config
+    if cfg.only_regions is None:
+        return set()
+    keep = set(cfg.only_regions)
+    reused = [r for r in plan.regions if r.index not in keep and r.index not in done]
+    if cfg.base is not None and reused:
+        base, here = store.store_transform(store.open_result(cfg.base)), plan.gbox.transform
+        offset = (round((base.f - here.f) / here.e), round((base.c - here.c) / here.a))
+        link_regions(cfg.base, cfg.out, [r.window for r in reused], offset)
+    if reused:
+        mark_regions_reused(cfg.out, [r.index for r in reused])
+    return {r.index for r in reused}
 
 
 def _complete(

@@ -1,0 +1,1 @@
+"""The event domain: from a USGS event to one map per version."""

@@ -1,0 +1,120 @@
+"""The versioned mosaic of an event: one Zarr store per version, sharing unchanged chunks.
+
+Layout, for event ``E`` in ``OUT``::
+
+    OUT/E/mosaic.zarr/            a Zarr group (format 2)
+        v1/                       version 1: a complete result store of the event's grid
+        v2/                       version 2: the same grid; chunks of unchanged regions are
+                                  hard links to v1's files, the changed regions' chunks new
+    OUT/E/.mosaic-v3.building/    a version being written (hidden; resumable; never read)
+
+A user opens a version with one call: ``xr.open_zarr("OUT/E/mosaic.zarr/v2")`` or
+``xr.open_zarr("OUT/E/mosaic.zarr", group="v2")`` (rioxarray and GDAL read it too: it is the
+sweep's own store layout, Zarr format 2, CF grid mapping).
+
+The guarantees, and what gives each:
+
+* **storage grows with what changed**: a version is one :func:`pipeline.sweep.run_sweep` over the
+  event grid restricted to the changed regions (``only_regions``), with the previous version
+  as ``base``: the other regions' chunk files are hard-linked (:mod:`pipeline.store.links`),
+  never copied. :func:`storage` measures it (bytes in files no earlier version holds);
+* **earlier versions stay as they were**: no chunk file is ever rewritten in place (zarr writes
+  a temporary file and renames it), so a new version's write cannot reach a linked file;
+* **an interrupted write is never visible**: the version is built under a hidden name outside
+  the group and published by one ``rename`` (:func:`publish`) only once the sweep marked it
+  ``complete``; a killed build is resumed by the next call (the sweep's own resume protocol).
+
+Why not Icechunk: its repositories are not readable by GDAL/rasterio (the COG and web map
+writers and GDAL users read the store directly), and hard-linked Zarr v2 gives the same three
+guarantees with the store writer the sweep already has. See docs/flows.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.store.atomic import write_atomic
+from pipeline.store.reader import is_complete
+
+#: The event's version group, inside the event directory.
+MOSAIC = "mosaic.zarr"
+
+
+def version_path(edir: Path, n: int) -> Path:
+    """Where version ``n`` of an event is published: ``E/mosaic.zarr/v<n>``."""
+    return edir / MOSAIC / f"v{n}"
+
+
+def building_path(edir: Path, n: int) -> Path:
+    """Where version ``n`` is built before it is published (hidden, outside the group)."""
+    return edir / f".mosaic-v{n}.building"
+
+
+def _ensure_group(root: Path) -> None:
+    """Make ``root`` a Zarr format 2 group (its children are the versions)."""
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / ".zgroup").exists():
+        write_atomic(root / ".zgroup", json.dumps({"zarr_format": 2}))
+    if not (root / ".zattrs").exists():
+        write_atomic(
+            root / ".zattrs", json.dumps({"landslide:layout": "one group per map version (v1, v2, ...)"})
+        )
+
+
+def publish(building: Path, final: Path) -> Path:
+    """Move a complete built version into its group with one rename.
+
+    Raises:
+        ValueError: The built store is not complete.
+        FileExistsError: The version is already published.
+    """
+    if not is_complete(building):
+        raise ValueError(f"{building} is not a complete store; not published")
+    _ensure_group(final.parent)
+    if final.exists():
+        raise FileExistsError(f"version {final} is already published")
+    os.rename(building, final)
+    return final
+
+
+def published(edir: Path, n: int) -> bool:
+    """Whether version ``n`` is published (a complete store at its final path)."""
+    return is_complete(version_path(edir, n))
+
+
+@dataclass(frozen=True)
+class Storage:
+    """What a version costs on disk.
+
+    Attributes:
+        total_bytes: Bytes of every file of the version (what a copy would cost).
+        new_bytes: Bytes in files no earlier version holds (what this version wrote).
+        files: Files of the version.
+        shared_files: Files shared with an earlier version (hard links).
+    """
+
+    total_bytes: int
+    new_bytes: int
+    files: int
+    shared_files: int
+
+
+def storage(version: Path, earlier: Iterable[Path] = ()) -> Storage:
+    """Bytes of ``version``, and the part of them in files (inodes) no ``earlier`` version holds."""
+    seen = {(st.st_dev, st.st_ino) for d in earlier for f in d.rglob("*") if f.is_file() for st in [f.stat()]}
+    total = new = files = shared = 0
+    for f in version.rglob("*"):
+        if not f.is_file():
+            continue
+        st = f.stat()
+        files += 1
+        total += st.st_size
+        if (st.st_dev, st.st_ino) in seen:
+            shared += 1
+        else:
+            new += st.st_size
+    return Storage(total, new, files, shared)
