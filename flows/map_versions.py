@@ -27,6 +27,7 @@ keeps two sweeps of one event apart.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from flows.io_retry import backoff, retry_on_io
 from flows.pending_events import WatchOptions, post_event_window
 from pipeline import catalog
 from pipeline import event_area as ea
+from pipeline.event import versions_store as vs
+from pipeline.event.mosaic import EventGrid, event_grid, grown, regions_for, tile_regions
 from pipeline.store.atomic import write_atomic
 
 S2_COLLECTION = "sentinel-2-l2a"
@@ -197,8 +200,8 @@ def _write_version(
     edir = event_dir(opts.out_dir, rec.id)
     try:
         with event_lock(opts.out_dir, rec.id):
-            stores = _sweep_tiles(rec, b, edir, opts, log)
-            version = _finish_version(rec, b, stores, edir, opts, vopts, log)
+            grid, regions = _sweep_version(rec, b, edir, opts, log)
+            version = _finish_version(rec, b, grid, regions, edir, opts, vopts, log)
     except Exception as exc:  # recorded; the next poll resumes the same version
         b["attempts"] = b.get("attempts", 0) + 1
         if b["attempts"] >= MAX_ATTEMPTS and not isinstance(exc, EventBusyError):
@@ -221,85 +224,79 @@ def _write_version(
     log.info("event %s: %s", rec.id, rec.note)
 
 
-def _sweep_tiles(
+def _grid(rec: EventRecord, opts: WatchOptions) -> EventGrid:
+    """The event's grid: the epicentre's UTM zone over every planned tile, holding earlier grids."""
+    tiles = [t.bbox for t in plan_tiles(rec) if t.skip is None]
+    grid = event_grid(tiles, (rec.lon or 0.0, rec.lat or 0.0), opts.block)
+    prev = rec.versions[-1].get("grid") if rec.versions else None
+    return grown(grid, EventGrid(**{**prev, "shape": tuple(prev["shape"])}) if prev else None)
+
+
+def _sweep_version(
     rec: EventRecord, b: dict[str, Any], edir: Path, opts: WatchOptions, log: Logger | LoggerAdapter[Any]
-) -> dict[str, str]:
-    """Sweep (or resume) the version's tiles; return tile id -> store path relative to ``edir``."""
-    from pipeline import store
-    from pipeline.cluster import ClusterSpec, dask_client
-    from pipeline.products.export import FILE_NAMES, export_products
+) -> tuple[EventGrid, tuple[int, ...]]:
+    """Sweep (or resume) the version's regions into one mosaic store and publish it.
+
+    One :func:`pipeline.sweep.run_sweep` over the event grid, restricted to the regions of the
+    chosen tiles; every other region is hard-linked from the previous version (not copied).
+    Returns the grid and the regions computed.
+    """
+    from pipeline.cluster import ClusterSpec
     from pipeline.sweep import SweepConfig, run_sweep
 
-    by_id = {t.id: t for t in plan_tiles(rec)}
-    stores = dict(rec.versions[-1]["stores"]) if rec.versions else {}
-    spec = ClusterSpec(scheduler=opts.scheduler, n_workers=opts.workers)
-    with dask_client(spec) as (client, _):
-        for tid in b["tiles"]:
-            rel = f"tiles/{tid}-v{b['n']}.zarr"
-            path = edir / rel
-            if not store.is_complete(path):
-                cfg = SweepConfig(
-                    bbox=by_id[tid].bbox,
-                    start=dt.date.fromisoformat(b["window"][0]),
-                    end=dt.date.fromisoformat(b["window"][1]),
-                    out=path,
-                    catalog=opts.catalog,
-                    checkpoint=Path(opts.checkpoint) if opts.checkpoint else None,
-                    block=opts.block,
-                    max_cloud=opts.max_cloud,
-                    event_id=f"{rec.id}-{tid}",
-                    cluster=spec,
-                    progress=False,
-                )
-                s = run_sweep(cfg, client=client)
-                log.info(
-                    "event %s: tile %s swept: %.2f km2, %.1f%% valid",
-                    rec.id,
-                    tid,
-                    s.area_km2,
-                    100 * s.valid_fraction,
-                )
-            stores[tid] = rel
-            products = path.with_suffix("")
-            if opts.export and not (products / FILE_NAMES["item"]).exists():
-                export_products(path, products)  # COG, polygons, pyramid, quicklook, item of the tile
-    return stores
-
-
-def tile_coverage(store_path: Path, part: Any) -> float:
-    """Share of ``part`` (WGS84 geometry) with clear data in a store's ``valid``."""
-    import numpy as np
-    import shapely
-    from pyproj import Transformer
-    from rasterio.features import geometry_mask
-
-    from pipeline.store import open_result
-
-    ds = open_result(store_path)
-    to_crs = Transformer.from_crs("EPSG:4326", ds.rio.crs, always_xy=True)
-    geom = shapely.transform(part, lambda xy: np.column_stack(to_crs.transform(xy[:, 0], xy[:, 1])))
-    inside = geometry_mask(
-        [geom], out_shape=(ds.sizes["y"], ds.sizes["x"]), transform=ds.rio.transform(), invert=True
+    n = b["n"]
+    grid = (
+        _grid(rec, opts)
+        if "grid" not in b
+        else EventGrid(**{**b["grid"], "shape": tuple(b["grid"]["shape"])})
     )
-    if not inside.any():
-        return 0.0
-    valid = np.asarray(ds["valid"].values, dtype=bool)
-    return float(valid[inside].mean())
+    b.setdefault("grid", dataclasses.asdict(grid))
+    owned = tile_regions(grid, {t.id: t.bbox for t in plan_tiles(rec) if t.skip is None})
+    regions = regions_for(owned, b["tiles"])
+    if vs.published(edir, n):
+        return grid, regions
+    base = vs.version_path(edir, rec.versions[-1]["n"]) if rec.versions else None
+    spec = ClusterSpec(scheduler=opts.scheduler, n_workers=opts.workers)
+    cfg = SweepConfig(
+        bbox=catalog.BBox.parse(grid.wgs84_bounds(grid.regions()[i] for i in regions)),
+        start=dt.date.fromisoformat(b["window"][0]),
+        end=dt.date.fromisoformat(b["window"][1]),
+        out=vs.building_path(edir, n),
+        catalog=opts.catalog,
+        checkpoint=Path(opts.checkpoint) if opts.checkpoint else None,
+        block=opts.block,
+        region_blocks=1,
+        max_cloud=opts.max_cloud,
+        event_id=f"{rec.id}-v{n}",
+        cluster=spec,
+        progress=False,
+        grid=grid.spec,
+        only_regions=regions,
+        base=base,
+    )
+    s = run_sweep(cfg)
+    vs.publish(cfg.out, vs.version_path(edir, n))
+    log.info(
+        "event %s: version %d swept %d region(s): %.1f%% valid",
+        rec.id,
+        n,
+        len(regions),
+        100 * s.valid_fraction,
+    )
+    return grid, regions
 
 
-def _tile_polygons(
-    rec: EventRecord, b: dict[str, Any], tid: str, path: Path, opts: WatchOptions, vopts: VersionOptions
+def _version_polygons(
+    rec: EventRecord, b: dict[str, Any], path: Path, opts: WatchOptions, vopts: VersionOptions
 ) -> Any:
-    """One tile's landslide polygons (WGS84), with NDVI change evidence when it is asked for."""
+    """The version's landslide polygons from its whole mosaic (WGS84), with NDVI evidence if asked."""
     from flows.change_evidence import annotate, evidence_path, write_evidence
-    from pipeline.products.polygons import landslide_polygons
-    from pipeline.store import open_result
 
-    gdf = landslide_polygons(open_result(path)).to_crs(4326)
+    gdf = vs.version_polygons(path)
     if vopts.ndvi_pre_days is None:
         return gdf
     evidence = evidence_path(path)
-    if tid in b["tiles"] and not evidence.exists():
+    if not evidence.exists():
         window = (dt.date.fromisoformat(b["window"][0]), dt.date.fromisoformat(b["window"][1]))
         event_time = dt.datetime.fromisoformat(rec.event_time)
         write_evidence(path, opts.catalog, event_time, window, opts.max_cloud, vopts.ndvi_pre_days)
@@ -309,52 +306,47 @@ def _tile_polygons(
 def _finish_version(
     rec: EventRecord,
     b: dict[str, Any],
-    stores: dict[str, str],
+    egrid: EventGrid,
+    regions: tuple[int, ...],
     edir: Path,
     opts: WatchOptions,
     vopts: VersionOptions,
     log: Logger | LoggerAdapter[Any],
 ) -> dict[str, Any]:
-    import geopandas as gpd
-    import pandas as pd
-
-    from pipeline.store import read_attrs
+    from pipeline.products.cog import write_cog
+    from pipeline.store import atomic_output, open_result, read_attrs
 
     n = b["n"]
     vdir = edir / f"v{n}"
     vdir.mkdir(parents=True, exist_ok=True)
+    path = vs.version_path(edir, n)
+    rel_store = path.relative_to(edir).as_posix()
     area = ea.area_from_geojson(json.loads((edir / "area.geojson").read_text()))
     tiles = [t for t in plan_tiles(rec) if t.skip is None]
-    tile_cov: dict[str, float] = {}
-    for t in tiles:
-        rel = stores.get(t.id)
-        tile_cov[t.id] = tile_coverage(edir / rel, area.intersection(box(*t.bbox))) if rel else 0.0
+    prev = rec.versions[-1] if rec.versions else {}
+    swept = sorted({*prev.get("swept_regions", []), *regions})
+    swept_tiles = sorted({*prev.get("tiles_swept", []), *b["tiles"]})
+    outline = vs.swept_outline(egrid, swept)
+    tile_cov = {t.id: vs.tile_coverage(path, area.intersection(box(*t.bbox))) for t in tiles}
     total = sum(t.area_km2 for t in tiles)
     coverage = sum(tile_cov[t.id] * t.area_km2 for t in tiles) / total if total else 0.0
-    frames = [_tile_polygons(rec, b, tid, edir / rel, opts, vopts) for tid, rel in stores.items()]
-    polys = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else gpd.GeoDataFrame({"area_m2": []}, geometry=[], crs=4326)
-    )
-    polys = gpd.GeoDataFrame(polys, geometry="geometry", crs=4326)
-    if len(polys):
-        polys = polys[polys.geometry.representative_point().within(area.buffer(1e-6))].reset_index(drop=True)
+    # every polygon of the mosaic: what is drawn is what is counted (the swept regions)
+    polys = _version_polygons(rec, b, path, opts, vopts)
     polys_path = vdir / "landslides.geojson"
     polys.to_file(polys_path, driver="GeoJSON", engine="pyogrio") if len(polys) else polys_path.write_text(
         json.dumps({"type": "FeatureCollection", "features": []})
     )
+    with atomic_output(vdir / "probability.tif") as tmp:
+        write_cog(open_result(path), tmp)
+    earlier = [vs.version_path(edir, k) for k in range(1, n) if vs.version_path(edir, k).is_dir()]
+    cost = vs.storage(path, earlier)
     grid = (
         ea.parse_grid(edir / rec.shakemap["grid"]) if rec.shakemap and rec.area_source == "shakemap" else None
     )
-    attrs = read_attrs(edir / next(iter(stores.values()))) or {} if stores else {}
+    attrs = read_attrs(path) or {}
     used = sorted(
-        {
-            s["id"]
-            for rel in stores.values()
-            for s in (read_attrs(edir / rel) or {}).get("landslide:scenes", [])
-            if s.get("collection") == "sentinel-2-l2a"
-        }
+        {*prev.get("scenes", [])}
+        | {s["id"] for s in attrs.get("landslide:scenes", []) if s.get("collection") == S2_COLLECTION}
     )
     obs = event_summary.observed(polys, grid)
     created = utc_iso(dt.datetime.now(dt.UTC))
@@ -381,7 +373,8 @@ def _finish_version(
             "shakemap": {k: rec.shakemap.get(k) for k in ("version", "source", "layout", "rule")}
             if rec.shakemap
             else None,
-            "tiles_swept": len(stores),
+            "swept_km2": round(ea.geodesic_km2(outline), 3),
+            "tiles_swept": len(swept_tiles),
             "tiles": len(tiles),
             "tiles_flat": sum(1 for t in plan_tiles(rec) if t.skip == "flat"),
         },
@@ -394,24 +387,35 @@ def _finish_version(
         ),
         "alert": event_summary.alert(obs["landslide_km2"], coverage),
         "model": event_summary.model_info(attrs, opts.checkpoint),
-        "stores": {k: f"../{v}" for k, v in stores.items()},
+        "store": f"../{rel_store}",
+        "cog": "probability.tif",
     }
     write_atomic(vdir / "summary.json", json.dumps(summary, indent=2, default=str))
     artifact_id = version_outputs.artifact(rec.id, summary)
-    version_outputs.web_map(vdir, edir, stores, rec, n, log)
+    version_outputs.web_map(vdir, edir, path, outline, rec, n, log)
     version = {
         "n": n,
         "created": created,
         "window": b["window"],
         "scenes": used,
         "swept_tiles": list(b["tiles"]),
-        "stores": stores,
+        "tiles_swept": swept_tiles,
+        "grid": dataclasses.asdict(egrid),
+        "regions": list(regions),
+        "swept_regions": swept,
+        "store": rel_store,
+        "storage": {
+            "total_bytes": cost.total_bytes,
+            "new_bytes": cost.new_bytes,
+            "files": cost.files,
+            "shared_files": cost.shared_files,
+        },
         "tile_coverage": tile_cov,
         "coverage": round(coverage, 4),
         "summary": f"v{n}/summary.json",
         "artifact": artifact_id,
         "shakemap_version": rec.shakemap.get("version") if rec.shakemap else None,
     }
-    version_outputs.write_item(vdir, rec, version, area)
-    version_outputs.write_collection(edir, rec, [*rec.versions, version], area)
+    version_outputs.write_item(vdir, rec, version, outline)
+    version_outputs.write_collection(edir, rec, [*rec.versions, version], outline)
     return version

@@ -1,6 +1,6 @@
 """What each map version publishes besides its summary: STAC item and collection, web map, artifact.
 
-* ``v<n>/item.json``: a STAC Item per version (its summary, polygons, area and tile stores as
+* ``v<n>/item.json``: a STAC Item per version (its summary, polygons, area, mosaic and COG as
   assets);
 * ``collection.json``: the event's STAC Collection, one ``item`` link per version, the newest
   marked ``current`` (``landslide:current``, the ``latest-version`` link);
@@ -40,24 +40,39 @@ def artifact(event_id: str, summary: dict[str, Any]) -> str | None:
 
 
 def web_map(
-    vdir: Path, edir: Path, stores: dict[str, str], rec: EventRecord, n: int, log: Logger | LoggerAdapter[Any]
+    vdir: Path,
+    edir: Path,
+    store: Path,
+    outline: Any,
+    rec: EventRecord,
+    n: int,
+    log: Logger | LoggerAdapter[Any],
 ) -> None:
-    """The version's web map, when the web map writer is installed (``pipeline.products.webmap``)."""
+    """The version's web map of the whole event, when the web map writer is installed.
+
+    The probability layer is the version's mosaic (every swept region); the dashed line is the
+    outline of the swept regions, the area whose landslides the map draws and counts.
+    """
     try:
         from pipeline.products.webmap import write_web_map  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         log.info("event %s: no web map (pipeline.products.webmap is not installed)", rec.id)
         return
-    area_doc = json.loads((edir / "area.geojson").read_text())
-    area_only = vdir / "area.geojson"
-    area_only.write_text(json.dumps({"type": "FeatureCollection", "features": area_doc["features"][:1]}))
-    largest = max(stores.values(), key=lambda rel: sum(f.stat().st_size for f in (edir / rel).rglob("*")))
+    from pipeline.event_area import geodesic_km2
+
+    swept = vdir / "area.geojson"
+    feature = {
+        "type": "Feature",
+        "geometry": json.loads(json.dumps(outline.__geo_interface__)),
+        "properties": {"label": "area swept", "swept_km2": round(geodesic_km2(outline), 3)},
+    }
+    write_atomic(swept, json.dumps({"type": "FeatureCollection", "features": [feature]}))
     contours = edir / "shakemap" / "contours.geojson"
     write_web_map(
         vdir / "map",
-        store=edir / largest,
+        store=store,
         polygons=vdir / "landslides.geojson",
-        area=area_only,
+        area=swept,
         shakemap_contours=contours if contours.exists() and rec.area_source == "shakemap" else None,
         summary=vdir / "summary.json",
         versions=[(f"version {v}", f"../../v{v}/map/index.html") for v in range(1, n + 1)],
@@ -85,9 +100,16 @@ def write_item(vdir: Path, rec: EventRecord, version: dict[str, Any], area: Any)
             "summary": {"href": "summary.json", "type": "application/json", "roles": ["metadata"]},
             "polygons": {"href": "landslides.geojson", "type": "application/geo+json", "roles": ["data"]},
             "area": {"href": "../area.geojson", "type": "application/geo+json", "roles": ["metadata"]},
-            **{
-                f"store-{k}": {"href": f"../{v}", "type": "application/vnd+zarr", "roles": ["data"]}
-                for k, v in version["stores"].items()
+            "mosaic": {
+                "href": f"../{version['store']}",
+                "type": "application/vnd+zarr",
+                "roles": ["data"],
+                "title": "probability mosaic of the whole event (xarray.open_zarr)",
+            },
+            "cog": {
+                "href": "probability.tif",
+                "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                "roles": ["data"],
             },
         },
         "collection": rec.id,

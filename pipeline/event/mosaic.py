@@ -179,3 +179,19 @@ def tile_regions(grid: EventGrid, tiles: Mapping[str, BBox]) -> dict[str, tuple[
 def regions_for(owned: Mapping[str, tuple[int, ...]], chosen: Iterable[str]) -> tuple[int, ...]:
     """The regions a version sweeps for its chosen tiles (sorted, each once)."""
     return tuple(sorted({i for tid in chosen for i in owned.get(tid, ())}))
+
+
+def grown(grid: EventGrid, other: EventGrid | None) -> EventGrid:
+    """The smallest grid on ``grid``'s lattice holding both grids (``grid`` when ``other`` is None).
+
+    A later version's grid holds the earlier one, so the earlier chunks map onto it whole.
+    """
+    if other is None:
+        return grid
+    grid.offset_of(other)  # same lattice, or ValueError
+    res = grid.resolution
+    west, north = min(grid.west, other.west), max(grid.north, other.north)
+    east = max(grid.west + grid.shape[1] * res, other.west + other.shape[1] * res)
+    south = min(grid.north - grid.shape[0] * res, other.north - other.shape[0] * res)
+    shape = (round((north - south) / res), round((east - west) / res))
+    return EventGrid(grid.epsg, west, north, shape, grid.region, res)

@@ -36,7 +36,9 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from pipeline.event.mosaic import EventGrid
 from pipeline.store.atomic import write_atomic
 from pipeline.store.reader import is_complete
 
@@ -118,3 +120,57 @@ def storage(version: Path, earlier: Iterable[Path] = ()) -> Storage:
         else:
             new += st.st_size
     return Storage(total, new, files, shared)
+
+
+def tile_coverage(store_path: Path, part: Any) -> float:
+    """Share of ``part`` (a WGS84 geometry) with clear data in a store's ``valid``.
+
+    Only the window of the part's bounds is read (an event's mosaic is large, a tile small).
+    """
+    import numpy as np
+    import shapely
+    from pyproj import Transformer
+    from rasterio.features import geometry_mask
+    from rasterio.windows import from_bounds
+
+    from pipeline.store import open_result, store_crs, store_transform
+
+    ds = open_result(store_path)
+    crs, transform = store_crs(ds), store_transform(ds)
+    fwd = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    geom = shapely.transform(
+        shapely.segmentize(part, 0.001), lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1]))
+    )
+    win = from_bounds(*geom.bounds, transform=transform).round_offsets("floor").round_lengths("ceil")
+    r0, c0 = max(int(win.row_off), 0), max(int(win.col_off), 0)
+    r1 = min(int(win.row_off + win.height) + 1, ds.sizes["y"])
+    c1 = min(int(win.col_off + win.width) + 1, ds.sizes["x"])
+    if r1 <= r0 or c1 <= c0:
+        return 0.0
+    sub = transform * transform.translation(c0, r0)
+    inside = geometry_mask([geom], out_shape=(r1 - r0, c1 - c0), transform=sub, invert=True)
+    if not inside.any():
+        return 0.0
+    valid = np.asarray(ds["valid"].isel(y=slice(r0, r1), x=slice(c0, c1)).values, dtype=bool)
+    return float(valid[inside].mean())
+
+
+def version_polygons(store_path: Path) -> Any:
+    """The version's landslide polygons, from its whole mosaic (never cut at a tile border), WGS84.
+
+    One vectorisation of one raster: the polygons are disjoint, so their summed area is the
+    area of their union, and a landslide is one polygon wherever it lies.
+    """
+    from pipeline.products.polygons import landslide_polygons
+    from pipeline.store import open_result
+
+    return landslide_polygons(open_result(store_path)).to_crs(4326)
+
+
+def swept_outline(grid: EventGrid, regions: Iterable[int]) -> Any:
+    """The WGS84 outline of the regions swept so far: the area the map draws and counts."""
+    import shapely
+
+    by_index = {r.index: r for r in grid.regions()}
+    boxes = [grid.region_box(by_index[i]) for i in sorted(set(regions)) if i in by_index]
+    return grid.to_wgs84(shapely.union_all(boxes)) if boxes else shapely.MultiPolygon()
