@@ -32,6 +32,7 @@ guarantees with the store writer the sweep already has. See docs/flows.md.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -131,7 +132,6 @@ def tile_coverage(store_path: Path, part: Any) -> float:
     import shapely
     from pyproj import Transformer
     from rasterio.features import geometry_mask
-    from rasterio.windows import from_bounds
 
     from pipeline.store import open_result, store_crs, store_transform
 
@@ -141,10 +141,11 @@ def tile_coverage(store_path: Path, part: Any) -> float:
     geom = shapely.transform(
         shapely.segmentize(part, 0.001), lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1]))
     )
-    win = from_bounds(*geom.bounds, transform=transform).round_offsets("floor").round_lengths("ceil")
-    r0, c0 = max(int(win.row_off), 0), max(int(win.col_off), 0)
-    r1 = min(int(win.row_off + win.height) + 1, ds.sizes["y"])
-    c1 = min(int(win.col_off + win.width) + 1, ds.sizes["x"])
+    w, so, e, n = geom.bounds
+    (c_lo, r_lo), (c_hi, r_hi) = ~transform * (w, n), ~transform * (e, so)
+    r0, c0 = max(math.floor(min(r_lo, r_hi)), 0), max(math.floor(min(c_lo, c_hi)), 0)
+    r1 = min(math.ceil(max(r_lo, r_hi)), ds.sizes["y"])
+    c1 = min(math.ceil(max(c_lo, c_hi)), ds.sizes["x"])
     if r1 <= r0 or c1 <= c0:
         return 0.0
     sub = transform * transform.translation(c0, r0)
