@@ -41,8 +41,24 @@ PRE_ID = "S2_MSIL2A_20180825_T54TWN_L4S-DEMO-PRE"
 EVENT = "us2000demo"
 
 
-def write_grid(real_grid: Path, dest: Path, version: int = 1) -> Path:
-    """A ShakeMap 3.5 grid over the demo scene, in the real grid's exact layout (values synthetic)."""
+def write_grid(
+    real_grid: Path,
+    dest: Path,
+    version: int = 1,
+    *,
+    event: str = EVENT,
+    grid_lon: tuple[float, float] = GRID_LON,
+    grid_lat: tuple[float, float] = GRID_LAT,
+    shaken_lon: tuple[float, float] = SHAKEN_LON,
+    shaken_lat: tuple[float, float] = SHAKEN_LAT,
+    epicentre: tuple[float, float] = (141.968, 42.782),
+) -> Path:
+    """A ShakeMap 3.5 grid in the real grid's exact layout (values synthetic).
+
+    PGA 35 %g at cells whose centre lies in the ``shaken`` box, 2 %g elsewhere in the grid's box;
+    by default over the demo scene.
+    """
+    GRID_LON, GRID_LAT, SHAKEN_LON, SHAKEN_LAT, EVENT = grid_lon, grid_lat, shaken_lon, shaken_lat, event  # noqa: N806
     head = real_grid.read_text()[:4000]
     fields = re.findall(r"<grid_field [^>]*/>", head)
     assert len(fields) == 11 and 'name="PGA" units="pctg"' in fields[2]
@@ -67,7 +83,7 @@ def write_grid(real_grid: Path, dest: Path, version: int = 1) -> Path:
         f'event_id="{EVENT}" shakemap_id="{EVENT}" shakemap_version="{version}" code_version="3.5.1604" '
         'process_timestamp="2018-09-06T20:00:00Z" shakemap_originator="us" map_status="RELEASED" '
         'shakemap_event_type="ACTUAL">\n'
-        f'<event event_id="{EVENT}" magnitude="6.6" depth="35" lat="42.782" lon="141.968" '
+        f'<event event_id="{EVENT}" magnitude="6.6" depth="35" lat="{epicentre[1]}" lon="{epicentre[0]}" '
         'event_timestamp="2018-09-06T18:07:59UTC" event_network="us" '
         'event_description="demo scene (synthetic)" />\n'
         f'<grid_specification lon_min="{lons[0]:.6f}" lat_min="{lats[-1]:.6f}" lon_max="{lons[-1]:.6f}" '
@@ -82,13 +98,20 @@ def write_grid(real_grid: Path, dest: Path, version: int = 1) -> Path:
     return dest
 
 
-def write_detail(real_detail: Path, dest: Path, grid_url: str, version: int = 1) -> Path:
-    """The real Hokkaido detail document, rewritten onto the demo event and a loopback grid URL."""
+def write_detail(
+    real_detail: Path, dest: Path, grid_url: str, version: int = 1, *, keep_event: bool = False
+) -> Path:
+    """The real Hokkaido detail document with a loopback grid URL, moved onto the demo event.
+
+    With ``keep_event`` its id and epicentre stay the real ones (only the grid URL is rewritten).
+    """
     doc = json.loads(real_detail.read_text())
-    doc["id"] = EVENT
-    doc["geometry"]["coordinates"] = [141.968, 42.782, 35.0]
     sm = doc["properties"]["products"]["shakemap"][0]
-    sm["code"], sm["properties"]["version"] = EVENT, str(version)
+    if not keep_event:
+        doc["id"] = EVENT
+        doc["geometry"]["coordinates"] = [141.968, 42.782, 35.0]
+        sm["code"] = EVENT
+    sm["properties"]["version"] = str(version)
     sm["contents"]["download/grid.xml"]["url"] = grid_url
     dest.write_text(json.dumps(doc))
     return dest

@@ -17,6 +17,7 @@ import xarray as xr
 from prefect.client.orchestration import get_client
 
 from flows.earthquake_watch import earthquake_watch, main
+from pipeline.event.mosaic import EventGrid, tile_regions
 from pipeline.store import read_attrs
 
 from ..servers import blob_server
@@ -77,9 +78,9 @@ def polls(
 
 def test_version_ndvi_change_evidence(polls: dict[str, Any]) -> None:
     """Pre-event NDVI (a copy of the clear scene) against each version's post-event composite."""
-    out = polls["out"] / fx.EVENT / "tiles"
-    v1 = xr.open_zarr(str(out / "x2839y855-v1-ndvi.zarr"))
-    v2 = xr.open_zarr(str(out / "x2839y855-v2-ndvi.zarr"))
+    out = polls["out"] / fx.EVENT / "mosaic.zarr"
+    v1 = xr.open_zarr(str(out / "v1-ndvi.zarr"))
+    v2 = xr.open_zarr(str(out / "v2-ndvi.zarr"))
     assert v1.attrs["landslide:pre_scenes"] == [fx.PRE_ID]
     pre, drop1, drop2 = (np.asarray(a.values) for a in (v1["ndvi_pre"], v1["ndvi_drop"], v2["ndvi_drop"]))
     inside = np.isfinite(pre)
@@ -88,7 +89,6 @@ def test_version_ndvi_change_evidence(polls: dict[str, Any]) -> None:
     assert np.nanmax(np.abs(drop2)) < 1e-6 and np.isfinite(drop2[inside]).mean() > 0.99
     # version 1's post composite is the cloudy scene: its cloudy half has no evidence
     assert 0.2 < np.isfinite(drop1[inside]).mean() < 0.8
-    assert (out / "x2838y855-v1-ndvi.zarr").exists() and not (out / "x2838y855-v2-ndvi.zarr").exists()
     summary = json.loads((polls["out"] / fx.EVENT / "v2" / "summary.json").read_text())
     assert summary["change_evidence"]["ndvi_pre_days"] == 30
     polys = json.loads((polls["out"] / fx.EVENT / "v2" / "landslides.geojson").read_text())["features"]
@@ -121,12 +121,18 @@ def test_shakemap_plans_the_area_and_writes_version_1(polls: dict[str, Any]) -> 
     assert v1["scenes"] == [fx.CLOUDY_ID]
     assert v1["tile_coverage"]["x2838y855"] > 0.99  # west tile: clear
     assert 0.05 < v1["tile_coverage"]["x2839y855"] < 0.6  # east tile: half under cloud
-    for rel in v1["stores"].values():
-        assert read_attrs(out / fx.EVENT / rel)["landslide:status"] == "complete"
+    assert v1["store"] == "mosaic.zarr/v1"  # one map: the whole event in one store
+    assert read_attrs(out / fx.EVENT / v1["store"])["landslide:status"] == "complete"
     summary = json.loads((out / fx.EVENT / "v1" / "summary.json").read_text())
     assert summary["coverage"] == v1["coverage"] < 0.9
     assert summary["area"]["source"] == "shakemap" and summary["area"]["shakemap"]["version"] == "1"
-    assert summary["alert"]["level"] in ("green", "yellow", "orange", "red")
+    polys = json.loads((out / fx.EVENT / "v1" / "landslides.geojson").read_text())["features"]
+    assert summary["observed"]["count"] == len(polys)
+    km2 = sum(f["properties"]["area_m2"] for f in polys) / 1e6
+    assert summary["observed"]["landslide_km2"] == pytest.approx(km2, abs=1e-6)
+    # the exact colour: the whole swept area (~11 km2 of land) cannot hold 10 km2 of landslides
+    # under this model, and what it holds decides between green and yellow
+    assert summary["alert"]["level"] == ("green" if km2 < 1.0 else "yellow")
     assert summary["alert"]["note"]  # partial coverage: a lower bound
     assert summary["model"]["sha256"] and summary["model"]["threshold"] == 0.5
     if summary["observed"]["count"]:
@@ -139,7 +145,9 @@ def test_version_2_after_a_clear_scene_has_higher_coverage(polls: dict[str, Any]
     v1, v2 = rec2["versions"]
     assert v2["coverage"] > v1["coverage"] and v2["coverage"] > 0.95
     assert v2["swept_tiles"] == ["x2839y855"]  # only the tile that was not clear
-    assert v2["stores"]["x2838y855"] == v1["stores"]["x2838y855"]  # reused, not swept again
+    grid = EventGrid(**{**v2["grid"], "shape": tuple(v2["grid"]["shape"])})
+    owned = tile_regions(grid, {t["id"]: tuple(t["bbox"]) for t in rec2["tiles"]})
+    assert v2["regions"] == list(owned["x2839y855"])  # the regions of that tile only
     assert rec2["status"] == "closed"  # coverage passed close_coverage
     coll = json.loads((out / fx.EVENT / "collection.json").read_text())
     assert coll["landslide:current"] == "v2"

@@ -448,7 +448,7 @@ def test_browser_summary_alert_and_versions(file_page: tuple[Page, str]) -> None
         "Observed landslide area (km²)1.10",
         "Landslides62",
         "Clear-data coverage95.8 %",
-        "Area sweptshakemap",
+        "Area planned fromshakemap",
         "ShakeMap version13",
         "Map version2",
         "Imagery window2018-09-07 to 2018-09-30",

@@ -109,7 +109,8 @@
   add('Observed landslide area (km²)', ['observed_area_km2', 'landslide_area_km2', 'observed.landslide_km2']);
   add('Landslides', ['landslide_count', 'polygon_count', 'count', 'observed.count']);
   add('Clear-data coverage', ['coverage'], pct);
-  add('Area swept', ['area.source']);
+  add('Area swept (km²)', ['area.swept_km2']);
+  add('Area planned from', ['area.source']);
   add('Land area (km²)', ['area.land_km2']);
   add('Area note', ['area.note']);
   add('ShakeMap version', ['shakemap_version', 'area.shakemap.version']);
