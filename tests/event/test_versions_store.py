@@ -25,8 +25,8 @@ from pipeline.store.schema import Outcome, RunMeta
 REGION = 128
 #: Four tiles of 0.02 degree in a row near the Iburi epicentre (Hokkaido 2018).
 TILES = {f"x{i}y2134": (i * 0.02, 42.68, (i + 1) * 0.02, 42.70) for i in (7100, 7101)}
-META = RunMeta("unet", "tiny", "0" * 64, 0.5, ("B02",), "2018-09-07", "2018-10-06", (141.9, 42.6, 142.1, 42.8),
-               "test", REGION, 8, "test", "0", 0)  # fmt: skip
+META = RunMeta("unet", "tiny", "0" * 64, 0.5, ("B02",), "2018-09-07", "2018-10-06",
+               (141.9, 42.6, 142.1, 42.8), "test", REGION, 8, "test", "0", 0)  # fmt: skip
 
 
 def _grid() -> EventGrid:

@@ -58,7 +58,7 @@ def write_grid(
     PGA 35 %g at cells whose centre lies in the ``shaken`` box, 2 %g elsewhere in the grid's box;
     by default over the demo scene.
     """
-    GRID_LON, GRID_LAT, SHAKEN_LON, SHAKEN_LAT, EVENT = grid_lon, grid_lat, shaken_lon, shaken_lat, event  # noqa: N806
+    GRID_LON, GRID_LAT, SHAKEN_LON, SHAKEN_LAT, EVENT = grid_lon, grid_lat, shaken_lon, shaken_lat, event
     head = real_grid.read_text()[:4000]
     fields = re.findall(r"<grid_field [^>]*/>", head)
     assert len(fields) == 11 and 'name="PGA" units="pctg"' in fields[2]
