@@ -21,8 +21,8 @@ from prefect.client.schemas.sorting import FlowRunSort
 from flows.earthquake_watch import earthquake_watch, main
 from flows.regional_sweep import regional_sweep
 from flows.storm_sweep import storm_sweep
-from flows.usgs_feed import FeedUnreachableError
 from pipeline.demo.scene import DEMO_CATALOG
+from pipeline.event.usgs import FeedUnreachableError
 from pipeline.products.export import FILE_NAMES
 from pipeline.store import read_attrs
 

@@ -19,8 +19,8 @@ from prefect.client.orchestration import get_client
 from flows.earthquake_watch import earthquake_watch, main
 from pipeline.store import read_attrs
 
+from ..event import shakemap_fixtures as fx
 from ..servers import blob_server
-from . import shakemap_fixtures as fx
 from .conftest import FEED_DEMO
 
 

@@ -8,7 +8,7 @@ Statuses: ``pending`` (waiting for clear post-event imagery; re-checked at every
 ``sweeping`` (a sweep was started with the recorded ``window``; a poll that finds this status,
 after a crash, calls the same sweep again, which resumes the same store: still one sweep),
 ``swept`` and ``failed`` (final: never swept again). Earthquakes are mapped in versions
-(:mod:`flows.map_versions`): ``watching`` (at least one version written; re-checked for new clear
+(:mod:`pipeline.event.versions`): ``watching`` (at least one version written; re-checked for new clear
 scenes and new ShakeMap versions at every poll) and ``closed`` (final: coverage reached its
 threshold or the event is older than ``close_days``). Timestamps are ISO 8601 UTC.
 
@@ -72,7 +72,7 @@ class EventRecord:
         shakemaps_done: ShakeMap versions already planned from (``event:source:version``).
         shakemap: The ShakeMap the current plan comes from (version, source, grid file).
         tiles: The current plan's sweep tiles (id, bbox, area_km2, max_slope_deg, skip).
-        versions: The map versions written, oldest first (see :mod:`flows.map_versions`).
+        versions: The map versions written, oldest first (see :mod:`pipeline.event.versions`).
         building: The version being written (kept for a resume after a crash), or None.
     """
 

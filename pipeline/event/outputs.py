@@ -1,12 +1,13 @@
-"""What each map version publishes besides its summary: STAC item and collection, web map, artifact.
+"""What each map version publishes besides its summary: STAC item and collection, web map.
 
 * ``v<n>/item.json``: a STAC Item per version (its summary, polygons, area and tile stores as
   assets);
 * ``collection.json``: the event's STAC Collection, one ``item`` link per version, the newest
   marked ``current`` (``landslide:current``, the ``latest-version`` link);
 * ``v<n>/map/``: the web map (:func:`pipeline.products.webmap.write_web_map`) when that package
-  is installed;
-* the summary as a Prefect markdown artifact (key ``<event>-summary``).
+  is installed.
+
+The summary is also logged as a Prefect markdown artifact by the flow (:mod:`flows.map_versions`).
 """
 
 from __future__ import annotations
@@ -18,25 +19,8 @@ from typing import Any
 
 from shapely.geometry import box
 
-from flows.event_state import EventRecord
+from pipeline.event.state import EventRecord
 from pipeline.store.atomic import write_atomic
-
-
-def artifact(event_id: str, summary: dict[str, Any]) -> str | None:
-    """Log the summary as a Prefect markdown artifact; its id (None outside a flow run)."""
-    from prefect.artifacts import create_markdown_artifact
-    from prefect.context import FlowRunContext
-
-    if FlowRunContext.get() is None:
-        return None
-    key = "".join(c if c.isalnum() else "-" for c in event_id.lower()) + "-summary"
-    return str(
-        create_markdown_artifact(
-            key=key,
-            markdown="```json\n" + json.dumps(summary, indent=2, default=str) + "\n```",
-            description=f"landslide map of {event_id}, version {summary['version']['n']}",
-        )
-    )
 
 
 def web_map(
@@ -65,6 +49,7 @@ def web_map(
 
 
 def write_item(vdir: Path, rec: EventRecord, version: dict[str, Any], area: Any) -> None:
+    """The version's STAC Item ``v<n>/item.json``: summary, polygons, area and stores as assets."""
     w, s, e, n = area.bounds
     item = {
         "type": "Feature",
