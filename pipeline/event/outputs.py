@@ -1,5 +1,8 @@
 """What each map version publishes besides its summary: STAC item and collection, web map.
 
+Both are built with pystac (its STAC version), as the sweep's item is
+(:mod:`pipeline.products.stac_item`).
+
 * ``v<n>/item.json``: a STAC Item per version (its summary, polygons, area and tile stores as
   assets);
 * ``collection.json``: the event's STAC Collection, one ``item`` link per version, the newest
@@ -12,14 +15,17 @@ The summary is also logged as a Prefect markdown artifact by the flow (:mod:`flo
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from logging import Logger, LoggerAdapter
 from pathlib import Path
 from typing import Any
 
-from shapely.geometry import box
+import pystac
+from shapely.geometry import box, mapping
+from shapely.geometry.base import BaseGeometry
 
-from pipeline.event.state import EventRecord
+from pipeline.event.state import EventRecord, Version
 from pipeline.store.atomic import write_atomic
 
 
@@ -48,65 +54,80 @@ def web_map(
     )
 
 
-def write_item(vdir: Path, rec: EventRecord, version: dict[str, Any], area: Any) -> None:
-    """The version's STAC Item ``v<n>/item.json``: summary, polygons, area and stores as assets."""
+def _when(iso: str) -> dt.datetime:
+    t = dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def _write(obj: pystac.STACObject, path: Path) -> None:
+    doc = obj.to_dict(include_self_link=False, transform_hrefs=False)
+    write_atomic(path, json.dumps(doc, indent=2))
+
+
+def version_item(rec: EventRecord, version: Version, area: BaseGeometry) -> pystac.Item:
+    """The version's STAC Item: summary, polygons, area and stores as assets."""
     w, s, e, n = area.bounds
-    item = {
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "id": f"{rec.id}-v{version['n']}",
-        "bbox": [w, s, e, n],
-        "geometry": json.loads(json.dumps(box(w, s, e, n).__geo_interface__)),
-        "properties": {
-            "datetime": version["created"],
-            "landslide:version": version["n"],
-            "landslide:coverage": version["coverage"],
+    start, end = version.window
+    item = pystac.Item(
+        id=f"{rec.id}-v{version.n}",
+        geometry=mapping(box(w, s, e, n)),
+        bbox=[w, s, e, n],
+        datetime=_when(version.created),
+        properties={
+            "landslide:version": version.n,
+            "landslide:coverage": version.coverage,
             "landslide:event_id": rec.id,
-            "start_datetime": version["window"][0] + "T00:00:00Z",
-            "end_datetime": version["window"][1] + "T23:59:59Z",
+            "start_datetime": f"{start}T00:00:00Z",
+            "end_datetime": f"{end}T23:59:59Z",
         },
-        "links": [{"rel": "collection", "href": "../collection.json", "type": "application/json"}],
-        "assets": {
-            "summary": {"href": "summary.json", "type": "application/json", "roles": ["metadata"]},
-            "polygons": {"href": "landslides.geojson", "type": "application/geo+json", "roles": ["data"]},
-            "area": {"href": "../area.geojson", "type": "application/geo+json", "roles": ["metadata"]},
-            **{
-                f"store-{k}": {"href": f"../{v}", "type": "application/vnd+zarr", "roles": ["data"]}
-                for k, v in version["stores"].items()
-            },
-        },
-        "collection": rec.id,
+        collection=rec.id,
+    )
+    item.add_link(pystac.Link("collection", "../collection.json", media_type=pystac.MediaType.JSON))
+    assets = {
+        "summary": ("summary.json", pystac.MediaType.JSON, "metadata"),
+        "polygons": ("landslides.geojson", pystac.MediaType.GEOJSON, "data"),
+        "area": ("../area.geojson", pystac.MediaType.GEOJSON, "metadata"),
+        **{f"store-{k}": (f"../{v}", "application/vnd+zarr", "data") for k, v in version.stores.items()},
     }
-    write_atomic(vdir / "item.json", json.dumps(item, indent=2))
+    for key, (href, media, role) in assets.items():
+        item.add_asset(key, pystac.Asset(href=href, media_type=media, roles=[role]))
+    return item
 
 
-def write_collection(edir: Path, rec: EventRecord, versions: list[dict[str, Any]], area: Any) -> None:
+def write_item(vdir: Path, rec: EventRecord, version: Version, area: BaseGeometry) -> None:
+    """Write the version's STAC Item ``v<n>/item.json`` (:func:`version_item`)."""
+    _write(version_item(rec, version, area), vdir / "item.json")
+
+
+def event_collection(rec: EventRecord, versions: list[Version], area: BaseGeometry) -> pystac.Collection:
     """The event's STAC Collection: one item link per version, the newest marked ``current``."""
     w, s, e, n = area.bounds
-    newest = versions[-1]["n"]
-    links = [{"rel": "self", "href": "collection.json", "type": "application/json"}]
-    links += [
-        {
-            "rel": "item",
-            "href": f"v{v['n']}/item.json",
-            "type": "application/geo+json",
-            "title": f"version {v['n']}" + (" (current)" if v["n"] == newest else ""),
-        }
-        for v in versions
-    ]
-    links.append({"rel": "latest-version", "href": f"v{newest}/item.json", "type": "application/geo+json"})
-    coll = {
-        "type": "Collection",
-        "stac_version": "1.1.0",
-        "id": rec.id,
-        "license": "other",
-        "description": f"Landslides observed after {rec.place or rec.id}, one item per map version",
-        "extent": {"spatial": {"bbox": [[w, s, e, n]]}, "temporal": {"interval": [[rec.event_time, None]]}},
-        "links": links,
-        "landslide:current": f"v{newest}",
-        "landslide:versions": [
-            {"n": v["n"], "created": v["created"], "coverage": v["coverage"], "current": v["n"] == newest}
-            for v in versions
-        ],
-    }
-    write_atomic(edir / "collection.json", json.dumps(coll, indent=2))
+    newest = versions[-1].n
+    coll = pystac.Collection(
+        id=rec.id,
+        description=f"Landslides observed after {rec.place or rec.id}, one item per map version",
+        extent=pystac.Extent(
+            pystac.SpatialExtent([[w, s, e, n]]), pystac.TemporalExtent([[_when(rec.event_time), None]])
+        ),
+        license="other",
+        extra_fields={
+            "landslide:current": f"v{newest}",
+            "landslide:versions": [
+                {"n": v.n, "created": v.created, "coverage": v.coverage, "current": v.n == newest}
+                for v in versions
+            ],
+        },
+    )
+    coll.add_link(pystac.Link("self", "collection.json", media_type=pystac.MediaType.JSON))
+    for v in versions:
+        title = f"version {v.n}" + (" (current)" if v.n == newest else "")
+        coll.add_link(
+            pystac.Link("item", f"v{v.n}/item.json", media_type=pystac.MediaType.GEOJSON, title=title)
+        )
+    coll.add_link(pystac.Link("latest-version", f"v{newest}/item.json", media_type=pystac.MediaType.GEOJSON))
+    return coll
+
+
+def write_collection(edir: Path, rec: EventRecord, versions: list[Version], area: BaseGeometry) -> None:
+    """Write the event's STAC Collection ``collection.json`` (:func:`event_collection`)."""
+    _write(event_collection(rec, versions, area), edir / "collection.json")

@@ -32,7 +32,7 @@ from pipeline.event.area import geodesic_km2, keefer_area, shakemap_area
 from pipeline.event.config import DEM_WINDOW, TILE_FULL, BBox, PlanOptions, area_rule
 from pipeline.event.keefer import landslide_radius_km
 from pipeline.event.shakemap import ShakeGrid, parse_grid, pga_contours
-from pipeline.event.state import EventRecord
+from pipeline.event.state import EventRecord, ShakeMapPlan
 from pipeline.event.tiles import (
     AreaTile,
     SlopeProbe,
@@ -125,18 +125,18 @@ def plan_event(
             before = plan_tiles(rec)
             added = added_tiles(before if rec.area_source == "shakemap" else [], tiles)
             rec.shakemaps_done.append(ref.key)
-            rec.shakemap = {
+            rec.shakemap = ShakeMapPlan(
                 **asdict(ref),
-                "layout": grid.layout,
-                "grid": str(grid_path.relative_to(edir)),
-                "rule": rule,
-                "planned": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            }
+                layout=grid.layout,
+                grid=str(grid_path.relative_to(edir)),
+                rule=rule,
+                planned=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            )
             rec.area_source, rec.area_note = (
                 "shakemap",
                 f"ShakeMap {ref.source} v{ref.version}: {rule}, on land",
             )
-            rec.tiles = [asdict(t) for t in tiles]
+            rec.tiles = list(tiles)
             rec.bbox = list(_bounds(area)) if not area.is_empty else rec.bbox
             _write_area(
                 edir / "area.geojson",
@@ -163,7 +163,7 @@ def plan_event(
     area = keefer_area(rec.lon, rec.lat, radius)
     tiles = _tiles(area, opts, catalog_source)
     rec.area_source, rec.area_note = "keefer", f"Keefer disc of {radius:.1f} km on land ({why})"
-    rec.tiles = [asdict(t) for t in tiles]
+    rec.tiles = list(tiles)
     _write_area(
         edir / "area.geojson",
         area,
@@ -193,17 +193,8 @@ def _write_contours(path: Path, grid: ShakeGrid) -> None:
 
 
 def plan_tiles(rec: EventRecord) -> list[AreaTile]:
-    """The current plan's tiles as values."""
-    return [
-        AreaTile(
-            t["id"],
-            (t["bbox"][0], t["bbox"][1], t["bbox"][2], t["bbox"][3]),
-            float(t["area_km2"]),
-            t.get("max_slope_deg"),
-            t.get("skip"),
-        )
-        for t in rec.tiles
-    ]
+    """The current plan's tiles."""
+    return list(rec.tiles)
 
 
 def post_event_window(
@@ -228,11 +219,13 @@ def choose_tiles(
     def seen_by(t: AreaTile, ids: set[str]) -> bool:
         return any(box(*scenes[i]).intersects(box(*t.bbox)) for i in ids)
 
-    if not rec.versions:
+    if not rec.versions and not rec.failed_versions:
         return [t for t in tiles if seen_by(t, set(scenes))]
-    used = {s for v in rec.versions for s in v["scenes"]}
-    new = set(scenes) - used
-    cov = rec.versions[-1]["tile_coverage"]
+    if not rec.versions:  # only failed tries so far: new scenes give a new first version
+        new = set(scenes) - rec.used_scenes()
+        return [t for t in tiles if seen_by(t, new)]
+    new = set(scenes) - rec.used_scenes()
+    cov = rec.versions[-1].tile_coverage
     added_ids = {t.id for t in added}
     return [
         t

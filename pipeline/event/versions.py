@@ -37,10 +37,19 @@ from typing import Any
 from pipeline import catalog
 from pipeline.event import outputs, summary
 from pipeline.event.area import geodesic_km2
-from pipeline.event.config import MAX_ATTEMPTS, BBox, VersionOptions, WatchOptions
+from pipeline.event.config import BBox, VersionOptions, WatchOptions
 from pipeline.event.plan import choose_tiles, event_dir, plan_event, plan_tiles, post_event_window
 from pipeline.event.shakemap import parse_grid
-from pipeline.event.state import EventBusyError, EventRecord, EventState, event_lock, utc_iso
+from pipeline.event.state import (
+    Building,
+    EventRecord,
+    EventState,
+    Version,
+    event_lock,
+    record_failure,
+    utc_iso,
+    version_errors,
+)
 from pipeline.event.tiles import area_from_geojson
 from pipeline.store.atomic import write_atomic
 
@@ -99,8 +108,8 @@ def advance_quake(
         publish: Publishes a version's summary (the flow logs a Prefect artifact).
     """
     if rec.status == "sweeping" and rec.building:
-        log.info("event %s: resuming version %d", rec.id, rec.building["n"])
-        _write_version(state, rec, opts, vopts, log, publish)
+        log.info("event %s: resuming version %d", rec.id, rec.building.n)
+        _write_version(state, rec, now, opts, vopts, log, publish)
         return
     event_time = dt.datetime.fromisoformat(rec.event_time)
     age_days = (now - event_time).total_seconds() / 86400
@@ -109,7 +118,7 @@ def advance_quake(
         _save(
             state,
             rec,
-            f"closed: {age_days:.0f} days after the event (coverage {rec.versions[-1]['coverage']:.1%})",
+            f"closed: {age_days:.0f} days after the event (coverage {rec.versions[-1].coverage:.1%})",
         )
         return
     added = plan_event(rec, opts.out_dir, vopts.plan, opts.catalog, log)
@@ -150,20 +159,21 @@ def advance_quake(
         return
     n = len(rec.versions) + 1
     rec.status = "sweeping"
-    rec.building = {
-        "n": n,
-        "window": [window[0].isoformat(), window[1].isoformat()],
-        "tiles": [t.id for t in todo],
-        "scenes": sorted(scenes),
-    }
+    rec.building = Building(
+        n=n,
+        window=(window[0].isoformat(), window[1].isoformat()),
+        tiles=tuple(t.id for t in todo),
+        scenes=tuple(sorted(scenes)),
+    )
     _save(state, rec, f"writing version {n}: {len(todo)} tile(s)")
     log.info("event %s: %s", rec.id, rec.note)
-    _write_version(state, rec, opts, vopts, log, publish)
+    _write_version(state, rec, now, opts, vopts, log, publish)
 
 
 def _write_version(
     state: EventState,
     rec: EventRecord,
+    now: dt.datetime,
     opts: WatchOptions,
     vopts: VersionOptions,
     log: Logger | LoggerAdapter[Any],
@@ -176,30 +186,25 @@ def _write_version(
         with event_lock(opts.out_dir, rec.id):
             stores = _sweep_tiles(rec, b, edir, opts, log)
             version = _finish_version(rec, b, stores, edir, opts, vopts, log, publish)
-    except Exception as exc:  # recorded; the next poll resumes the same version
-        b["attempts"] = b.get("attempts", 0) + 1
-        if b["attempts"] >= MAX_ATTEMPTS and not isinstance(exc, EventBusyError):
-            rec.status, rec.building = ("watching" if rec.versions else "failed"), None
-        why = f"{type(exc).__name__}: {exc}"
-        _save(state, rec, f"version {b['n']} failed (attempt {b['attempts']}): {why}"[:500])
+    except version_errors() as exc:  # recorded; retried at the next poll, then given up
+        _save(state, rec, record_failure(rec, exc, now))
         log.error("event %s: %s", rec.id, rec.note)
         return
     rec.versions.append(version)
     rec.building = None
-    cov = version["coverage"]
+    cov = version.coverage
     rec.status = "closed" if cov >= vopts.close_coverage else "watching"
-    rec.result = {"version": version["n"], "summary": version["summary"], "coverage": cov}
+    rec.result = {"version": version.n, "summary": version.summary, "coverage": cov}
     _save(
         state,
         rec,
-        f"version {version['n']} written, coverage {cov:.1%}"
-        + (" (closed)" if rec.status == "closed" else ""),
+        f"version {version.n} written, coverage {cov:.1%}" + (" (closed)" if rec.status == "closed" else ""),
     )
     log.info("event %s: %s", rec.id, rec.note)
 
 
 def _sweep_tiles(
-    rec: EventRecord, b: dict[str, Any], edir: Path, opts: WatchOptions, log: Logger | LoggerAdapter[Any]
+    rec: EventRecord, b: Building, edir: Path, opts: WatchOptions, log: Logger | LoggerAdapter[Any]
 ) -> dict[str, str]:
     """Sweep (or resume) the version's tiles; return tile id -> store path relative to ``edir``."""
     from pipeline import store
@@ -208,17 +213,17 @@ def _sweep_tiles(
     from pipeline.sweep import SweepConfig, run_sweep
 
     by_id = {t.id: t for t in plan_tiles(rec)}
-    stores = dict(rec.versions[-1]["stores"]) if rec.versions else {}
+    stores = dict(rec.versions[-1].stores) if rec.versions else {}
     spec = ClusterSpec(scheduler=opts.scheduler, n_workers=opts.workers)
     with dask_client(spec) as (client, _):
-        for tid in b["tiles"]:
-            rel = f"tiles/{tid}-v{b['n']}.zarr"
+        for tid in b.tiles:
+            rel = f"tiles/{tid}-v{b.n}.zarr"
             path = edir / rel
             if not store.is_complete(path):
                 cfg = SweepConfig(
                     bbox=catalog.BBox(*by_id[tid].bbox),
-                    start=dt.date.fromisoformat(b["window"][0]),
-                    end=dt.date.fromisoformat(b["window"][1]),
+                    start=dt.date.fromisoformat(b.window[0]),
+                    end=dt.date.fromisoformat(b.window[1]),
                     out=path,
                     catalog=opts.catalog,
                     checkpoint=Path(opts.checkpoint) if opts.checkpoint else None,
@@ -265,7 +270,7 @@ def tile_coverage(store_path: Path, part: Any) -> float:
 
 
 def _tile_polygons(
-    rec: EventRecord, b: dict[str, Any], tid: str, path: Path, opts: WatchOptions, vopts: VersionOptions
+    rec: EventRecord, b: Building, tid: str, path: Path, opts: WatchOptions, vopts: VersionOptions
 ) -> Any:
     """One tile's landslide polygons (WGS84), with NDVI change evidence when it is asked for."""
     from pipeline.event.evidence import annotate, evidence_path, write_evidence
@@ -276,8 +281,8 @@ def _tile_polygons(
     if vopts.ndvi_pre_days is None:
         return gdf
     evidence = evidence_path(path)
-    if tid in b["tiles"] and not evidence.exists():
-        window = (dt.date.fromisoformat(b["window"][0]), dt.date.fromisoformat(b["window"][1]))
+    if tid in b.tiles and not evidence.exists():
+        window = (dt.date.fromisoformat(b.window[0]), dt.date.fromisoformat(b.window[1]))
         event_time = dt.datetime.fromisoformat(rec.event_time)
         write_evidence(path, opts.catalog, event_time, window, opts.max_cloud, vopts.ndvi_pre_days)
     return annotate(gdf, evidence) if evidence.exists() else gdf
@@ -285,14 +290,14 @@ def _tile_polygons(
 
 def _finish_version(
     rec: EventRecord,
-    b: dict[str, Any],
+    b: Building,
     stores: dict[str, str],
     edir: Path,
     opts: WatchOptions,
     vopts: VersionOptions,
     log: Logger | LoggerAdapter[Any],
     publish: Publish,
-) -> dict[str, Any]:
+) -> Version:
     import geopandas as gpd
     import pandas as pd
     from shapely.geometry import box
@@ -300,7 +305,7 @@ def _finish_version(
     from pipeline.cube.items import S2_COLLECTION
     from pipeline.store import read_attrs
 
-    n = b["n"]
+    n = b.n
     vdir = edir / f"v{n}"
     vdir.mkdir(parents=True, exist_ok=True)
     area = area_from_geojson(json.loads((edir / "area.geojson").read_text()))
@@ -324,7 +329,7 @@ def _finish_version(
     polys.to_file(polys_path, driver="GeoJSON", engine="pyogrio") if len(polys) else polys_path.write_text(
         json.dumps({"type": "FeatureCollection", "features": []})
     )
-    grid = parse_grid(edir / rec.shakemap["grid"]) if rec.shakemap and rec.area_source == "shakemap" else None
+    grid = parse_grid(edir / rec.shakemap.grid) if rec.shakemap and rec.area_source == "shakemap" else None
     attrs = read_attrs(edir / next(iter(stores.values()))) or {} if stores else {}
     used = sorted(
         {
@@ -349,14 +354,19 @@ def _finish_version(
         "version": {
             "n": n,
             "created": created,
-            "window": b["window"],
+            "window": list(b.window),
             "scenes": used,
         },
         "area": {
             "source": rec.area_source,
             "note": rec.area_note,
             "land_km2": round(geodesic_km2(area), 3),
-            "shakemap": {k: rec.shakemap.get(k) for k in ("version", "source", "layout", "rule")}
+            "shakemap": {
+                "version": rec.shakemap.version,
+                "source": rec.shakemap.source,
+                "layout": rec.shakemap.layout,
+                "rule": rec.shakemap.rule,
+            }
             if rec.shakemap
             else None,
             "tiles_swept": len(stores),
@@ -377,19 +387,19 @@ def _finish_version(
     write_atomic(vdir / "summary.json", json.dumps(summary_doc, indent=2, default=str))
     artifact_id = publish(rec.id, summary_doc)
     outputs.web_map(vdir, edir, stores, rec, n, log)
-    version = {
-        "n": n,
-        "created": created,
-        "window": b["window"],
-        "scenes": used,
-        "swept_tiles": list(b["tiles"]),
-        "stores": stores,
-        "tile_coverage": tile_cov,
-        "coverage": round(coverage, 4),
-        "summary": f"v{n}/summary.json",
-        "artifact": artifact_id,
-        "shakemap_version": rec.shakemap.get("version") if rec.shakemap else None,
-    }
+    version = Version(
+        n=n,
+        created=created,
+        window=b.window,
+        scenes=tuple(used),
+        swept_tiles=b.tiles,
+        stores=stores,
+        tile_coverage=tile_cov,
+        coverage=round(coverage, 4),
+        summary=f"v{n}/summary.json",
+        artifact=artifact_id,
+        shakemap_version=rec.shakemap.version if rec.shakemap else None,
+    )
     outputs.write_item(vdir, rec, version, area)
     outputs.write_collection(edir, rec, [*rec.versions, version], area)
     return version

@@ -138,9 +138,7 @@ def test_shakemap_version_dedupe_and_growth(tmp_path: Path, shared_data: Path) -
     added = plan_event(rec, str(tmp_path / "out"), opts, str(DEMO_CATALOG), log)
     assert sorted(t.id for t in added) == ["x2838y855", "x2839y855"]
     assert rec.area_source == "shakemap" and rec.shakemaps_done == [f"{fx.EVENT}:us:1"]
-    assert all(
-        t["max_slope_deg"] is not None and t["skip"] is None for t in rec.tiles
-    )  # the demo DEM is steep
+    assert all(t.max_slope_deg is not None and t.skip is None for t in rec.tiles)  # the demo DEM is steep
     # the same ShakeMap version again: nothing new
     assert plan_event(rec, str(tmp_path / "out"), opts, str(DEMO_CATALOG), log) == []
     # version 2 shakes a larger area (one more column of cells, centred on 142.0 E)
