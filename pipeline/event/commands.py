@@ -26,6 +26,7 @@ def register(subparsers: Any) -> None:
         description="Read a ShakeMap grid.xml (ShakeMap 3.5 or 4 layout), keep the cells at or above "
         f"the PGA (or MMI) threshold, clip them to land ({LAND_MASK_NOTE}), cut "
         f"them into sweep tiles (skipping flat ones when --dem is given) and write WGS84 GeoJSON. Prints "
+        "the area that will be swept (the union of the tile boxes written, measured in EPSG:6933) and "
         "the land area beside the Keefer (1984/2002) disc the watch would sweep without a ShakeMap.",
     )
     p.add_argument("--shakemap", required=True, metavar="GRID.xml", help="ShakeMap grid.xml")
@@ -63,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.event.keefer import disc, landslide_radius_km
     from pipeline.event.land import clip_to_land
     from pipeline.event.shakemap import parse_grid, shaken_area
-    from pipeline.event.tiles import area_geojson, dem_overview_probe, mark_flat, split_tiles
+    from pipeline.event.tiles import area_geojson, dem_overview_probe, mark_flat, split_tiles, swept_km2
 
     path = Path(args.shakemap)
     if not path.is_file():
@@ -94,6 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         "land_mask": LAND_MASK_NOTE,
         "tiles": len(tiles),
         "tiles_flat": sum(t.skip == "flat" for t in tiles),
+        "swept_km2": round(swept_km2(tiles), 1),
     }
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(area_geojson(area, tiles, props)))
@@ -103,8 +105,9 @@ def _run(args: argparse.Namespace) -> int:
     print(f"shaken area       {props['shaken_km2']:,.1f} km2")
     print(f"on land           {props['land_km2']:,.1f} km2 in {len(tiles)} tile(s) of {args.tile_deg:g} deg")
     print(
-        f"to sweep          {sum(t.area_km2 for t in swept):,.1f} km2 in {len(swept)} tile(s) "
-        f"({props['tiles_flat']} flat skipped{'' if probe else '; no --dem, none checked'})"
+        f"to sweep          {props['swept_km2']:,.1f} km2: {len(swept)} tile box(es), EPSG:6933 "
+        f"({sum(t.area_km2 for t in swept):,.1f} km2 of the area in them; {props['tiles_flat']} flat "
+        f"skipped{'' if probe else '; no --dem, none checked'})"
     )
     print(
         f"Keefer disc       {props['keefer_disc_km2']:,.1f} km2 (radius {radius:.1f} km, capped at "

@@ -21,7 +21,7 @@ from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.errors import UserError
-from pipeline.event.area import geodesic_km2
+from pipeline.event.area import equal_area_km2, geodesic_km2
 from pipeline.event.config import DEFAULT_FLAT_DEG, DEFAULT_TILE_DEG, BBox
 
 #: ``probe(bbox) -> max slope (degrees) or None when no DEM covers it``.
@@ -176,19 +176,44 @@ def dem_overview_probe(hrefs: Sequence[str], resolution_m: float = 250.0) -> Slo
     return probe
 
 
-def area_geojson(area: BaseGeometry, tiles: Sequence[AreaTile], properties: dict[str, Any]) -> dict[str, Any]:
-    """The planned area and its tiles as a WGS84 GeoJSON FeatureCollection.
+def swept_geometry(tiles: Iterable[AreaTile]) -> BaseGeometry:
+    """What gets swept: the union of the sweep boxes of the tiles not skipped (WGS84)."""
+    boxes = [box(*t.bbox) for t in tiles if t.skip is None]
+    return shapely.union_all(boxes) if boxes else shapely.MultiPolygon()
 
-    The first feature (``kind: area``) is the land-clipped area with ``properties``; then one
-    ``kind: tile`` feature per tile (its sweep box, ``area_km2``, ``max_slope_deg``, ``skip``).
+
+def swept_km2(tiles: Iterable[AreaTile]) -> float:
+    """Area (km², :data:`~pipeline.event.area.EQUAL_AREA_CRS`) of :func:`swept_geometry`."""
+    return equal_area_km2(swept_geometry(tiles))
+
+
+def area_geojson(area: BaseGeometry, tiles: Sequence[AreaTile], properties: dict[str, Any]) -> dict[str, Any]:
+    """The planned area, what gets swept and the tiles, as a WGS84 GeoJSON FeatureCollection.
+
+    The first feature (``kind: area``) is the land-clipped area with ``properties``; the second
+    (``kind: swept``) the union of the sweep boxes of the tiles not skipped, with its
+    ``swept_km2`` (EPSG:6933), which is what a sweep covers; then one ``kind: tile`` feature per
+    tile (its sweep box, ``area_km2`` of the area's part in it, ``box_km2``, ``max_slope_deg``,
+    ``skip``).
     """
+    swept = swept_geometry(tiles)
     feats = [
         {
             "type": "Feature",
             "id": "area",
             "geometry": mapping(area),
             "properties": {"kind": "area", **properties},
-        }
+        },
+        {
+            "type": "Feature",
+            "id": "swept",
+            "geometry": mapping(swept),
+            "properties": {
+                "kind": "swept",
+                "swept_km2": round(equal_area_km2(swept), 3),
+                "tiles": sum(t.skip is None for t in tiles),
+            },
+        },
     ]
     for t in tiles:
         feats.append(
@@ -200,6 +225,7 @@ def area_geojson(area: BaseGeometry, tiles: Sequence[AreaTile], properties: dict
                     "kind": "tile",
                     "tile": t.id,
                     "area_km2": round(t.area_km2, 3),
+                    "box_km2": round(equal_area_km2(box(*t.bbox)), 3),
                     "max_slope_deg": None if t.max_slope_deg is None else round(t.max_slope_deg, 2),
                     "skip": t.skip,
                 },

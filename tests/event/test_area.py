@@ -205,3 +205,28 @@ def test_event_area_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     )  # fmt: skip
     assert r.returncode == 2 and r.stderr.startswith("landslide: error: cannot read ShakeMap grid")
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_event_area_reports_what_is_swept(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The km2 printed "to sweep" is the area of the tile boxes written (EPSG:6933), not of the area."""
+    import geopandas as gpd
+
+    out = tmp_path / "hawaii.geojson"
+    assert main(["event-area", "--shakemap", str(shared_data / HAWAII), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    frame = gpd.GeoDataFrame.from_features(doc["features"], crs=4326)
+    boxes = frame[(frame["kind"] == "tile") & frame["skip"].isna()]
+    assert len(boxes) == 20
+    union = gpd.GeoSeries([boxes.union_all()], crs=4326).to_crs(6933)
+    boxes_km2 = float(union.area.iloc[0]) / 1e6
+    swept = frame[frame["kind"] == "swept"].to_crs(6933)
+    assert len(swept) == 1 and float(swept.area.iloc[0]) / 1e6 == pytest.approx(boxes_km2, rel=1e-6)
+    assert boxes_km2 == pytest.approx(5829, abs=1)  # the issue's figure for these 20 boxes
+    assert doc["features"][0]["properties"]["swept_km2"] == pytest.approx(boxes_km2, abs=0.1)
+    line = next(ln for ln in printed.splitlines() if ln.startswith("to sweep"))
+    assert line.split()[2] == f"{boxes_km2:,.1f}" and "20 tile box(es)" in line
+    land_km2 = doc["features"][0]["properties"]["land_km2"]
+    assert land_km2 < boxes_km2  # the boxes hold more than the area: that is what gets swept
