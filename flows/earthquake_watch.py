@@ -4,7 +4,7 @@ Each poll (one flow run):
 
 1. reads the feed (retried with exponential backoff on network errors, then fails clearly);
 2. records every new earthquake with magnitude ``>= min_magnitude`` whose landslide disc
-   (:mod:`flows.sweep_area`) touches land as ``pending`` in ``OUT/events.json``; ids already in
+   (:mod:`pipeline.event.keefer`) touches land as ``pending`` in ``OUT/events.json``; ids already in
    the file, including ones listed twice in a feed, are never added again;
 3. checks every pending event for clear post-event imagery and sweeps those that have some,
    one sweep per event (:mod:`flows.pending_events`).
@@ -26,23 +26,34 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.event_plan import PlanOptions
-from flows.event_state import EventRecord, EventState, utc_iso
 from flows.io_retry import backoff, retry_on_io
-from flows.map_versions import VersionOptions, advance_quake
-from flows.pending_events import WatchOptions, advance, parse_now
-from flows.sweep_area import DEFAULT_MAX_RADIUS_KM, landslide_radius_km, sweep_bbox
-from flows.usgs_feed import DEFAULT_FEED_URL, Earthquake, parse_feed, read_feed
-from pipeline.event_area import DEFAULT_FLAT_DEG, DEFAULT_PGA_G, DEFAULT_TILE_DEG
+from flows.map_versions import advance_quake
+from flows.pending_events import advance, parse_now
+from pipeline.event.config import (
+    DEFAULT_CLOSE_COVERAGE,
+    DEFAULT_CLOSE_DAYS,
+    DEFAULT_EVENT_MAX_CLOUD,
+    DEFAULT_FLAT_DEG,
+    DEFAULT_GIVE_UP_DAYS,
+    DEFAULT_MAX_RADIUS_KM,
+    DEFAULT_MIN_MAGNITUDE,
+    DEFAULT_PGA_G,
+    DEFAULT_RETRY_DELAY_S,
+    DEFAULT_TILE_DEG,
+    DEFAULT_WINDOW_DAYS,
+    PlanOptions,
+    VersionOptions,
+    WatchOptions,
+)
+from pipeline.event.keefer import landslide_radius_km, sweep_bbox
+from pipeline.event.state import EventRecord, EventState, utc_iso
+from pipeline.event.usgs import DEFAULT_FEED_URL, Earthquake, parse_feed, read_feed
 from pipeline.sweep.config import DEFAULT_BLOCK
-
-DEFAULT_MIN_MAGNITUDE = 6.0
-FEED_RETRY_S = 10.0
 
 
 @task(
     retries=3,
-    retry_delay_seconds=backoff(FEED_RETRY_S),
+    retry_delay_seconds=backoff(DEFAULT_RETRY_DELAY_S),
     retry_condition_fn=retry_on_io,
     cache_policy=NO_CACHE,
 )
@@ -91,14 +102,14 @@ def earthquake_watch(
     checkpoint: str | None = None,
     min_magnitude: float = DEFAULT_MIN_MAGNITUDE,
     max_radius_km: float = DEFAULT_MAX_RADIUS_KM,
-    max_cloud: float = 40.0,
+    max_cloud: float = DEFAULT_EVENT_MAX_CLOUD,
     wait_days: float = 0.0,
-    window_days: int = 30,
-    give_up_days: float = 30.0,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    give_up_days: float = DEFAULT_GIVE_UP_DAYS,
     block: int = DEFAULT_BLOCK,
     export: bool = True,
     now: str | None = None,
-    retry_delay_s: float = FEED_RETRY_S,
+    retry_delay_s: float = DEFAULT_RETRY_DELAY_S,
     scheduler: str | None = None,
     workers: int | None = None,
     use_shakemap: bool = True,
@@ -106,8 +117,8 @@ def earthquake_watch(
     mmi: float | None = None,
     tile_deg: float = DEFAULT_TILE_DEG,
     flat_deg: float = DEFAULT_FLAT_DEG,
-    close_coverage: float = 0.95,
-    close_days: float = 45.0,
+    close_coverage: float = DEFAULT_CLOSE_COVERAGE,
+    close_days: float = DEFAULT_CLOSE_DAYS,
     ndvi_pre_days: int | None = None,
 ) -> dict[str, Any]:
     """One poll: read the feed, track new events, check pending ones, sweep those with imagery.
@@ -188,8 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pga", type=float, default=DEFAULT_PGA_G, help="PGA threshold in g (default 0.10)")
     p.add_argument("--mmi", type=float, help="MMI threshold instead of PGA")
     p.add_argument("--tile-deg", type=float, default=DEFAULT_TILE_DEG, help="sweep tile side in degrees")
-    p.add_argument("--close-coverage", type=float, default=0.95, help="close an event at this coverage")
-    p.add_argument("--close-days", type=float, default=45.0, help="close an event after this many days")
+    p.add_argument(
+        "--close-coverage", type=float, default=DEFAULT_CLOSE_COVERAGE, help="close an event at this coverage"
+    )
+    p.add_argument(
+        "--close-days", type=float, default=DEFAULT_CLOSE_DAYS, help="close an event after this many days"
+    )
     p.add_argument("--ndvi-pre-days", type=int, help="NDVI change evidence with this pre-event window (days)")
     p.add_argument("--now", help="evaluation time, ISO 8601 (default: now)")
     p.add_argument(

@@ -1,96 +1,49 @@
-"""Maps that improve as clear imagery arrives: an earthquake's map, version after version.
+"""Prefect face of the map versions (:mod:`pipeline.event.versions`): a retried search, an artifact.
 
-Each poll calls :func:`advance_quake` on every active earthquake:
-
-1. close it when it is older than ``close_days`` (or fail it when it never got imagery within
-   ``give_up_days``);
-2. (re)plan its area (:func:`flows.event_plan.plan_event`): a new ShakeMap version that grows the
-   area yields the tiles it added;
-3. search clear post-event scenes (cloud <= ``max_cloud``) from the day after the event to today;
-4. decide what to sweep: for the first version, every tile some scene covers; later, the added
-   tiles plus every tile that is not fully covered yet and that a *new* scene (not used by any
-   version) overlaps. Nothing to sweep: nothing is written (a repeated poll does nothing);
-5. write the next version ``OUT/<event>/v<n>/``: the chosen tiles are swept into new stores
-   ``OUT/<event>/tiles/<tile>-v<n>.zarr`` (each a complete, resumable store, its products in
-   ``tiles/<tile>-v<n>/``; other tiles keep their earlier stores), the version's
-   ``landslides.geojson``, ``summary.json`` (:mod:`flows.event_summary`, also a Prefect
-   artifact), ``item.json``, the web map when :mod:`pipeline.products.webmap` is installed, and
-   the event's STAC Collection
-   ``OUT/<event>/collection.json`` listing every version, the newest as ``current``.
-
-The version being written is recorded in the events file before its first sweep (``building``),
-so a crash is resumed by the next poll with the same tiles and window (a version that fails
-``MAX_ATTEMPTS`` times is given up; the event keeps its earlier versions). An event is closed when
-its coverage reaches ``close_coverage``. A per-event lock (:class:`flows.event_state.event_lock`)
-keeps two sweeps of one event apart.
+:func:`advance_quake` runs one poll of one earthquake with the catalog search as a Prefect task
+(retried on I/O errors with exponential backoff) and each version's summary logged as a Prefect
+markdown artifact (key ``<event>-summary``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
-from dataclasses import dataclass, field
 from logging import Logger, LoggerAdapter
-from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from shapely.geometry import box, shape
 
-from flows import event_summary, version_outputs
-from flows.event_plan import PlanOptions, event_dir, plan_event, plan_tiles
-from flows.event_state import EventBusyError, EventRecord, EventState, event_lock, utc_iso
 from flows.io_retry import backoff, retry_on_io
-from flows.pending_events import WatchOptions, post_event_window
-from pipeline import catalog
-from pipeline import event_area as ea
-from pipeline.event import versions_store as vs
-from pipeline.event.mosaic import EventGrid, event_grid, grown, regions_for, tile_regions
-from pipeline.store.atomic import write_atomic
-
-S2_COLLECTION = "sentinel-2-l2a"
-#: A tile with at least this share of clear data is complete (no re-sweep for new scenes).
-TILE_FULL = 0.995
-#: A version that failed this many times is given up (the event keeps its earlier versions).
-MAX_ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class VersionOptions:
-    """When maps are rewritten and events closed.
-
-    Attributes:
-        close_coverage: Close an event once its coverage reaches this share.
-        close_days: Close an event this many days after it (whatever its coverage).
-        plan: How areas are planned.
-        ndvi_pre_days: Write NDVI change evidence with a pre-event window of this many days
-            (:mod:`flows.change_evidence`); None for none.
-    """
-
-    close_coverage: float = 0.95
-    close_days: float = 45.0
-    plan: PlanOptions = field(default_factory=PlanOptions)
-    ndvi_pre_days: int | None = None
-
-
-def _save(state: EventState, rec: EventRecord, note: str) -> None:
-    rec.note, rec.updated = note, utc_iso(dt.datetime.now(dt.UTC))
-    state.save()
+from pipeline.event import versions
+from pipeline.event.config import BBox, VersionOptions, WatchOptions
+from pipeline.event.state import EventRecord, EventState
 
 
 @task(retries=3, retry_delay_seconds=backoff(10.0), retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def search_footprints(
-    catalog_source: str | None, bbox: ea.BBox, start: dt.date, end: dt.date, max_cloud: float
-) -> dict[str, ea.BBox]:
-    """Clear post-event Sentinel-2 scenes over ``bbox``: id -> WGS84 bbox of the item (retried on I/O)."""
-    items = catalog.open_catalog(catalog_source).search(S2_COLLECTION, bbox, start, end, max_cloud)
-    out: dict[str, ea.BBox] = {}
-    for it in items:
-        w, s, e, n = shape(it.geometry).bounds if it.geometry else (it.bbox or bbox)
-        out[it.id] = (float(w), float(s), float(e), float(n))
-    return out
+    catalog_source: str | None, bbox: BBox, start: dt.date, end: dt.date, max_cloud: float
+) -> dict[str, BBox]:
+    """Clear post-event Sentinel-2 scenes over ``bbox``: id -> WGS84 bbox (retried on I/O)."""
+    return versions.search_footprints(catalog_source, bbox, start, end, max_cloud)
+
+
+def artifact(event_id: str, summary: dict[str, Any]) -> str | None:
+    """Log the summary as a Prefect markdown artifact; its id (None outside a flow run)."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is None:
+        return None
+    key = "".join(c if c.isalnum() else "-" for c in event_id.lower()) + "-summary"
+    return str(
+        create_markdown_artifact(
+            key=key,
+            markdown="```json\n" + json.dumps(summary, indent=2, default=str) + "\n```",
+            description=f"landslide map of {event_id}, version {summary['version']['n']}",
+        )
+    )
 
 
 def advance_quake(
@@ -101,321 +54,6 @@ def advance_quake(
     vopts: VersionOptions,
     log: Logger | LoggerAdapter[Any],
 ) -> None:
-    """One poll of one earthquake (see the module docstring); the record is updated in place."""
-    if rec.status == "sweeping" and rec.building:
-        log.info("event %s: resuming version %d", rec.id, rec.building["n"])
-        _write_version(state, rec, opts, vopts, log)
-        return
-    event_time = dt.datetime.fromisoformat(rec.event_time)
-    age_days = (now - event_time).total_seconds() / 86400
-    if rec.versions and age_days > vopts.close_days:
-        rec.status = "closed"
-        _save(
-            state,
-            rec,
-            f"closed: {age_days:.0f} days after the event (coverage {rec.versions[-1]['coverage']:.1%})",
-        )
-        return
-    added = plan_event(rec, opts.out_dir, vopts.plan, opts.catalog, log)
-    state.save()
-    window = post_event_window(event_time, now, opts.window_days)
-    if age_days < opts.wait_days or window is None:
-        _save(state, rec, f"waiting: {age_days:.1f} of {max(opts.wait_days, 1.0):g} days after the event")
-        return
-    tiles = [t for t in plan_tiles(rec) if t.skip is None]
-    if not tiles:
-        rec.status = "failed" if not rec.versions else rec.status
-        _save(state, rec, "nothing to sweep: the planned area has no tile on steep enough land")
-        return
-    bbox = (
-        min(t.bbox[0] for t in tiles),
-        min(t.bbox[1] for t in tiles),
-        max(t.bbox[2] for t in tiles),
-        max(t.bbox[3] for t in tiles),
-    )
+    """One poll of one earthquake (:func:`pipeline.event.versions.advance_quake`) inside a flow."""
     search = search_footprints.with_options(retry_delay_seconds=backoff(opts.retry_delay_s))
-    scenes = search(opts.catalog, bbox, window[0], window[1], opts.max_cloud)
-    rec.checks, rec.last_checked, rec.scenes = rec.checks + 1, utc_iso(now), sorted(scenes)
-    todo = _choose(rec, tiles, added, scenes)
-    if not todo:
-        if not rec.versions and age_days > opts.give_up_days:
-            rec.status = "failed"
-            _save(
-                state,
-                rec,
-                f"no clear scenes (cloud <= {opts.max_cloud:g}%) within {opts.give_up_days:g} days",
-            )
-        elif not rec.versions:
-            _save(state, rec, f"no clear scenes yet in {window[0]}..{window[1]} (check {rec.checks})")
-        else:
-            _save(
-                state, rec, f"version {len(rec.versions)} is current; no new clear scene over uncovered tiles"
-            )
-        log.info("event %s: %s", rec.id, rec.note)
-        return
-    n = len(rec.versions) + 1
-    rec.status = "sweeping"
-    rec.building = {
-        "n": n,
-        "window": [window[0].isoformat(), window[1].isoformat()],
-        "tiles": [t.id for t in todo],
-        "scenes": sorted(scenes),
-    }
-    _save(state, rec, f"writing version {n}: {len(todo)} tile(s)")
-    log.info("event %s: %s", rec.id, rec.note)
-    _write_version(state, rec, opts, vopts, log)
-
-
-def _choose(
-    rec: EventRecord, tiles: list[ea.AreaTile], added: list[ea.AreaTile], scenes: dict[str, ea.BBox]
-) -> list[ea.AreaTile]:
-    """Tiles to sweep in the next version (see the module docstring)."""
-
-    def seen_by(t: ea.AreaTile, ids: set[str]) -> bool:
-        return any(box(*scenes[i]).intersects(box(*t.bbox)) for i in ids)
-
-    if not rec.versions:
-        return [t for t in tiles if seen_by(t, set(scenes))]
-    used = {s for v in rec.versions for s in v["scenes"]}
-    new = set(scenes) - used
-    cov = rec.versions[-1]["tile_coverage"]
-    added_ids = {t.id for t in added}
-    return [
-        t
-        for t in tiles
-        if (t.id in added_ids and seen_by(t, set(scenes)))
-        or (cov.get(t.id, 0.0) < TILE_FULL and seen_by(t, new))
-    ]
-
-
-def _write_version(
-    state: EventState,
-    rec: EventRecord,
-    opts: WatchOptions,
-    vopts: VersionOptions,
-    log: Logger | LoggerAdapter[Any],
-) -> None:
-    b = rec.building
-    assert b is not None
-    edir = event_dir(opts.out_dir, rec.id)
-    try:
-        with event_lock(opts.out_dir, rec.id):
-            grid, regions = _sweep_version(rec, b, edir, opts, log)
-            version = _finish_version(rec, b, grid, regions, edir, opts, vopts, log)
-    except Exception as exc:  # recorded; the next poll resumes the same version
-        b["attempts"] = b.get("attempts", 0) + 1
-        if b["attempts"] >= MAX_ATTEMPTS and not isinstance(exc, EventBusyError):
-            rec.status, rec.building = ("watching" if rec.versions else "failed"), None
-        why = f"{type(exc).__name__}: {exc}"
-        _save(state, rec, f"version {b['n']} failed (attempt {b['attempts']}): {why}"[:500])
-        log.error("event %s: %s", rec.id, rec.note)
-        return
-    rec.versions.append(version)
-    rec.building = None
-    cov = version["coverage"]
-    rec.status = "closed" if cov >= vopts.close_coverage else "watching"
-    rec.result = {"version": version["n"], "summary": version["summary"], "coverage": cov}
-    _save(
-        state,
-        rec,
-        f"version {version['n']} written, coverage {cov:.1%}"
-        + (" (closed)" if rec.status == "closed" else ""),
-    )
-    log.info("event %s: %s", rec.id, rec.note)
-
-
-def _grid(rec: EventRecord, opts: WatchOptions) -> EventGrid:
-    """The event's grid: the epicentre's UTM zone over every planned tile, holding earlier grids."""
-    tiles = [t.bbox for t in plan_tiles(rec) if t.skip is None]
-    grid = event_grid(tiles, (rec.lon or 0.0, rec.lat or 0.0), opts.block)
-    prev = rec.versions[-1].get("grid") if rec.versions else None
-    return grown(grid, EventGrid(**{**prev, "shape": tuple(prev["shape"])}) if prev else None)
-
-
-def _sweep_version(
-    rec: EventRecord, b: dict[str, Any], edir: Path, opts: WatchOptions, log: Logger | LoggerAdapter[Any]
-) -> tuple[EventGrid, tuple[int, ...]]:
-    """Sweep (or resume) the version's regions into one mosaic store and publish it.
-
-    One :func:`pipeline.sweep.run_sweep` over the event grid, restricted to the regions of the
-    chosen tiles; every other region is hard-linked from the previous version (not copied).
-    Returns the grid and the regions computed.
-    """
-    from pipeline.cluster import ClusterSpec
-    from pipeline.sweep import SweepConfig, run_sweep
-
-    n = b["n"]
-    grid = (
-        _grid(rec, opts)
-        if "grid" not in b
-        else EventGrid(**{**b["grid"], "shape": tuple(b["grid"]["shape"])})
-    )
-    b.setdefault("grid", dataclasses.asdict(grid))
-    owned = tile_regions(grid, {t.id: t.bbox for t in plan_tiles(rec) if t.skip is None})
-    regions = regions_for(owned, b["tiles"])
-    if vs.published(edir, n):
-        return grid, regions
-    base = vs.version_path(edir, rec.versions[-1]["n"]) if rec.versions else None
-    spec = ClusterSpec(scheduler=opts.scheduler, n_workers=opts.workers)
-    cfg = SweepConfig(
-        bbox=catalog.BBox.parse(grid.wgs84_bounds(grid.regions()[i] for i in regions)),
-        start=dt.date.fromisoformat(b["window"][0]),
-        end=dt.date.fromisoformat(b["window"][1]),
-        out=vs.building_path(edir, n),
-        catalog=opts.catalog,
-        checkpoint=Path(opts.checkpoint) if opts.checkpoint else None,
-        block=opts.block,
-        region_blocks=1,
-        max_cloud=opts.max_cloud,
-        event_id=f"{rec.id}-v{n}",
-        cluster=spec,
-        progress=False,
-        grid=grid.spec,
-        only_regions=regions,
-        base=base,
-    )
-    s = run_sweep(cfg)
-    vs.publish(cfg.out, vs.version_path(edir, n))
-    log.info(
-        "event %s: version %d swept %d region(s): %.1f%% valid",
-        rec.id,
-        n,
-        len(regions),
-        100 * s.valid_fraction,
-    )
-    return grid, regions
-
-
-def _version_polygons(
-    rec: EventRecord, b: dict[str, Any], path: Path, opts: WatchOptions, vopts: VersionOptions
-) -> Any:
-    """The version's landslide polygons from its whole mosaic (WGS84), with NDVI evidence if asked."""
-    from flows.change_evidence import annotate, evidence_path, write_evidence
-
-    gdf = vs.version_polygons(path)
-    if vopts.ndvi_pre_days is None:
-        return gdf
-    evidence = evidence_path(path)
-    if not evidence.exists():
-        window = (dt.date.fromisoformat(b["window"][0]), dt.date.fromisoformat(b["window"][1]))
-        event_time = dt.datetime.fromisoformat(rec.event_time)
-        write_evidence(path, opts.catalog, event_time, window, opts.max_cloud, vopts.ndvi_pre_days)
-    return annotate(gdf, evidence) if evidence.exists() else gdf
-
-
-def _finish_version(
-    rec: EventRecord,
-    b: dict[str, Any],
-    egrid: EventGrid,
-    regions: tuple[int, ...],
-    edir: Path,
-    opts: WatchOptions,
-    vopts: VersionOptions,
-    log: Logger | LoggerAdapter[Any],
-) -> dict[str, Any]:
-    from pipeline.products.cog import write_cog
-    from pipeline.store import atomic_output, open_result, read_attrs
-
-    n = b["n"]
-    vdir = edir / f"v{n}"
-    vdir.mkdir(parents=True, exist_ok=True)
-    path = vs.version_path(edir, n)
-    rel_store = path.relative_to(edir).as_posix()
-    area = ea.area_from_geojson(json.loads((edir / "area.geojson").read_text()))
-    tiles = [t for t in plan_tiles(rec) if t.skip is None]
-    prev = rec.versions[-1] if rec.versions else {}
-    swept = sorted({*prev.get("swept_regions", []), *regions})
-    swept_tiles = sorted({*prev.get("tiles_swept", []), *b["tiles"]})
-    outline = vs.swept_outline(egrid, swept)
-    tile_cov = {t.id: vs.tile_coverage(path, area.intersection(box(*t.bbox))) for t in tiles}
-    total = sum(t.area_km2 for t in tiles)
-    coverage = sum(tile_cov[t.id] * t.area_km2 for t in tiles) / total if total else 0.0
-    # every polygon of the mosaic: what is drawn is what is counted (the swept regions)
-    polys = _version_polygons(rec, b, path, opts, vopts)
-    polys_path = vdir / "landslides.geojson"
-    polys.to_file(polys_path, driver="GeoJSON", engine="pyogrio") if len(polys) else polys_path.write_text(
-        json.dumps({"type": "FeatureCollection", "features": []})
-    )
-    with atomic_output(vdir / "probability.tif") as tmp:
-        write_cog(open_result(path), tmp)
-    earlier = [vs.version_path(edir, k) for k in range(1, n) if vs.version_path(edir, k).is_dir()]
-    cost = vs.storage(path, earlier)
-    grid = (
-        ea.parse_grid(edir / rec.shakemap["grid"]) if rec.shakemap and rec.area_source == "shakemap" else None
-    )
-    attrs = read_attrs(path) or {}
-    used = sorted(
-        {*prev.get("scenes", [])}
-        | {s["id"] for s in attrs.get("landslide:scenes", []) if s.get("collection") == S2_COLLECTION}
-    )
-    obs = event_summary.observed(polys, grid)
-    created = utc_iso(dt.datetime.now(dt.UTC))
-    summary = {
-        "title": f"M{rec.magnitude or 0:g} {rec.place or rec.id}: landslides, version {n}",
-        "event": {
-            "id": rec.id,
-            "magnitude": rec.magnitude,
-            "time": rec.event_time,
-            "place": rec.place,
-            "lon": rec.lon,
-            "lat": rec.lat,
-        },
-        "version": {
-            "n": n,
-            "created": created,
-            "window": b["window"],
-            "scenes": used,
-        },
-        "area": {
-            "source": rec.area_source,
-            "note": rec.area_note,
-            "land_km2": round(ea.geodesic_km2(area), 3),
-            "shakemap": {k: rec.shakemap.get(k) for k in ("version", "source", "layout", "rule")}
-            if rec.shakemap
-            else None,
-            "swept_km2": round(ea.geodesic_km2(outline), 3),
-            "tiles_swept": len(swept_tiles),
-            "tiles": len(tiles),
-            "tiles_flat": sum(1 for t in plan_tiles(rec) if t.skip == "flat"),
-        },
-        "coverage": round(coverage, 4),
-        "observed": obs,
-        "change_evidence": (
-            {"ndvi_pre_days": vopts.ndvi_pre_days, "polygon_fields": ["ndvi_pre", "ndvi_post", "ndvi_drop"]}
-            if vopts.ndvi_pre_days is not None
-            else None
-        ),
-        "alert": event_summary.alert(obs["landslide_km2"], coverage),
-        "model": event_summary.model_info(attrs, opts.checkpoint),
-        "store": f"../{rel_store}",
-        "cog": "probability.tif",
-    }
-    write_atomic(vdir / "summary.json", json.dumps(summary, indent=2, default=str))
-    artifact_id = version_outputs.artifact(rec.id, summary)
-    version_outputs.web_map(vdir, edir, path, outline, rec, n, log)
-    version = {
-        "n": n,
-        "created": created,
-        "window": b["window"],
-        "scenes": used,
-        "swept_tiles": list(b["tiles"]),
-        "tiles_swept": swept_tiles,
-        "grid": dataclasses.asdict(egrid),
-        "regions": list(regions),
-        "swept_regions": swept,
-        "store": rel_store,
-        "storage": {
-            "total_bytes": cost.total_bytes,
-            "new_bytes": cost.new_bytes,
-            "files": cost.files,
-            "shared_files": cost.shared_files,
-        },
-        "tile_coverage": tile_cov,
-        "coverage": round(coverage, 4),
-        "summary": f"v{n}/summary.json",
-        "artifact": artifact_id,
-        "shakemap_version": rec.shakemap.get("version") if rec.shakemap else None,
-    }
-    version_outputs.write_item(vdir, rec, version, outline)
-    version_outputs.write_collection(edir, rec, [*rec.versions, version], outline)
-    return version
+    versions.advance_quake(state, rec, now, opts, vopts, log, search=search, publish=artifact)

@@ -16,47 +16,14 @@ Each poll calls :func:`advance` on every active record of the events file:
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from logging import Logger, LoggerAdapter
 from typing import Any
 
-from flows.event_state import EventRecord, EventState, utc_iso
 from flows.io_retry import backoff
 from flows.regional_sweep import regional_sweep, search_scenes
-from pipeline.sweep.config import DEFAULT_BLOCK
-
-
-@dataclass(frozen=True)
-class WatchOptions:
-    """How pending events are checked and swept (from the flows' parameters).
-
-    Attributes:
-        out_dir: Output directory (events file, stores, products).
-        catalog: STAC API URL or local catalog file; None for Planetary Computer.
-        checkpoint: Model checkpoint; None for the shipped one.
-        max_cloud: Scene cloud cover (%) that counts as clear; also the sweep's limit.
-        wait_days: Minimum days after the event before sweeping (let clear scenes accumulate).
-        window_days: Longest post-event window searched and swept.
-        give_up_days: Days after the event after which a still-pending event fails.
-        block: Sweep block size.
-        export: Write the products.
-        retry_delay_s: First retry delay of catalog searches (doubles per retry, 3 retries).
-        scheduler: Dask scheduler address, or None for a local cluster.
-        workers: Local Dask workers.
-    """
-
-    out_dir: str
-    catalog: str | None = None
-    checkpoint: str | None = None
-    max_cloud: float = 40.0
-    wait_days: float = 0.0
-    window_days: int = 30
-    give_up_days: float = 30.0
-    block: int = DEFAULT_BLOCK
-    export: bool = True
-    retry_delay_s: float = 10.0
-    scheduler: str | None = None
-    workers: int | None = None
+from pipeline.event.config import WatchOptions as WatchOptions
+from pipeline.event.plan import post_event_window
+from pipeline.event.state import EventRecord, EventState, utc_iso
 
 
 def parse_now(now: str | None) -> dt.datetime:
@@ -65,15 +32,6 @@ def parse_now(now: str | None) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
     t = dt.datetime.fromisoformat(now.replace("Z", "+00:00"))
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
-
-
-def post_event_window(
-    event_time: dt.datetime, now: dt.datetime, window_days: int
-) -> tuple[dt.date, dt.date] | None:
-    """The day after the event to ``min(today, that day + window_days - 1)``; None if still empty."""
-    start = event_time.astimezone(dt.UTC).date() + dt.timedelta(days=1)
-    end = min(now.astimezone(dt.UTC).date(), start + dt.timedelta(days=window_days - 1))
-    return (start, end) if end >= start else None
 
 
 def advance(

@@ -213,7 +213,9 @@ def regional_sweep(
                 f"event {event_id}: no {S2_COLLECTION} scenes over {list(bbox)} between {start} and {end}"
             )
         log.info(
-            "event %s: %d scene(s); %s the sweep", event_id, len(items["s2"]),
+            "event %s: %d scene(s); %s the sweep",
+            event_id,
+            len(items["s2"]),
             "resuming" if status else "starting",
         )
         summary = sweep_task(config, items)

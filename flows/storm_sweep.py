@@ -13,10 +13,16 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.event_state import EventRecord, EventState, utc_iso
-from flows.pending_events import WatchOptions, advance, parse_now
+from flows.pending_events import advance, parse_now
 from flows.regional_sweep import event_paths
 from pipeline.catalog import validate_bbox
+from pipeline.event.config import (
+    DEFAULT_EVENT_MAX_CLOUD,
+    DEFAULT_RETRY_DELAY_S,
+    DEFAULT_WINDOW_DAYS,
+    WatchOptions,
+)
+from pipeline.event.state import EventRecord, EventState, utc_iso
 from pipeline.sweep.config import DEFAULT_BLOCK
 
 
@@ -29,13 +35,13 @@ def storm_sweep(
     catalog: str | None = None,
     checkpoint: str | None = None,
     wait_days: float = 0.0,
-    max_cloud: float = 40.0,
-    window_days: int = 30,
+    max_cloud: float = DEFAULT_EVENT_MAX_CLOUD,
+    window_days: int = DEFAULT_WINDOW_DAYS,
     give_up_days: float = 45.0,
     block: int = DEFAULT_BLOCK,
     export: bool = True,
     now: str | None = None,
-    retry_delay_s: float = 10.0,
+    retry_delay_s: float = DEFAULT_RETRY_DELAY_S,
     scheduler: str | None = None,
     workers: int | None = None,
 ) -> dict[str, Any]:

@@ -25,7 +25,7 @@ _COMMAND_MODULES = (
     "pipeline.models.commands",
     "pipeline.train.commands",
     "pipeline.products.commands",
-    "pipeline.event_commands",
+    "pipeline.event.commands",
 )
 
 #: Modules whose import a command's parser must not cause (they take seconds to load).

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import shapely
@@ -31,9 +32,10 @@ from pyproj import Transformer
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.cube.grid import utm_zone_epsg
 from pipeline.sweep.config import CHIP, RESOLUTION, GridSpec
-from pipeline.sweep.plan import Region, plan_regions
+
+if TYPE_CHECKING:
+    from pipeline.sweep.plan import Region
 
 BBox = tuple[float, float, float, float]
 #: Vertices per edge when a lon/lat box is projected (edges curve in UTM).
@@ -72,6 +74,8 @@ class EventGrid:
 
     def regions(self) -> list[Region]:
         """The sweep's regions of this grid (row-major, one chunk a side)."""
+        from pipeline.sweep.plan import plan_regions
+
         return plan_regions(self.shape, self.region, 1)
 
     def region_box(self, r: Region) -> BaseGeometry:
@@ -103,9 +107,7 @@ class EventGrid:
 
     def wgs84_bounds(self, regions: Iterable[Region]) -> BBox:
         """WGS84 bounds of some regions (of the whole grid when ``regions`` is empty)."""
-        boxes = [self.region_box(r) for r in regions] or [
-            self.region_box(Region(0, (0, self.shape[0]), (0, self.shape[1])))
-        ]
+        boxes = [self.region_box(r) for r in regions] or [self.region_box(r) for r in self.regions()]
         w, s, e, n = self.to_wgs84(shapely.union_all(boxes)).bounds
         return (float(w), float(s), float(e), float(n))
 
@@ -137,6 +139,8 @@ def event_grid(
     boxes = list(tiles)
     if not boxes:
         raise ValueError("an event grid needs at least one tile")
+    from pipeline.cube.grid import utm_zone_epsg
+
     epsg = utm_zone_epsg(*epicentre)
     xmin, ymin, xmax, ymax = shapely.union_all([footprint(b, epsg) for b in boxes]).bounds
     step = region * resolution

@@ -9,7 +9,8 @@ Layout, for event ``E`` in ``OUT``::
     OUT/E/.mosaic-v3.building/    a version being written (hidden; resumable; never read)
 
 A user opens a version with one call: ``xr.open_zarr("OUT/E/mosaic.zarr/v2")`` or
-``xr.open_zarr("OUT/E/mosaic.zarr", group="v2")`` (rioxarray and GDAL read it too: it is the
+``xr.open_zarr("OUT/E/mosaic.zarr", group="v2")`` (the group's consolidated metadata lists every
+version; it is rewritten right after each publish) (rioxarray and GDAL read it too: it is the
 sweep's own store layout, Zarr format 2, CF grid mapping).
 
 The guarantees, and what gives each:
@@ -81,7 +82,23 @@ def publish(building: Path, final: Path) -> Path:
     if final.exists():
         raise FileExistsError(f"version {final} is already published")
     os.rename(building, final)
+    _consolidate(final.parent)
     return final
+
+
+def _consolidate(root: Path) -> None:
+    """Rewrite the group's consolidated metadata (every version), so ``group="vN"`` opens fast.
+
+    Only ``root/.zmetadata`` is written (atomically, by zarr's temp-and-rename); the versions'
+    own files are not touched.
+    """
+    import warnings
+
+    import zarr
+
+    with warnings.catch_warnings():  # zarr: "consolidated metadata is not part of the v3 spec"
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        zarr.consolidate_metadata(str(root), zarr_format=2)
 
 
 def published(edir: Path, n: int) -> bool:

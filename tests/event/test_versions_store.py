@@ -15,10 +15,10 @@ import pytest
 import xarray as xr
 from pyproj import CRS
 
-from flows.event_summary import alert_level, observed
 from pipeline import store
 from pipeline.event import versions_store as vs
 from pipeline.event.mosaic import EventGrid, event_grid, footprint, regions_for, tile_regions
+from pipeline.event.summary import alert_level, observed
 from pipeline.store.links import link_regions, mark_regions_reused
 from pipeline.store.schema import Outcome, RunMeta
 
@@ -148,7 +148,10 @@ def test_version_2_shares_unchanged_chunks_and_leaves_version_1_as_it_was(
     cost = vs.storage(v2_path, [v1_path])
     full = vs.storage(v1_path)
     assert cost.new_bytes < full.total_bytes and cost.shared_files == 3 * (len(grid.regions()) - len(changed))
-    ds1, ds2 = xr.open_zarr(str(edir / vs.MOSAIC), group="v1"), xr.open_zarr(str(v2_path))
+    ds1, ds2 = (
+        xr.open_zarr(str(edir / vs.MOSAIC), group="v1"),
+        xr.open_zarr(str(edir / vs.MOSAIC), group="v2"),
+    )
     np.testing.assert_array_equal(ds1["probability"].values, prob)
     np.testing.assert_array_equal(ds2["probability"].values, new)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -17,6 +16,14 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+
+from ..event.conftest import DATA as DATA
+from ..event.conftest import DEMO_EVENT as DEMO_EVENT
+from ..event.conftest import FEED_DEMO as FEED_DEMO
+from ..event.conftest import FEED_NO_IMAGERY as FEED_NO_IMAGERY
+from ..event.conftest import LATE_EVENT as LATE_EVENT
+from ..event.conftest import TEST_RADIUS_KM as TEST_RADIUS_KM
+from ..event.conftest import closed_port_url as closed_port_url
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="landslide-prefect-")
 os.environ.update({
@@ -29,14 +36,6 @@ os.environ.update({
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 })  # fmt: skip
 os.environ.pop("PREFECT_API_URL", None)
-
-DATA = Path(__file__).resolve().parent / "data"
-FEED_DEMO = DATA / "feed_demo.geojson"
-FEED_NO_IMAGERY = DATA / "feed_no_imagery.geojson"
-DEMO_EVENT = "us2000demo"
-LATE_EVENT = "us2000late"
-#: A disc small enough to lie inside the 6.4 x 3.8 km demo scene (a 384 x 384 px sweep).
-TEST_RADIUS_KM = 1.5
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -69,19 +68,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="session")
 def feed_server() -> Iterator[tuple[str, dict[str, int]]]:
-    """Base URL of a loopback HTTP server over tests/flows/data, and its request counts."""
+    """Base URL of a loopback HTTP server over tests/event/data, and its request counts."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", _Handler.hits
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture()
-def closed_port_url() -> str:
-    """A loopback URL on which nothing listens (connection refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/4.5_day.geojson"

@@ -26,8 +26,8 @@ from flows.earthquake_watch import earthquake_watch
 from pipeline.demo.pc_scene import build_pc_scene
 from pipeline.event.mosaic import EventGrid, footprint, tile_regions
 
+from ..event import shakemap_fixtures as fx
 from ..servers import absolute_items, blob_server, stac_api
-from . import shakemap_fixtures as fx
 
 EVENT = "us2000h8ty"
 EPICENTRE = (141.9294, 42.6861)  # the detail document's

@@ -21,9 +21,9 @@ from prefect.client.schemas.sorting import FlowRunSort
 from flows.earthquake_watch import earthquake_watch, main
 from flows.regional_sweep import regional_sweep
 from flows.storm_sweep import storm_sweep
-from flows.usgs_feed import FeedUnreachableError
 from pipeline.demo.scene import DEMO_CATALOG
-from pipeline.products.export import FILE_NAMES
+from pipeline.event.usgs import FeedUnreachableError
+from pipeline.event.versions_store import version_polygons
 from pipeline.store import read_attrs
 
 from .conftest import DEMO_EVENT, FEED_NO_IMAGERY, LATE_EVENT, TEST_RADIUS_KM
@@ -74,13 +74,21 @@ def test_poll_sweeps_the_event_on_land_above_threshold(first_poll: tuple[Path, d
     assert rec["area_source"] == "keefer" and "ShakeMaps not used" in rec["area_note"]
     (version,) = rec["versions"]
     assert version["window"] == ["2018-09-07", "2018-09-15"] and version["coverage"] > 0.99
-    (store,) = version["stores"].values()
-    assert read_attrs(out / DEMO_EVENT / store)["landslide:status"] == "complete"
-    products = (out / DEMO_EVENT / store).with_suffix("")
-    assert all((products / name).exists() for name in FILE_NAMES.values())
+    assert version["store"] == "mosaic.zarr/v1"  # one map of the event
+    assert (read_attrs(out / DEMO_EVENT / version["store"]) or {}).get("landslide:status") == "complete"
+    vdir = out / DEMO_EVENT / "v1"
+    assert all((vdir / name).exists() for name in ("landslides.geojson", "probability.tif", "item.json"))
     assert version["scenes"] == ["S2_MSIL2A_20180911_T54TWN_L4S-DEMO"]
-    summary = json.loads((out / DEMO_EVENT / "v1" / "summary.json").read_text())
+    summary = json.loads((vdir / "summary.json").read_text())
     assert summary["area"]["source"] == "keefer" and "by_pga_g" not in summary["observed"]
+    # a Keefer-disc event: every polygon the map draws from the mosaic is counted, and the
+    # dashed line is the outline of what was swept, labelled so
+    drawn = version_polygons(out / DEMO_EVENT / version["store"])
+    listed = json.loads((vdir / "landslides.geojson").read_text())["features"]
+    assert summary["observed"]["count"] == len(listed) == len(drawn)
+    swept = json.loads((vdir / "area.geojson").read_text())["features"]
+    assert len(swept) == 1 and swept[0]["properties"]["label"] == "area swept"
+    assert swept[0]["properties"]["swept_km2"] == summary["area"]["swept_km2"] > 0
 
 
 def test_event_seen_again_is_not_swept_again(

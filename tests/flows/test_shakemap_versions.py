@@ -20,8 +20,8 @@ from flows.earthquake_watch import earthquake_watch, main
 from pipeline.event.mosaic import EventGrid, tile_regions
 from pipeline.store import read_attrs
 
+from ..event import shakemap_fixtures as fx
 from ..servers import blob_server
-from . import shakemap_fixtures as fx
 from .conftest import FEED_DEMO
 
 

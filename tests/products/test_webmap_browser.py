@@ -114,7 +114,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     }
     shakemap.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
     summary = root / "summary.json"
-    # the nested layout flows/event_summary.py writes (a flat one is covered in test_webmap.py)
+    # the nested layout pipeline/event/summary.py writes (a flat one is covered in test_webmap.py)
     summary.write_text(
         json.dumps(
             {

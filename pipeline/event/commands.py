@@ -12,14 +12,21 @@ from pipeline.errors import UserError
 
 def register(subparsers: Any) -> None:
     """Add the ``event-area`` subcommand to the ``landslide`` parser."""
-    from pipeline.event_area import DEFAULT_FLAT_DEG, DEFAULT_PGA_G, DEFAULT_TILE_DEG
+    from pipeline.event.config import (
+        DEFAULT_FLAT_DEG,
+        DEFAULT_PGA_G,
+        DEFAULT_TILE_DEG,
+        LAND_MASK_NOTE,
+        area_rule,
+    )
 
     p: argparse.ArgumentParser = subparsers.add_parser(
         "event-area",
-        help="plan the area to sweep from a ShakeMap grid.xml (PGA >= 0.10 g on land, in tiles)",
+        help=f"plan the area to sweep from a ShakeMap grid.xml ({area_rule()} on land, in tiles)",
         description="Read a ShakeMap grid.xml (ShakeMap 3.5 or 4 layout), keep the cells at or above "
-        "the PGA (or MMI) threshold, clip them to land (Natural Earth 1:110m grown by 0.1 degree), cut "
-        "them into sweep tiles (skipping flat ones when --dem is given) and write WGS84 GeoJSON. Prints "
+        f"the PGA (or MMI) threshold, clip them to land ({LAND_MASK_NOTE}), cut "
+        f"them into sweep tiles (skipping flat ones when --dem is given) and write WGS84 GeoJSON. Prints "
+        "the area that will be swept (the union of the tile boxes written, measured in EPSG:6933) and "
         "the land area beside the Keefer (1984/2002) disc the watch would sweep without a ShakeMap.",
     )
     p.add_argument("--shakemap", required=True, metavar="GRID.xml", help="ShakeMap grid.xml")
@@ -52,8 +59,12 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flows.sweep_area import DEFAULT_MAX_RADIUS_KM, disc, land, landslide_radius_km
-    from pipeline import event_area as ea
+    from pipeline.event.area import geodesic_km2
+    from pipeline.event.config import DEFAULT_MAX_RADIUS_KM, LAND_MASK_NOTE, area_rule
+    from pipeline.event.keefer import disc, landslide_radius_km
+    from pipeline.event.land import clip_to_land
+    from pipeline.event.shakemap import parse_grid, shaken_area
+    from pipeline.event.tiles import area_geojson, dem_overview_probe, mark_flat, split_tiles, swept_km2
 
     path = Path(args.shakemap)
     if not path.is_file():
@@ -63,12 +74,12 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise UserError(f"directory of --out {out} does not exist")
-    grid = ea.parse_grid(path)
-    rule = f"MMI >= {args.mmi:g}" if args.mmi is not None else f"PGA >= {args.pga or ea.DEFAULT_PGA_G:g} g"
-    shaken = ea.shaken_area(grid, pga_g=args.pga, mmi=args.mmi)
-    area = ea.clip_to_land(shaken, land())
-    probe = ea.dem_overview_probe(args.dem) if args.dem else None
-    tiles = ea.mark_flat(ea.split_tiles(area, args.tile_deg), probe, args.flat_deg)
+    grid = parse_grid(path)
+    rule = area_rule(args.pga, args.mmi)
+    shaken = shaken_area(grid, pga_g=args.pga, mmi=args.mmi)
+    area = clip_to_land(shaken)
+    probe = dem_overview_probe(args.dem) if args.dem else None
+    tiles = mark_flat(split_tiles(area, args.tile_deg), probe, args.flat_deg)
     radius = landslide_radius_km(grid.magnitude, DEFAULT_MAX_RADIUS_KM)
     keefer = disc(grid.lon, grid.lat, radius)
     props = {
@@ -77,24 +88,26 @@ def _run(args: argparse.Namespace) -> int:
         "shakemap_layout": grid.layout,
         "magnitude": grid.magnitude,
         "rule": rule,
-        "land_km2": round(ea.geodesic_km2(area), 1),
-        "shaken_km2": round(ea.geodesic_km2(shaken), 1),
+        "land_km2": round(geodesic_km2(area), 1),
+        "shaken_km2": round(geodesic_km2(shaken), 1),
         "keefer_radius_km": round(radius, 2),
-        "keefer_disc_km2": round(ea.geodesic_km2(keefer), 1),
-        "land_mask": "Natural Earth 1:110m, grown by 0.1 degree",
+        "keefer_disc_km2": round(geodesic_km2(keefer), 1),
+        "land_mask": LAND_MASK_NOTE,
         "tiles": len(tiles),
         "tiles_flat": sum(t.skip == "flat" for t in tiles),
+        "swept_km2": round(swept_km2(tiles), 1),
     }
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(ea.area_geojson(area, tiles, props)))
+    tmp.write_text(json.dumps(area_geojson(area, tiles, props)))
     tmp.replace(out)
     swept = [t for t in tiles if t.skip is None]
     print(f"ShakeMap {grid.event_id} v{grid.version} ({grid.layout} layout), M{grid.magnitude:g}: {rule}")
     print(f"shaken area       {props['shaken_km2']:,.1f} km2")
     print(f"on land           {props['land_km2']:,.1f} km2 in {len(tiles)} tile(s) of {args.tile_deg:g} deg")
     print(
-        f"to sweep          {sum(t.area_km2 for t in swept):,.1f} km2 in {len(swept)} tile(s) "
-        f"({props['tiles_flat']} flat skipped{'' if probe else '; no --dem, none checked'})"
+        f"to sweep          {props['swept_km2']:,.1f} km2: {len(swept)} tile box(es), EPSG:6933 "
+        f"({sum(t.area_km2 for t in swept):,.1f} km2 of the area in them; {props['tiles_flat']} flat "
+        f"skipped{'' if probe else '; no --dem, none checked'})"
     )
     print(
         f"Keefer disc       {props['keefer_disc_km2']:,.1f} km2 (radius {radius:.1f} km, capped at "

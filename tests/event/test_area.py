@@ -14,9 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import box, shape
 
-from flows.sweep_area import land
-from pipeline import event_area as ea
 from pipeline.cli import main
+from pipeline.event.area import geodesic_km2
+from pipeline.event.land import clip_to_land, land
+from pipeline.event.shakemap import ShakeGrid, ShakeMapError, parse_grid, shaken_area
+from pipeline.event.tiles import AreaTile, added_tiles, dem_overview_probe, mark_flat, split_tiles
 
 LOMA = "usgs/shakemap/lomaprieta1989_19891018000415_atlas_grid.xml"
 HAWAII = "usgs/shakemap/us1000dyad_hawaii2018_sm35_v6_grid.xml"
@@ -61,11 +63,11 @@ GRID_V4 = """<?xml version="1.0" encoding="US-ASCII" standalone="yes"?>
 
 
 @pytest.fixture(scope="module")
-def loma(shared_data: Path) -> ea.ShakeGrid:
-    return ea.parse_grid(shared_data / LOMA)
+def loma(shared_data: Path) -> ShakeGrid:
+    return parse_grid(shared_data / LOMA)
 
 
-def test_parse_real_shakemap_35_grids(loma: ea.ShakeGrid, shared_data: Path) -> None:
+def test_parse_real_shakemap_35_grids(loma: ShakeGrid, shared_data: Path) -> None:
     assert (loma.event_id, loma.version, loma.layout, loma.magnitude) == ("19891018000415", 1, "3.5", 6.9)
     assert loma.pga_g.shape == (193, 241) and not np.isnan(loma.pga_g).any()
     # first data row of the file: -125.3800 39.4340 PGA 0.52 %g, MMI 3.61
@@ -73,7 +75,7 @@ def test_parse_real_shakemap_35_grids(loma: ea.ShakeGrid, shared_data: Path) -> 
     assert float(np.max(loma.pga_g)) == pytest.approx(0.8502, abs=1e-4)
     # the epicentre cell shook hard
     assert loma.value_at(loma.pga_g, loma.lon, loma.lat) > 0.3
-    hawaii = ea.parse_grid(shared_data / HAWAII)
+    hawaii = parse_grid(shared_data / HAWAII)
     assert (hawaii.event_id, hawaii.version, hawaii.layout) == ("us1000dyad", 6, "3.5")
     assert hawaii.pga_g.shape == (211, 271)
 
@@ -81,11 +83,11 @@ def test_parse_real_shakemap_35_grids(loma: ea.ShakeGrid, shared_data: Path) -> 
 def test_shakemap_4_layout_synthetic(tmp_path: Path) -> None:
     path = tmp_path / "grid.xml"
     path.write_text(GRID_V4)
-    g = ea.parse_grid(path)
+    g = parse_grid(path)
     assert (g.layout, g.version, g.event_id) == ("4", 3, "us9999test")
     # fields found by name and index: MMI is field 3, PGA (%g) field 4
     assert g.pga_g[1, 2] == pytest.approx(0.40) and g.mmi[1, 2] == pytest.approx(7.6)
-    area = ea.shaken_area(g, pga_g=0.10)
+    area = shaken_area(g, pga_g=0.10)
     cells = [
         (-122.05, 37.05),
         (-122.0, 37.05),
@@ -97,38 +99,38 @@ def test_shakemap_4_layout_synthetic(tmp_path: Path) -> None:
     assert area.area == pytest.approx(len(cells) * 0.05 * 0.05)  # 9.9 %g is below 0.10 g
     for lon, lat in cells:
         assert area.contains(shape({"type": "Point", "coordinates": [lon, lat]}))
-    by_mmi = ea.shaken_area(g, mmi=7.0)
+    by_mmi = shaken_area(g, mmi=7.0)
     assert by_mmi.area == pytest.approx(2 * 0.05 * 0.05)
 
 
 def test_bad_grids_are_one_line_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.xml"
     bad.write_text("<html>not a grid</html>")
-    with pytest.raises(ea.ShakeMapError, match="not a ShakeMap grid"):
-        ea.parse_grid(bad)
+    with pytest.raises(ShakeMapError, match="not a ShakeMap grid"):
+        parse_grid(bad)
     bad.write_text(GRID_V4.replace('units="%g"', 'units="furlongs"', 1))
-    with pytest.raises(ea.ShakeMapError, match="unknown units"):
-        ea.parse_grid(bad)
+    with pytest.raises(ShakeMapError, match="unknown units"):
+        parse_grid(bad)
     bad.write_text(GRID_V4.replace("-121.9500 36.9500 5.2 5.0 3.0 8.0 4.0 1.0 400\n", ""))
-    with pytest.raises(ea.ShakeMapError, match="not 4 x 3 rows"):
-        ea.parse_grid(bad)
+    with pytest.raises(ShakeMapError, match="not 4 x 3 rows"):
+        parse_grid(bad)
 
 
-def test_loma_prieta_area_on_land_is_larger_than_keefer(loma: ea.ShakeGrid) -> None:
-    shaken = ea.shaken_area(loma)
-    on_land = ea.clip_to_land(shaken, land())
-    assert 0 < ea.geodesic_km2(on_land) < ea.geodesic_km2(shaken)
+def test_loma_prieta_area_on_land_is_larger_than_keefer(loma: ShakeGrid) -> None:
+    shaken = shaken_area(loma)
+    on_land = clip_to_land(shaken, land())
+    assert 0 < geodesic_km2(on_land) < geodesic_km2(shaken)
     # the Santa Cruz Mountains (where the ~1,300 landslides were) are inside; the open Pacific is not
     assert on_land.contains(shape({"type": "Point", "coordinates": [-121.95, 37.1]}))
     assert not on_land.intersects(box(-124.5, 36.0, -124.0, 36.5))
-    assert ea.geodesic_km2(on_land) > math.pi * 50**2
+    assert geodesic_km2(on_land) > math.pi * 50**2
 
 
-def test_tiles_cover_the_area_once(loma: ea.ShakeGrid) -> None:
-    area = ea.clip_to_land(ea.shaken_area(loma), land())
-    tiles = ea.split_tiles(area, 0.2)
+def test_tiles_cover_the_area_once(loma: ShakeGrid) -> None:
+    area = clip_to_land(shaken_area(loma), land())
+    tiles = split_tiles(area, 0.2)
     assert len({t.id for t in tiles}) == len(tiles)
-    assert sum(t.area_km2 for t in tiles) == pytest.approx(ea.geodesic_km2(area), rel=0.01)
+    assert sum(t.area_km2 for t in tiles) == pytest.approx(geodesic_km2(area), rel=0.01)
     for t in tiles:
         assert box(*t.bbox).intersects(area)
 
@@ -140,7 +142,7 @@ def test_tiles_cover_the_area_once(loma: ea.ShakeGrid) -> None:
 )  # fmt: skip
 def test_tiles_property(w: float, s: float, dw: float, dh: float, tile: float) -> None:
     area = box(w, s, w + dw, s + dh)
-    tiles = ea.split_tiles(area, tile)
+    tiles = split_tiles(area, tile)
     # the tiles' boxes cover the area, lie inside it (up to rounding) and are in distinct cells
     union = box(*tiles[0].bbox)
     for t in tiles[1:]:
@@ -149,24 +151,24 @@ def test_tiles_property(w: float, s: float, dw: float, dh: float, tile: float) -
     assert area.buffer(2e-4).contains(union)
     assert len({t.id for t in tiles}) == len(tiles)
     # growing the area adds tiles or grows boxes; an unchanged area adds nothing
-    assert ea.added_tiles(tiles, tiles) == []
-    grown = ea.split_tiles(box(w, s, w + dw + tile, s + dh), tile)
-    added = {t.id for t in ea.added_tiles(tiles, grown)}
+    assert added_tiles(tiles, tiles) == []
+    grown = split_tiles(box(w, s, w + dw + tile, s + dh), tile)
+    added = {t.id for t in added_tiles(tiles, grown)}
     assert added and added <= {t.id for t in grown}
 
 
 def test_flat_tiles_are_skipped_from_the_real_dem(shared_data: Path) -> None:
-    probe = ea.dem_overview_probe([str(shared_data / COP_DEM)])
+    probe = dem_overview_probe([str(shared_data / COP_DEM)])
     steep = probe((6.52, 0.26, 6.54, 0.28))  # Sao Tome's volcanic interior
     flat = probe((6.74, 0.32, 6.76, 0.34))  # its north-east coastal plain
     assert steep is not None and flat is not None and steep > 20 > 3 > flat
     assert probe((-10.0, 40.0, -9.9, 40.1)) is None  # no DEM there: unknown, kept
     assert probe((6.0, 0.0, 6.1, 0.1)) == 0.0  # the DEM covers only sea there: flat
-    tiles = [ea.AreaTile("a", (6.52, 0.26, 6.54, 0.28), 4.9), ea.AreaTile("b", (6.74, 0.32, 6.76, 0.34), 4.9),
-             ea.AreaTile("c", (-10.0, 40.0, -9.9, 40.1), 90.0)]  # fmt: skip
-    marked = ea.mark_flat(tiles, probe)
+    tiles = [AreaTile("a", (6.52, 0.26, 6.54, 0.28), 4.9), AreaTile("b", (6.74, 0.32, 6.76, 0.34), 4.9),
+             AreaTile("c", (-10.0, 40.0, -9.9, 40.1), 90.0)]  # fmt: skip
+    marked = mark_flat(tiles, probe)
     assert [t.skip for t in marked] == [None, "flat", None]
-    assert ea.mark_flat(tiles, None) == tiles
+    assert mark_flat(tiles, None) == tiles
 
 
 def test_event_area_command(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -203,3 +205,28 @@ def test_event_area_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     )  # fmt: skip
     assert r.returncode == 2 and r.stderr.startswith("landslide: error: cannot read ShakeMap grid")
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_event_area_reports_what_is_swept(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The km2 printed "to sweep" is the area of the tile boxes written (EPSG:6933), not of the area."""
+    import geopandas as gpd
+
+    out = tmp_path / "hawaii.geojson"
+    assert main(["event-area", "--shakemap", str(shared_data / HAWAII), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    frame = gpd.GeoDataFrame.from_features(doc["features"], crs=4326)
+    boxes = frame[(frame["kind"] == "tile") & frame["skip"].isna()]
+    assert len(boxes) == 20
+    union = gpd.GeoSeries([boxes.union_all()], crs=4326).to_crs(6933)
+    boxes_km2 = float(union.area.iloc[0]) / 1e6
+    swept = frame[frame["kind"] == "swept"].to_crs(6933)
+    assert len(swept) == 1 and float(swept.area.iloc[0]) / 1e6 == pytest.approx(boxes_km2, rel=1e-6)
+    assert boxes_km2 == pytest.approx(5829, abs=1)  # the issue's figure for these 20 boxes
+    assert doc["features"][0]["properties"]["swept_km2"] == pytest.approx(boxes_km2, abs=0.1)
+    line = next(ln for ln in printed.splitlines() if ln.startswith("to sweep"))
+    assert line.split()[2] == f"{boxes_km2:,.1f}" and "20 tile box(es)" in line
+    land_km2 = doc["features"][0]["properties"]["land_km2"]
+    assert land_km2 < boxes_km2  # the boxes hold more than the area: that is what gets swept

@@ -1,25 +1,11 @@
-"""Where to look for landslides after an earthquake: the ShakeMap area, on land, in sweep tiles.
+"""Sweep tiles of an event's area: a fixed global lon/lat grid, flat tiles skipped.
 
-Pure functions (no network, no Prefect), used by ``landslide event-area`` and the earthquake
-watch (:mod:`flows.earthquake_watch`):
-
-1. :func:`parse_grid` (:mod:`pipeline.event_area.grid`) reads a ShakeMap ``grid.xml`` in both
-   field layouts: ShakeMap 3.5 (``PGA`` in ``pctg``, ``SVEL`` in ``ms``, fields
-   ``LON LAT PGA PGV MMI PSA03 PSA10 PSA30 STDPGA URAT SVEL``) and ShakeMap 4 (``PGA`` in ``%g``,
-   ``PGV`` in ``cm/s``, ``SVEL`` in ``m/s``, the IMTs in another order, optional
-   ``event_specific_uncertainty`` elements). Fields are found by their ``grid_field`` name and
-   index, never by position; the XML is read incrementally (``iterparse``) and only PGA and MMI
-   are kept, as float32.
-2. :func:`shaken_area` keeps the cells with PGA >= 0.10 g (the USGS Ground Failure rule) or with
-   MMI >= a threshold, as WGS84 polygons of whole grid cells.
-3. :func:`clip_to_land` keeps the part on land. The land mask is coarse (Natural Earth 1:110m,
-   coastlines kilometres off, small islands missing), so it is grown by a margin before the
-   clip: the area errs on the large side, never drops a coastal cliff.
-4. :func:`split_tiles` cuts the area into sweep tiles on a fixed global lon/lat grid (tile ids
-   are stable across ShakeMap versions, so a new version's added tiles are a set difference,
-   :func:`added_tiles`); each tile's sweep box is the bounds of its part of the area.
-   :func:`mark_flat` skips tiles whose maximum slope, read from a DEM's coarse overview through a
-   :data:`SlopeProbe`, is below a few degrees (a tile with no DEM is kept).
+:func:`split_tiles` cuts the area into sweep tiles on a fixed global lon/lat grid (tile ids are
+stable across ShakeMap versions, so a new version's added tiles are a set difference,
+:func:`added_tiles`); each tile's sweep box is the bounds of its part of the area.
+:func:`mark_flat` skips tiles whose maximum slope, read from a DEM's coarse overview through a
+:data:`SlopeProbe`, is below a few degrees (a tile with no DEM is kept). :func:`area_geojson`
+writes the area and its tiles as one GeoJSON document (``area.geojson``).
 """
 
 from __future__ import annotations
@@ -31,89 +17,15 @@ from typing import Any
 
 import numpy as np
 import shapely
-from pyproj import Geod
 from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.errors import UserError
-from pipeline.event_area.grid import ShakeGrid as ShakeGrid
-from pipeline.event_area.grid import ShakeMapError as ShakeMapError
-from pipeline.event_area.grid import parse_grid as parse_grid
+from pipeline.event.area import equal_area_km2, geodesic_km2
+from pipeline.event.config import DEFAULT_FLAT_DEG, DEFAULT_TILE_DEG, BBox
 
-#: USGS Ground Failure counts only cells with PGA >= 0.10 g.
-DEFAULT_PGA_G = 0.10
-#: Sweep tile side in degrees (about 22 x 16-22 km at mid latitudes; ~2,000 px a side at 10 m).
-DEFAULT_TILE_DEG = 0.2
-#: Land mask growth before the clip (degrees; ~10 km), because 1:110m coastlines are coarse.
-LAND_MARGIN_DEG = 0.1
-#: A tile whose steepest coarse-overview slope is below this is flat (no landslides to map).
-DEFAULT_FLAT_DEG = 3.0
-#: PGA bin edges (g) of the summary's area-by-PGA table.
-PGA_BINS_G = (0.10, 0.20, 0.40, 0.80)
-
-BBox = tuple[float, float, float, float]
 #: ``probe(bbox) -> max slope (degrees) or None when no DEM covers it``.
 SlopeProbe = Callable[[BBox], "float | None"]
-_GEOD = Geod(ellps="WGS84")
-
-
-def _cells_to_polygons(grid: ShakeGrid, mask: np.ndarray) -> BaseGeometry:
-    from rasterio import features
-
-    if not mask.any():
-        return shapely.MultiPolygon()
-    parts = [
-        shape(geom)
-        for geom, value in features.shapes(mask.astype(np.uint8), mask=mask, transform=grid.transform)
-        if value
-    ]
-    return shapely.union_all(parts)
-
-
-def shaken_area(
-    grid: ShakeGrid, *, pga_g: float | None = DEFAULT_PGA_G, mmi: float | None = None
-) -> BaseGeometry:
-    """The grid cells at or above the threshold, as one WGS84 (multi)polygon.
-
-    Args:
-        grid: A parsed grid.
-        pga_g: PGA threshold in g (ignored when ``mmi`` is given).
-        mmi: MMI threshold instead of PGA.
-    """
-    if mmi is not None:
-        mask = np.nan_to_num(grid.mmi, nan=-1.0) >= mmi
-    else:
-        mask = np.nan_to_num(grid.pga_g, nan=-1.0) >= (DEFAULT_PGA_G if pga_g is None else pga_g)
-    return _cells_to_polygons(grid, mask)
-
-
-def pga_contours(grid: ShakeGrid, levels: Sequence[float] = PGA_BINS_G) -> list[tuple[float, BaseGeometry]]:
-    """Areas of PGA >= each level (g), nested, for maps (empty levels left out)."""
-    out = []
-    for level in levels:
-        geom = _cells_to_polygons(grid, np.nan_to_num(grid.pga_g, nan=-1.0) >= level)
-        if not geom.is_empty:
-            out.append((float(level), geom))
-    return out
-
-
-def clip_to_land(area: BaseGeometry, land: BaseGeometry, margin_deg: float = LAND_MARGIN_DEG) -> BaseGeometry:
-    """The part of ``area`` on land grown by ``margin_deg`` (only land near the area is grown)."""
-    if area.is_empty:
-        return area
-    reach = area.buffer(margin_deg, quad_segs=4)
-    near = land.intersection(reach)
-    if near.is_empty:
-        return shapely.MultiPolygon()
-    clipped = area.intersection(near.buffer(margin_deg, quad_segs=4))
-    return shapely.make_valid(clipped)
-
-
-def geodesic_km2(geom: BaseGeometry) -> float:
-    """Area of a WGS84 geometry on the ellipsoid, in km²."""
-    if geom.is_empty:
-        return 0.0
-    return abs(_GEOD.geometry_area_perimeter(geom)[0]) / 1e6
 
 
 @dataclass(frozen=True)
@@ -264,19 +176,44 @@ def dem_overview_probe(hrefs: Sequence[str], resolution_m: float = 250.0) -> Slo
     return probe
 
 
-def area_geojson(area: BaseGeometry, tiles: Sequence[AreaTile], properties: dict[str, Any]) -> dict[str, Any]:
-    """The planned area and its tiles as a WGS84 GeoJSON FeatureCollection.
+def swept_geometry(tiles: Iterable[AreaTile]) -> BaseGeometry:
+    """What gets swept: the union of the sweep boxes of the tiles not skipped (WGS84)."""
+    boxes = [box(*t.bbox) for t in tiles if t.skip is None]
+    return shapely.union_all(boxes) if boxes else shapely.MultiPolygon()
 
-    The first feature (``kind: area``) is the land-clipped area with ``properties``; then one
-    ``kind: tile`` feature per tile (its sweep box, ``area_km2``, ``max_slope_deg``, ``skip``).
+
+def swept_km2(tiles: Iterable[AreaTile]) -> float:
+    """Area (km², :data:`~pipeline.event.area.EQUAL_AREA_CRS`) of :func:`swept_geometry`."""
+    return equal_area_km2(swept_geometry(tiles))
+
+
+def area_geojson(area: BaseGeometry, tiles: Sequence[AreaTile], properties: dict[str, Any]) -> dict[str, Any]:
+    """The planned area, what gets swept and the tiles, as a WGS84 GeoJSON FeatureCollection.
+
+    The first feature (``kind: area``) is the land-clipped area with ``properties``; the second
+    (``kind: swept``) the union of the sweep boxes of the tiles not skipped, with its
+    ``swept_km2`` (EPSG:6933), which is what a sweep covers; then one ``kind: tile`` feature per
+    tile (its sweep box, ``area_km2`` of the area's part in it, ``box_km2``, ``max_slope_deg``,
+    ``skip``).
     """
+    swept = swept_geometry(tiles)
     feats = [
         {
             "type": "Feature",
             "id": "area",
             "geometry": mapping(area),
             "properties": {"kind": "area", **properties},
-        }
+        },
+        {
+            "type": "Feature",
+            "id": "swept",
+            "geometry": mapping(swept),
+            "properties": {
+                "kind": "swept",
+                "swept_km2": round(equal_area_km2(swept), 3),
+                "tiles": sum(t.skip is None for t in tiles),
+            },
+        },
     ]
     for t in tiles:
         feats.append(
@@ -288,6 +225,7 @@ def area_geojson(area: BaseGeometry, tiles: Sequence[AreaTile], properties: dict
                     "kind": "tile",
                     "tile": t.id,
                     "area_km2": round(t.area_km2, 3),
+                    "box_km2": round(equal_area_km2(box(*t.bbox)), 3),
                     "max_slope_deg": None if t.max_slope_deg is None else round(t.max_slope_deg, 2),
                     "skip": t.skip,
                 },

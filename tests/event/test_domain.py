@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from flows.event_plan import PlanOptions, plan_event
-from flows.event_state import EventBusyError, EventRecord, EventState, StateBusyError, event_lock
-from flows.event_summary import alert_level, pga_bin_label
-from flows.pending_events import post_event_window
-from flows.sweep_area import landslide_radius_km, sweep_bbox
-from flows.usgs_detail import read_detail, shakemap_ref
-from flows.usgs_feed import FeedError, parse_feed, read_feed
 from pipeline.demo.scene import DEMO_BBOX, DEMO_CATALOG
+from pipeline.event.config import PlanOptions
+from pipeline.event.keefer import landslide_radius_km, sweep_bbox
+from pipeline.event.plan import plan_event, post_event_window
+from pipeline.event.state import EventBusyError, EventRecord, EventState, StateBusyError, event_lock
+from pipeline.event.summary import alert_level, pga_bin_label
+from pipeline.event.usgs import FeedError, parse_feed, read_detail, read_feed, shakemap_ref
 
 from . import shakemap_fixtures as fx
 from .conftest import DEMO_EVENT, FEED_DEMO, TEST_RADIUS_KM
@@ -139,9 +138,7 @@ def test_shakemap_version_dedupe_and_growth(tmp_path: Path, shared_data: Path) -
     added = plan_event(rec, str(tmp_path / "out"), opts, str(DEMO_CATALOG), log)
     assert sorted(t.id for t in added) == ["x2838y855", "x2839y855"]
     assert rec.area_source == "shakemap" and rec.shakemaps_done == [f"{fx.EVENT}:us:1"]
-    assert all(
-        t["max_slope_deg"] is not None and t["skip"] is None for t in rec.tiles
-    )  # the demo DEM is steep
+    assert all(t.max_slope_deg is not None and t.skip is None for t in rec.tiles)  # the demo DEM is steep
     # the same ShakeMap version again: nothing new
     assert plan_event(rec, str(tmp_path / "out"), opts, str(DEMO_CATALOG), log) == []
     # version 2 shakes a larger area (one more column of cells, centred on 142.0 E)

@@ -81,6 +81,7 @@ def write_evidence(
     import xarray as xr
 
     from pipeline import catalog
+    from pipeline.cube.items import S2_COLLECTION
 
     gbox = store_geobox(store_path)
     bb = gbox.extent.to_crs("EPSG:4326").boundingbox
@@ -89,9 +90,9 @@ def write_evidence(
     sign = getattr(cat, "signer", None)
     day = event_time.astimezone(dt.UTC).date()
     pre = cat.search(
-        "sentinel-2-l2a", bbox, day - dt.timedelta(days=pre_days), day - dt.timedelta(days=1), max_cloud
+        S2_COLLECTION, bbox, day - dt.timedelta(days=pre_days), day - dt.timedelta(days=1), max_cloud
     )
-    post = cat.search("sentinel-2-l2a", bbox, post_window[0], post_window[1], max_cloud)
+    post = cat.search(S2_COLLECTION, bbox, post_window[0], post_window[1], max_cloud)
     if not pre or not post:
         return None
     ndvi_pre = ndvi_composite(catalog.sign_items(pre, sign), gbox)

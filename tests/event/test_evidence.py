@@ -15,9 +15,9 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from shapely.geometry import box
 
-from flows.change_evidence import annotate, ndvi_composite
 from pipeline.catalog import open_catalog
 from pipeline.demo.scene import DEMO_CATALOG, DEMO_GRID, DEMO_SCENE_BBOX, asset_path
+from pipeline.event.evidence import annotate, ndvi_composite
 
 
 @pytest.fixture(scope="module")

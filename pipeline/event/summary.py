@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline import event_area as ea
+from pipeline.event.config import PGA_BINS_G
+from pipeline.event.shakemap import ShakeGrid
 
 #: Ground Failure's alert bins on landslide area (km²): green below 1, yellow to 10, orange to 100.
 ALERT_BINS_KM2 = (1.0, 10.0, 100.0)
@@ -41,7 +42,7 @@ def alert_level(landslide_km2: float) -> str:
     return ALERT_LEVELS[-1]
 
 
-def pga_bin_label(pga_g: float, edges: Sequence[float] = ea.PGA_BINS_G) -> str:
+def pga_bin_label(pga_g: float, edges: Sequence[float] = PGA_BINS_G) -> str:
     """``"0.1-0.2"`` style label of the PGA bin holding ``pga_g`` (``"<0.1"``, ``">=0.8"``, ``"unknown"``)."""
     if pga_g != pga_g:  # NaN: outside the grid
         return "unknown"
@@ -76,7 +77,7 @@ def model_info(attrs: dict[str, Any], checkpoint: str | None) -> dict[str, Any]:
     return out
 
 
-def observed(polygons: Any, grid: ea.ShakeGrid | None) -> dict[str, Any]:
+def observed(polygons: Any, grid: ShakeGrid | None) -> dict[str, Any]:
     """Landslide area and count, the largest polygons, and area by PGA bin.
 
     Args:

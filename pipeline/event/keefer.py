@@ -12,35 +12,26 @@ follow the rupture, not the epicentre, so for M >~ 7 with long ruptures the cap 
 both under-cover; pass a larger cap or use the storm flow with a hand-drawn area.
 
 **Land.** The disc must intersect land for the event to be swept (an offshore M 7 can still
-trigger coastal landslides, so we do not test the epicentre itself). Land is the Natural Earth
-1:110m Admin-0 countries, dissolved into one multipolygon (public domain; bundled as
-``flows/data/land_110m.geojson``, built from the copy shipped in pyogrio's test fixtures), grown
-by ``LAND_MARGIN_DEG`` because 1:110m coastlines are off by kilometres and lack small islands.
-The sweep box is the bounds of (disc ∩ grown land), so coastal events do not sweep open sea.
+trigger coastal landslides, so we do not test the epicentre itself): the sweep box is the bounds
+of the disc clipped to grown land (:func:`pipeline.event.land.clip_to_land`), so coastal events
+do not sweep open sea.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import math
-from pathlib import Path
 
-import shapely
 from shapely.affinity import scale
-from shapely.geometry import Point, shape
+from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
+
+from pipeline.event.config import DEFAULT_MAX_RADIUS_KM, MAX_ABS_LAT, BBox
+from pipeline.event.land import clip_to_land
 
 KEEFER_LOG_AREA_OFFSET = 3.46
 KEEFER_LOG_AREA_SIGMA = 0.47
 MIN_RADIUS_KM = 5.0
-DEFAULT_MAX_RADIUS_KM = 50.0
 KM_PER_DEGREE = 111.195
-LAND_MARGIN_DEG = 0.1
-MAX_ABS_LAT = 84.0
-LAND_FILE = Path(__file__).resolve().parent / "data" / "land_110m.geojson"
-
-BBox = tuple[float, float, float, float]
 
 
 def landslide_radius_km(
@@ -64,31 +55,13 @@ def disc(lon: float, lat: float, radius_km: float) -> BaseGeometry:
     return scale(Point(lon, lat).buffer(dlat, quad_segs=16), xfact=1.0 / coslat, yfact=1.0)
 
 
-@functools.cache
-def land() -> BaseGeometry:
-    """The bundled 1:110m land multipolygon (prepared for fast intersection tests)."""
-    doc = json.loads(LAND_FILE.read_text())
-    geom = shapely.union_all([shape(f["geometry"]) for f in doc["features"]])
-    shapely.prepare(geom)
-    return geom
-
-
-def land_near(area: BaseGeometry, margin_deg: float = LAND_MARGIN_DEG) -> BaseGeometry:
-    """Land within ``margin_deg`` of ``area``, grown by ``margin_deg`` (only nearby parts are grown)."""
-    reach = area.buffer(margin_deg, quad_segs=4)
-    if not land().intersects(reach):
-        return shapely.Polygon()
-    return land().intersection(reach).buffer(margin_deg, quad_segs=4)
-
-
 def sweep_bbox(lon: float, lat: float, radius_km: float) -> BBox | None:
     """The WGS84 box to sweep: bounds of the disc's part on (grown) land, or None if all sea.
 
     The box is clipped to longitudes [-180, 180] (a disc crossing the antimeridian keeps only the
-    epicentre's side) and latitudes [-84, 84].
+    epicentre's side) and latitudes ``[-MAX_ABS_LAT, MAX_ABS_LAT]``.
     """
-    area = disc(lon, lat, radius_km)
-    on_land = area.intersection(land_near(area))
+    on_land = clip_to_land(disc(lon, lat, radius_km))
     if on_land.is_empty:
         return None
     w, s, e, n = on_land.bounds

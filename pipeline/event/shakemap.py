@@ -14,14 +14,19 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import numpy as np
+import shapely
 from affine import Affine
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 
 from pipeline.errors import UserError
+from pipeline.event.config import DEFAULT_PGA_G, PGA_BINS_G
 
 _NS = re.compile(r"^\{[^}]*\}")
 #: Units of PGA in the two layouts, and the factor to g.
@@ -182,3 +187,43 @@ def _build(
         pga_g=pga,
         mmi=mmi,
     )
+
+
+def _cells_to_polygons(grid: ShakeGrid, mask: np.ndarray) -> BaseGeometry:
+    from rasterio import features
+
+    if not mask.any():
+        return shapely.MultiPolygon()
+    parts = [
+        shape(geom)
+        for geom, value in features.shapes(mask.astype(np.uint8), mask=mask, transform=grid.transform)
+        if value
+    ]
+    return shapely.union_all(parts)
+
+
+def shaken_area(
+    grid: ShakeGrid, *, pga_g: float | None = DEFAULT_PGA_G, mmi: float | None = None
+) -> BaseGeometry:
+    """The grid cells at or above the threshold, as one WGS84 (multi)polygon.
+
+    Args:
+        grid: A parsed grid.
+        pga_g: PGA threshold in g (ignored when ``mmi`` is given).
+        mmi: MMI threshold instead of PGA.
+    """
+    if mmi is not None:
+        mask = np.nan_to_num(grid.mmi, nan=-1.0) >= mmi
+    else:
+        mask = np.nan_to_num(grid.pga_g, nan=-1.0) >= (DEFAULT_PGA_G if pga_g is None else pga_g)
+    return _cells_to_polygons(grid, mask)
+
+
+def pga_contours(grid: ShakeGrid, levels: Sequence[float] = PGA_BINS_G) -> list[tuple[float, BaseGeometry]]:
+    """Areas of PGA >= each level (g), nested, for maps (empty levels left out)."""
+    out = []
+    for level in levels:
+        geom = _cells_to_polygons(grid, np.nan_to_num(grid.pga_g, nan=-1.0) >= level)
+        if not geom.is_empty:
+            out.append((float(level), geom))
+    return out
