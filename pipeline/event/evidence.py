@@ -13,7 +13,7 @@ the pre-event window short and close to the event), landslides on ground that wa
 (no drop to see), and anything under persistent cloud in either window.
 
 Both composites are the cube's (:mod:`pipeline.cube`): Sentinel-2 L2A red and NIR loaded on the
-tile store's own grid, harmonised for processing baseline 04.00, SCL-masked and dilated, the
+store's own grid (a version's mosaic), harmonised for processing baseline 04.00, SCL-masked and dilated, the
 per-pixel median of clear observations. They are written beside the store as
 ``<store>-ndvi.zarr`` (``ndvi_pre``, ``ndvi_post``, ``ndvi_drop``; float32, NaN where a
 composite has no clear pixel), not into the store itself.
@@ -56,7 +56,7 @@ def store_geobox(store_path: Path) -> Any:
 
 
 def evidence_path(store_path: Path) -> Path:
-    """Where the evidence of a tile store goes: ``<store stem>-ndvi.zarr`` beside it."""
+    """Where the evidence of a store (a version's mosaic) goes: ``<store stem>-ndvi.zarr`` beside it."""
     return store_path.with_name(store_path.stem + "-ndvi.zarr")
 
 
@@ -68,10 +68,10 @@ def write_evidence(
     max_cloud: float,
     pre_days: int = DEFAULT_PRE_DAYS,
 ) -> Path | None:
-    """Write ``<store>-ndvi.zarr`` beside a tile store; None when no pre-event scene exists.
+    """Write ``<store>-ndvi.zarr`` beside a store; None when no pre-event scene exists.
 
     Args:
-        store_path: A complete tile store.
+        store_path: A complete result store (a version's mosaic).
         catalog_source: STAC API URL or local catalog.
         event_time: The event (pre-event scenes end the day before it).
         post_window: The version's post-event window.
