@@ -99,6 +99,10 @@ class EventGrid:
         res = self.resolution
         return (round((self.north - other.north) / res), round((other.west - self.west) / res))
 
+    def offset_ok(self, other: EventGrid) -> bool:
+        """Whether ``other`` lies on this grid's lattice (same zone, region side, resolution)."""
+        return (other.epsg, other.region, other.resolution) == (self.epsg, self.region, self.resolution)
+
     def to_wgs84(self, geom: BaseGeometry) -> BaseGeometry:
         """A geometry of the grid's CRS in WGS84 (edges densified)."""
         fwd = Transformer.from_crs(f"EPSG:{self.epsg}", "EPSG:4326", always_xy=True)
@@ -199,3 +203,20 @@ def grown(grid: EventGrid, other: EventGrid | None) -> EventGrid:
     south = min(grid.north - grid.shape[0] * res, other.north - other.shape[0] * res)
     shape = (round((north - south) / res), round((east - west) / res))
     return EventGrid(grid.epsg, west, north, shape, grid.region, res)
+
+
+def remap(old: EventGrid, new: EventGrid, indices: Iterable[int]) -> tuple[int, ...]:
+    """Region indices of ``old`` as indices of ``new`` (a grown grid on the same lattice).
+
+    Regions of another lattice map to nothing (they were not swept on this one).
+    """
+    if not new.offset_ok(old):
+        return ()
+    dr, dc = new.offset_of(old)
+    cols_new = new.shape[1] // new.region
+    cols_old = old.shape[1] // old.region
+    out = []
+    for i in indices:
+        r, c = divmod(int(i), cols_old)
+        out.append((r + dr // new.region) * cols_new + (c + dc // new.region))
+    return tuple(sorted(out))

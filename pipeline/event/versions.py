@@ -45,7 +45,7 @@ from pipeline.event import outputs, summary
 from pipeline.event import versions_store as vs
 from pipeline.event.area import geodesic_km2
 from pipeline.event.config import BBox, VersionOptions, WatchOptions
-from pipeline.event.mosaic import EventGrid, event_grid, grown, regions_for, tile_regions
+from pipeline.event.mosaic import EventGrid, event_grid, grown, regions_for, remap, tile_regions
 from pipeline.event.plan import choose_tiles, event_dir, plan_event, plan_tiles, post_event_window
 from pipeline.event.shakemap import parse_grid
 from pipeline.event.state import (
@@ -214,7 +214,14 @@ def _write_version(
 def _grid(rec: EventRecord, opts: WatchOptions) -> EventGrid:
     """The event's grid: the epicentre's UTM zone over every planned tile, holding earlier grids."""
     tiles = [t.bbox for t in plan_tiles(rec) if t.skip is None]
-    grid = event_grid(tiles, (rec.lon or 0.0, rec.lat or 0.0), opts.block)
+    if rec.lon is not None and rec.lat is not None:
+        centre = (rec.lon, rec.lat)
+    else:  # no epicentre recorded: the middle of the tiles
+        centre = (
+            (min(t[0] for t in tiles) + max(t[2] for t in tiles)) / 2,
+            (min(t[1] for t in tiles) + max(t[3] for t in tiles)) / 2,
+        )
+    grid = event_grid(tiles, centre, opts.block)
     prev = rec.versions[-1].grid if rec.versions else None
     if prev is not None and (prev.epsg, prev.region) != (grid.epsg, grid.region):
         prev = None  # another block size: the earlier version cannot be a base
@@ -233,22 +240,26 @@ def _sweep_version(
         The grid and the regions computed.
     """
     from pipeline.cluster import ClusterSpec
+    from pipeline.store import is_complete
     from pipeline.sweep import SweepConfig, run_sweep
 
     grid = _grid(rec, opts)
     owned = tile_regions(grid, {t.id: t.bbox for t in plan_tiles(rec) if t.skip is None})
-    regions = regions_for(owned, b.tiles)
+    prev = rec.versions[-1] if rec.versions else None
+    shares = prev is not None and prev.grid is not None and prev.grid.offset_ok(grid)
+    base = vs.version_path(edir, prev.n) if prev is not None and shares else None
+    # without a base on this lattice (an old layout, another block size) sweep every swept tile
+    tids = b.tiles if base is not None or prev is None else (*prev.swept_tiles, *prev.tiles_swept, *b.tiles)
+    regions = regions_for(owned, tids)
     if vs.published(edir, b.n):
         return grid, regions
-    prev = rec.versions[-1] if rec.versions else None
-    base = vs.version_path(edir, prev.n) if prev is not None and prev.grid is not None else None
     by_index = {r.index: r for r in grid.regions()}
     spec = ClusterSpec(scheduler=opts.scheduler, n_workers=opts.workers)
     cfg = SweepConfig(
         bbox=catalog.BBox(*grid.wgs84_bounds(by_index[i] for i in regions)),
         start=dt.date.fromisoformat(b.window[0]),
         end=dt.date.fromisoformat(b.window[1]),
-        out=vs.building_path(edir, b.n),
+        out=vs.building_path(edir, b.n, _build_key(b, regions, base)),
         catalog=opts.catalog,
         checkpoint=Path(opts.checkpoint) if opts.checkpoint else None,
         block=opts.block,
@@ -261,16 +272,21 @@ def _sweep_version(
         only_regions=regions,
         base=base,
     )
-    s = run_sweep(cfg)
+    if not is_complete(cfg.out):  # a build killed after its sweep completed is only published
+        s = run_sweep(cfg)
+        log.info("event %s: version %d: %d region(s) swept, %.1f%% valid", rec.id, b.n, len(regions),
+                 100 * s.valid_fraction)  # fmt: skip
     vs.publish(cfg.out, vs.version_path(edir, b.n))
-    log.info(
-        "event %s: version %d: %d region(s) swept, %.1f%% valid",
-        rec.id,
-        b.n,
-        len(regions),
-        100 * s.valid_fraction,
-    )
+    vs.remove_builds(edir, b.n)
     return grid, regions
+
+
+def _build_key(b: Building, regions: tuple[int, ...], base: Path | None) -> str:
+    """A short hash of what a version's build is (window, regions, base)."""
+    import hashlib
+
+    doc = json.dumps([list(b.window), list(regions), str(base) if base else None])
+    return hashlib.sha256(doc.encode()).hexdigest()[:10]
 
 
 def _version_polygons(
@@ -314,7 +330,8 @@ def _finish_version(
     area = area_from_geojson(json.loads((edir / "area.geojson").read_text()))
     tiles = [t for t in plan_tiles(rec) if t.skip is None]
     prev = rec.versions[-1] if rec.versions else None
-    swept = tuple(sorted({*(prev.swept_regions if prev else ()), *regions}))
+    earlier = remap(prev.grid, egrid, prev.swept_regions) if prev is not None and prev.grid else ()
+    swept = tuple(sorted({*earlier, *regions}))
     swept_tiles = tuple(sorted({*(prev.tiles_swept if prev else ()), *b.tiles}))
     outline = vs.swept_outline(egrid, swept)
     tile_cov = {t.id: vs.tile_coverage(path, area.intersection(box(*t.bbox))) for t in tiles}

@@ -53,9 +53,26 @@ def version_path(edir: Path, n: int) -> Path:
     return edir / MOSAIC / f"v{n}"
 
 
-def building_path(edir: Path, n: int) -> Path:
-    """Where version ``n`` is built before it is published (hidden, outside the group)."""
-    return edir / f".mosaic-v{n}.building"
+def building_path(edir: Path, n: int, key: str = "") -> Path:
+    """Where version ``n`` is built before it is published (hidden, outside the group).
+
+    Args:
+        edir: The event's directory.
+        n: The version.
+        key: What the build is (its window and regions, hashed by the caller), so that a new
+            attempt at the same number with other inputs does not meet an old partial build.
+    """
+    return edir / f".mosaic-v{n}{'-' + key if key else ''}.building"
+
+
+def remove_builds(edir: Path, n: int) -> None:
+    """Delete what earlier attempts at version ``n`` left (after it is published)."""
+    import shutil
+
+    for left in edir.glob(f".mosaic-v{n}.building"):
+        shutil.rmtree(left, ignore_errors=True)
+    for left in edir.glob(f".mosaic-v{n}-*.building"):
+        shutil.rmtree(left, ignore_errors=True)
 
 
 def _ensure_group(root: Path) -> None:

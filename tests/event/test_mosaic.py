@@ -6,7 +6,7 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.event.mosaic import EventGrid, event_grid, footprint, regions_for, tile_regions
+from pipeline.event.mosaic import EventGrid, event_grid, footprint, regions_for, remap, tile_regions
 
 BBox = tuple[float, float, float, float]
 
@@ -101,3 +101,16 @@ def test_hokkaido_tiles_on_one_grid() -> None:
     owned = tile_regions(grid, tiles)
     assert all(len(v) >= 6 for v in owned.values())  # 0.2 degree ~ 16 x 22 km; a region 5.1 km
     assert sum(len(v) for v in owned.values()) == len(set().union(*map(set, owned.values())))
+
+
+@settings(max_examples=20, deadline=None)
+@given(events())
+def test_region_indices_follow_a_grown_grid(ev: tuple[tuple[float, float], dict[str, BBox], int]) -> None:
+    epi, tiles, region = ev
+    first = dict(list(tiles.items())[:1])
+    small, big = event_grid(first.values(), epi, region), event_grid(tiles.values(), epi, region)
+    old = [r.index for r in small.regions()]
+    new = remap(small, big, old)
+    by_new = {r.index: r for r in big.regions()}
+    for i, j in zip(old, new, strict=True):  # the same ground, under its new index
+        assert small.region_box(small.regions()[i]).equals(big.region_box(by_new[j]))
