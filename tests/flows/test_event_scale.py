@@ -11,6 +11,7 @@ model (a tiny seeded U-Net). Tiles are 0.02 degree (the watch's ``tile_deg``) an
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,7 @@ def test_version_web_map_draws_every_swept_tile_from_the_store(event_run: dict[s
         page.wait_for("window.landslideWebMap && window.landslideWebMap.ready")
         page.evaluate("window.landslideWebMap.show(['probability'])")
         img = _screenshot(page)
+        table = page.evaluate("document.getElementById('summary').textContent")
         ys, xs = np.mgrid[20:780:6, 20:880:6]
         xs, ys = xs.ravel(), ys.ravel()
         lon, lat = _unproject(page, xs, ys)
@@ -224,3 +226,10 @@ def test_version_web_map_draws_every_swept_tile_from_the_store(event_run: dict[s
         close = np.abs(px - expected).max(axis=1) <= 16
         checked[tid] = float(close.mean())
     assert all(v >= 0.9 for v in checked.values()), checked
+    summary = json.loads((edir / "v2" / "summary.json").read_text())
+    # "Area swept" is an area (that of the dashed outline), the area's source is named apart
+    shown = re.search(r"Area swept \(km²\)([0-9.,]+)", table)
+    assert shown and float(shown.group(1).replace(",", "")) == pytest.approx(
+        summary["area"]["swept_km2"], abs=0.01
+    )
+    assert "Area planned fromshakemap" in table
