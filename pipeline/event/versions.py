@@ -149,6 +149,13 @@ def advance_quake(
                 rec,
                 f"no clear scenes (cloud <= {opts.max_cloud:g}%) within {opts.give_up_days:g} days",
             )
+        elif rec.failed_versions and not set(scenes) - rec.used_scenes():
+            given_up = rec.failed_versions[-1]
+            _save(
+                state,
+                rec,
+                f"version {given_up.n} was given up; waiting for a new clear scene ({given_up.reason})",
+            )
         elif not rec.versions:
             _save(state, rec, f"no clear scenes yet in {window[0]}..{window[1]} (check {rec.checks})")
         else:
@@ -215,24 +222,28 @@ def _sweep_tiles(
     by_id = {t.id: t for t in plan_tiles(rec)}
     stores = dict(rec.versions[-1].stores) if rec.versions else {}
     spec = ClusterSpec(scheduler=opts.scheduler, n_workers=opts.workers)
+    # every tile's configuration is checked before a cluster starts (a bad one fails at once)
+    configs = {
+        tid: SweepConfig(
+            bbox=catalog.BBox(*by_id[tid].bbox),  # a tile the plan lacks is a bug: KeyError
+            start=dt.date.fromisoformat(b.window[0]),
+            end=dt.date.fromisoformat(b.window[1]),
+            out=edir / f"tiles/{tid}-v{b.n}.zarr",
+            catalog=opts.catalog,
+            checkpoint=Path(opts.checkpoint) if opts.checkpoint else None,
+            block=opts.block,
+            max_cloud=opts.max_cloud,
+            event_id=f"{rec.id}-{tid}",
+            cluster=spec,
+            progress=False,
+        )
+        for tid in b.tiles
+    }
     with dask_client(spec) as (client, _):
-        for tid in b.tiles:
+        for tid, cfg in configs.items():
             rel = f"tiles/{tid}-v{b.n}.zarr"
             path = edir / rel
             if not store.is_complete(path):
-                cfg = SweepConfig(
-                    bbox=catalog.BBox(*by_id[tid].bbox),
-                    start=dt.date.fromisoformat(b.window[0]),
-                    end=dt.date.fromisoformat(b.window[1]),
-                    out=path,
-                    catalog=opts.catalog,
-                    checkpoint=Path(opts.checkpoint) if opts.checkpoint else None,
-                    block=opts.block,
-                    max_cloud=opts.max_cloud,
-                    event_id=f"{rec.id}-{tid}",
-                    cluster=spec,
-                    progress=False,
-                )
                 s = run_sweep(cfg, client=client)
                 log.info(
                     "event %s: tile %s swept: %.2f km2, %.1f%% valid",
