@@ -36,7 +36,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.io_retry import backoff, retry_on_io
 from flows.map_versions import advance_quake
 from flows.pending_events import advance, parse_now
-from flows.watch_cli import preflight
+from flows.watch_cli import build_parser, error_line, feed_problem, prefect_defaults
 from pipeline.errors import UserError
 from pipeline.event.config import (
     DEFAULT_CLOSE_COVERAGE,
@@ -192,19 +192,25 @@ def earthquake_watch(
     return report
 
 
-class _NoTracebackForUserErrors(logging.Filter):
-    """Log an expected failure (a :class:`UserError`) as its one line, without the traceback."""
+#: Failures a user or the world can cause: reported as one line, not as a traceback.
+EXPECTED_ERRORS = (UserError, OSError, TimeoutError)
+
+
+class _ExpectedFailureOnce(logging.Filter):
+    """Keep a record of an expected failure off the console: the CLI prints it as one line.
+
+    The flow run's log in the Prefect API (another handler) keeps it, traceback and all.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], UserError):
-            record.exc_info, record.exc_text = None, None
-        return True
+        return not (record.exc_info and isinstance(record.exc_info[1], EXPECTED_ERRORS))
 
 
-def _quiet_expected_tracebacks() -> None:
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
+def _console_says_expected_failures_once() -> None:
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
         for handler in logging.getLogger(name).handlers:
-            handler.addFilter(_NoTracebackForUserErrors())
+            if isinstance(handler, logging.StreamHandler):
+                handler.addFilter(_ExpectedFailureOnce())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,7 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     Expected failures (bad input, a feed or catalog that cannot be read, I/O) end with one line
     on stderr and exit status 1; anything else is a bug and keeps its traceback.
     """
-    args = preflight(argv, (__doc__ or "").split("\n")[0])
+    args = build_parser((__doc__ or "").split("\n")[0]).parse_args(argv)
+    prefect_defaults()
+    problem = feed_problem(args.feed)
+    if problem is not None:
+        error_line(problem)
+        return 1
     params: dict[str, Any] = {
         "feed": args.feed, "out_dir": args.out, "catalog": args.catalog, "checkpoint": args.checkpoint,
         "min_magnitude": args.min_magnitude, "max_radius_km": args.max_radius_km, "block": args.block,
@@ -224,11 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.once:
         earthquake_watch.serve(name="earthquake-watch-cli", interval=args.every_min * 60, parameters=params)
         return 0
-    _quiet_expected_tracebacks()
+    _console_says_expected_failures_once()
     try:
         report = earthquake_watch(**params, now=args.now)
-    except (UserError, OSError, TimeoutError) as exc:  # one line; the flow run keeps the traceback
-        print(f"earthquake-watch: error: {exc}", file=sys.stderr)
+    except EXPECTED_ERRORS as exc:  # one line; the flow run keeps the traceback
+        error_line(str(exc))
         return 1
     print(json.dumps(report, indent=2))
     return 0

@@ -29,13 +29,11 @@ from flows.io_retry import backoff, retry_on_io
 from pipeline import catalog, store
 from pipeline.cluster import ClusterSpec
 from pipeline.errors import UserError
-from pipeline.event.config import safe_name
+from pipeline.event.config import DEFAULT_RETRY_DELAY_S, safe_name
 from pipeline.products.export import FILE_NAMES, export_products
 from pipeline.store.atomic import write_atomic
 from pipeline.sweep import DEFAULT_BLOCK, S2_COLLECTION, Scenes, SweepConfig, run_sweep
 from pipeline.sweep.run import search_scenes as sweep_search
-
-SEARCH_RETRY_S = 10.0
 
 
 class NoImageryError(UserError):
@@ -66,7 +64,7 @@ def store_status(path: Path) -> str | None:
 
 @task(
     retries=3,
-    retry_delay_seconds=backoff(SEARCH_RETRY_S),
+    retry_delay_seconds=backoff(DEFAULT_RETRY_DELAY_S),
     retry_condition_fn=retry_on_io,
     cache_policy=NO_CACHE,
 )
@@ -83,7 +81,7 @@ def search_scenes(
 
 @task(
     retries=3,
-    retry_delay_seconds=backoff(SEARCH_RETRY_S),
+    retry_delay_seconds=backoff(DEFAULT_RETRY_DELAY_S),
     retry_condition_fn=retry_on_io,
     cache_policy=NO_CACHE,
 )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn
 
 from pipeline.event.config import (
     DEFAULT_CLOSE_COVERAGE,
@@ -102,24 +101,30 @@ def prefect_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
-def fail(message: str) -> NoReturn:
-    """One line on stderr, exit status 1."""
+def feed_problem(feed: str) -> str | None:
+    """Why ``feed`` cannot be read, when a retry would not fix it (host not found, no such file,
+    not a feed); None when it was read, or is only unreachable for now (the flow retries it)."""
+    try:
+        read_feed(feed)
+    except FeedUnreachableError:
+        return None
+    except FeedError as exc:
+        return str(exc)
+    return None
+
+
+def error_line(message: str) -> None:
+    """The one line of an expected failure, on stderr."""
     print(f"earthquake-watch: error: {message}", file=sys.stderr)
-    raise SystemExit(1)
 
 
 def preflight(argv: list[str] | None, description: str = "") -> argparse.Namespace:
-    """Parse ``argv``, set Prefect's defaults and read the feed once.
-
-    Exits with one line when the feed cannot be read for a reason a retry would not fix (host
-    not found, no such file, not a feed); a feed unreachable for now is left to the flow.
-    """
+    """Parse ``argv``, set Prefect's defaults and read the feed once; exit 1 with one line on a
+    feed that cannot be read (:func:`feed_problem`)."""
     args = build_parser(description).parse_args(argv)
     prefect_defaults()
-    try:
-        read_feed(args.feed)
-    except FeedUnreachableError:
-        pass  # the flow retries it with backoff
-    except FeedError as exc:
-        fail(str(exc))
+    problem = feed_problem(args.feed)
+    if problem is not None:
+        error_line(problem)
+        raise SystemExit(1)
     return args

@@ -49,6 +49,23 @@ def test_a_missing_feed_file_fails_at_once_with_one_line(tmp_path: Path) -> None
     assert "Traceback" not in r.stderr and wall < 30
 
 
+def test_an_expected_failure_inside_the_flow_is_one_line(tmp_path: Path) -> None:
+    """Past the pre-flight (a temporary Prefect server runs the flow): still one line, no traceback."""
+    (tmp_path / "a-file").write_text("")
+    feed, catalog = (
+        ROOT / "tests/event/data/feed_demo.geojson",
+        ROOT / "pipeline/demo/data/scene/catalog.json",
+    )
+    r, _ = _watch(
+        ["--feed", str(feed), "--catalog", str(catalog), "--no-shakemap", "--once",
+         "--out", str(tmp_path / "a-file" / "out")], tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines() == [
+        f"earthquake-watch: error: [Errno 20] Not a directory: '{tmp_path}/a-file/out'"
+    ]
+
+
 def test_help_says_how_to_run_on_local_feed_and_detail_files(tmp_path: Path) -> None:
     r, wall = _watch(["--help"], tmp_path)
     assert r.returncode == 0 and wall < 30 and not (tmp_path / ".prefect").exists()
