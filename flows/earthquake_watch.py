@@ -10,17 +10,24 @@ Each poll (one flow run):
    one sweep per event (:mod:`flows.pending_events`).
 
 Events stay in the file after they leave the feed (the 4.5_day feed keeps a day), so later polls
-keep checking them for imagery. Command line (one poll)::
+keep checking them for imagery. Command line (one poll; ``--help`` says how to run it offline
+on local feed and detail files, :mod:`flows.watch_cli`)::
 
     python -m flows.earthquake_watch --feed URL|FILE --catalog URL|FILE --out DIR --once
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+if __name__ == "__main__":  # the command line: arguments and the feed checked before Prefect loads
+    from flows.watch_cli import preflight
+
+    preflight(sys.argv[1:])
+
 import datetime as dt
 import json
-import sys
+import logging
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -29,6 +36,8 @@ from prefect.cache_policies import NO_CACHE
 from flows.io_retry import backoff, retry_on_io
 from flows.map_versions import advance_quake
 from flows.pending_events import advance, parse_now
+from flows.watch_cli import build_parser, error_line, feed_problem, prefect_defaults
+from pipeline.errors import UserError
 from pipeline.event.config import (
     DEFAULT_CLOSE_COVERAGE,
     DEFAULT_CLOSE_DAYS,
@@ -158,7 +167,7 @@ def earthquake_watch(
     log = get_run_logger()
     t_now = parse_now(now)
     doc = fetch_feed.with_options(retry_delay_seconds=backoff(retry_delay_s))(feed)
-    quakes = parse_feed(doc)
+    quakes = parse_feed(doc, feed)
     opts = WatchOptions(
         out_dir=out_dir, catalog=catalog, checkpoint=checkpoint, max_cloud=max_cloud, wait_days=wait_days,
         window_days=window_days, give_up_days=give_up_days, block=block, export=export,
@@ -183,35 +192,39 @@ def earthquake_watch(
     return report
 
 
+#: Failures a user or the world can cause: reported as one line, not as a traceback.
+EXPECTED_ERRORS = (UserError, OSError, TimeoutError)
+
+
+class _ExpectedFailureOnce(logging.Filter):
+    """Keep a record of an expected failure off the console: the CLI prints it as one line.
+
+    The flow run's log in the Prefect API (another handler) keeps it, traceback and all.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], EXPECTED_ERRORS))
+
+
+def _console_says_expected_failures_once() -> None:
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.addFilter(_ExpectedFailureOnce())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m flows.earthquake_watch``: one poll (``--once``) or a served schedule."""
-    p = argparse.ArgumentParser(prog="python -m flows.earthquake_watch", description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--feed", default=DEFAULT_FEED_URL, help="USGS GeoJSON feed URL or file (default: M4.5+ past day)"
-    )
-    p.add_argument("--catalog", help="STAC API URL or local catalog file (default: Planetary Computer)")
-    p.add_argument("--out", required=True, help="output directory (events.json, stores, products)")
-    p.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
-    p.add_argument("--min-magnitude", type=float, default=DEFAULT_MIN_MAGNITUDE)
-    p.add_argument("--max-radius-km", type=float, default=DEFAULT_MAX_RADIUS_KM)
-    p.add_argument("--block", type=int, default=DEFAULT_BLOCK)
-    p.add_argument("--no-shakemap", action="store_true", help="plan Keefer discs only (no detail documents)")
-    p.add_argument("--pga", type=float, default=DEFAULT_PGA_G, help="PGA threshold in g (default 0.10)")
-    p.add_argument("--mmi", type=float, help="MMI threshold instead of PGA")
-    p.add_argument("--tile-deg", type=float, default=DEFAULT_TILE_DEG, help="sweep tile side in degrees")
-    p.add_argument(
-        "--close-coverage", type=float, default=DEFAULT_CLOSE_COVERAGE, help="close an event at this coverage"
-    )
-    p.add_argument(
-        "--close-days", type=float, default=DEFAULT_CLOSE_DAYS, help="close an event after this many days"
-    )
-    p.add_argument("--ndvi-pre-days", type=int, help="NDVI change evidence with this pre-event window (days)")
-    p.add_argument("--now", help="evaluation time, ISO 8601 (default: now)")
-    p.add_argument(
-        "--once", action="store_true", help="run one poll and exit (default: serve every --every-min)"
-    )
-    p.add_argument("--every-min", type=float, default=30.0, help="poll interval when serving (default 30)")
-    args = p.parse_args(argv)
+    """``python -m flows.earthquake_watch``: one poll (``--once``) or a served schedule.
+
+    Expected failures (bad input, a feed or catalog that cannot be read, I/O) end with one line
+    on stderr and exit status 1; anything else is a bug and keeps its traceback.
+    """
+    args = build_parser((__doc__ or "").split("\n")[0]).parse_args(argv)
+    prefect_defaults()
+    problem = feed_problem(args.feed)
+    if problem is not None:
+        error_line(problem)
+        return 1
     params: dict[str, Any] = {
         "feed": args.feed, "out_dir": args.out, "catalog": args.catalog, "checkpoint": args.checkpoint,
         "min_magnitude": args.min_magnitude, "max_radius_km": args.max_radius_km, "block": args.block,
@@ -222,10 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.once:
         earthquake_watch.serve(name="earthquake-watch-cli", interval=args.every_min * 60, parameters=params)
         return 0
+    _console_says_expected_failures_once()
     try:
         report = earthquake_watch(**params, now=args.now)
-    except Exception as exc:  # one line for the operator, the flow run keeps the traceback
-        print(f"earthquake-watch: error: {exc}", file=sys.stderr)
+    except EXPECTED_ERRORS as exc:  # one line; the flow run keeps the traceback
+        error_line(str(exc))
         return 1
     print(json.dumps(report, indent=2))
     return 0

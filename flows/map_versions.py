@@ -17,11 +17,16 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.io_retry import backoff, retry_on_io
 from pipeline.event import versions
-from pipeline.event.config import BBox, VersionOptions, WatchOptions
+from pipeline.event.config import DEFAULT_RETRY_DELAY_S, BBox, VersionOptions, WatchOptions
 from pipeline.event.state import EventRecord, EventState
 
 
-@task(retries=3, retry_delay_seconds=backoff(10.0), retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+@task(
+    retries=3,
+    retry_delay_seconds=backoff(DEFAULT_RETRY_DELAY_S),
+    retry_condition_fn=retry_on_io,
+    cache_policy=NO_CACHE,
+)
 def search_footprints(
     catalog_source: str | None, bbox: BBox, start: dt.date, end: dt.date, max_cloud: float
 ) -> dict[str, BBox]:

@@ -23,7 +23,7 @@ from flows.io_retry import backoff
 from flows.regional_sweep import regional_sweep, search_scenes
 from pipeline.event.config import WatchOptions as WatchOptions
 from pipeline.event.plan import post_event_window
-from pipeline.event.state import EventRecord, EventState, utc_iso
+from pipeline.event.state import EventRecord, EventState, utc_iso, version_errors
 
 
 def parse_now(now: str | None) -> dt.datetime:
@@ -99,7 +99,7 @@ def _sweep(
             catalog=opts.catalog, checkpoint=opts.checkpoint, block=opts.block, export=opts.export,
             max_cloud=opts.max_cloud, scheduler=opts.scheduler, workers=opts.workers,
         )  # fmt: skip
-    except Exception as exc:  # a failed sweep is recorded, the other events still run
+    except version_errors() as exc:  # a failed sweep is recorded, the other events still run
         rec.status = "failed"
         _touch(state, rec, note=f"sweep failed: {type(exc).__name__}: {exc}"[:500])
         log.error("event %s: %s", rec.id, rec.note)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,11 @@ from flows.io_retry import backoff, retry_on_io
 from pipeline import catalog, store
 from pipeline.cluster import ClusterSpec
 from pipeline.errors import UserError
+from pipeline.event.config import DEFAULT_RETRY_DELAY_S, safe_name
 from pipeline.products.export import FILE_NAMES, export_products
 from pipeline.store.atomic import write_atomic
 from pipeline.sweep import DEFAULT_BLOCK, S2_COLLECTION, Scenes, SweepConfig, run_sweep
 from pipeline.sweep.run import search_scenes as sweep_search
-
-EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-SEARCH_RETRY_S = 10.0
 
 
 class NoImageryError(UserError):
@@ -49,8 +46,7 @@ def event_paths(out_dir: str | os.PathLike[str], event_id: str) -> dict[str, Pat
     Raises:
         UserError: If the event id is not a safe file name.
     """
-    if not EVENT_ID.match(event_id):
-        raise UserError(f"event id {event_id!r} must be letters, digits, '.', '_' or '-' (at most 128)")
+    safe_name(event_id, "event id")
     out = Path(out_dir)
     return {"store": out / f"{event_id}.zarr", "products": out / event_id, "result": out / f"{event_id}.json"}
 
@@ -68,7 +64,7 @@ def store_status(path: Path) -> str | None:
 
 @task(
     retries=3,
-    retry_delay_seconds=backoff(SEARCH_RETRY_S),
+    retry_delay_seconds=backoff(DEFAULT_RETRY_DELAY_S),
     retry_condition_fn=retry_on_io,
     cache_policy=NO_CACHE,
 )
@@ -85,7 +81,7 @@ def search_scenes(
 
 @task(
     retries=3,
-    retry_delay_seconds=backoff(SEARCH_RETRY_S),
+    retry_delay_seconds=backoff(DEFAULT_RETRY_DELAY_S),
     retry_condition_fn=retry_on_io,
     cache_policy=NO_CACHE,
 )

@@ -9,10 +9,12 @@ modules that search import them where they search (importing the cube loads Dask
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Final
 
 from pipeline.catalog import MAX_ABS_LAT as MAX_ABS_LAT
+from pipeline.errors import UserError
 from pipeline.sweep.config import DEFAULT_BLOCK
 from pipeline.sweep.config import DEM_WINDOW as DEM_WINDOW
 
@@ -51,6 +53,24 @@ DEFAULT_CLOSE_DAYS: Final = 45.0
 TILE_FULL: Final = 0.995
 #: A version that failed this many times is given up (the event keeps its earlier versions).
 MAX_ATTEMPTS: Final = 3
+#: Event ids, ShakeMap sources and versions that may become file names: letters, digits, '.',
+#: '_' and '-', starting with a letter or digit, at most 128 (no '/', no '..' component).
+SAFE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: Largest document read from the network or a file (feed, detail document; bytes).
+MAX_DOCUMENT_BYTES: Final = 32 * 2**20
+#: Largest ShakeMap ``grid.xml`` downloaded (bytes; real grids are a few MB, large events ~50 MB).
+MAX_GRID_BYTES: Final = 256 * 2**20
+
+
+def safe_name(value: str, what: str) -> str:
+    """``value`` when it is a safe file name (:data:`SAFE_NAME`).
+
+    Raises:
+        UserError: Naming ``what`` it is and the rule.
+    """
+    if not SAFE_NAME.match(value):
+        raise UserError(f"{what} {value!r} must be letters, digits, '.', '_' or '-' (at most 128)")
+    return value
 
 
 def area_rule(pga_g: float | None = None, mmi: float | None = None) -> str:

@@ -29,7 +29,15 @@ from shapely.geometry import box, mapping
 from pipeline import catalog
 from pipeline.errors import UserError
 from pipeline.event.area import geodesic_km2, keefer_area, shakemap_area
-from pipeline.event.config import DEM_WINDOW, TILE_FULL, BBox, PlanOptions, area_rule
+from pipeline.event.config import (
+    DEM_WINDOW,
+    MAX_GRID_BYTES,
+    TILE_FULL,
+    BBox,
+    PlanOptions,
+    area_rule,
+    safe_name,
+)
 from pipeline.event.keefer import landslide_radius_km
 from pipeline.event.shakemap import ShakeGrid, parse_grid, pga_contours
 from pipeline.event.state import EventRecord, ShakeMapPlan
@@ -47,8 +55,12 @@ from pipeline.store.atomic import write_atomic
 
 
 def event_dir(out_dir: str | Path, event_id: str) -> Path:
-    """Directory of one event's versions, tiles, ShakeMaps and collection."""
-    return Path(out_dir) / event_id
+    """Directory of one event's versions, tiles, ShakeMaps and collection.
+
+    Raises:
+        UserError: The id is not a safe file name (it would leave ``out_dir``).
+    """
+    return Path(out_dir) / safe_name(event_id, "event id")
 
 
 def dem_probe(catalog_source: str | None, bbox: BBox) -> SlopeProbe | None:
@@ -89,7 +101,7 @@ def _find_shakemap(rec: EventRecord, log: Logger | LoggerAdapter[Any]) -> tuple[
     if not rec.detail:
         return None, "the feed gave no detail document"
     try:
-        ref = shakemap_ref(read_detail(rec.detail))
+        ref = shakemap_ref(read_detail(rec.detail), rec.detail)
     except UserError as exc:
         log.warning("event %s: no ShakeMap: %s", rec.id, exc)
         return None, f"detail document unreadable: {exc}"[:300]
@@ -113,7 +125,7 @@ def plan_event(
         try:
             grid_path = edir / "shakemap" / f"{ref.source}-v{ref.version}-grid.xml"
             grid_path.parent.mkdir(parents=True, exist_ok=True)
-            grid_path.write_bytes(read_bytes(ref.grid_url))
+            grid_path.write_bytes(read_bytes(ref.grid_url, "ShakeMap grid ", max_bytes=MAX_GRID_BYTES))
             grid = parse_grid(grid_path)
         except UserError as exc:
             why = f"ShakeMap {ref.key} unreadable: {exc}"[:300]

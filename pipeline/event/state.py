@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.errors import UserError
-from pipeline.event.config import MAX_ATTEMPTS
+from pipeline.event.config import MAX_ATTEMPTS, safe_name
 from pipeline.event.mosaic import EventGrid
 from pipeline.event.tiles import AreaTile
 from pipeline.store.atomic import write_atomic
@@ -377,7 +377,7 @@ class event_lock:
     """
 
     def __init__(self, out_dir: str | os.PathLike[str], event_id: str) -> None:
-        self.path = Path(out_dir) / f"{event_id}.lock"
+        self.path = Path(out_dir) / f"{safe_name(event_id, 'event id')}.lock"
         self._fd: int | None = None
 
     def __enter__(self) -> event_lock:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import UserError
 from pipeline.event.config import PGA_BINS_G
 from pipeline.event.shakemap import ShakeGrid
 
@@ -68,7 +69,7 @@ def model_info(attrs: dict[str, Any], checkpoint: str | None) -> dict[str, Any]:
 
         try:
             meta = read_meta(Path(checkpoint) if checkpoint else shipped_checkpoint())
-        except Exception:  # an unreadable checkpoint only loses the calibration entry
+        except (UserError, OSError):  # an unreadable checkpoint only loses the calibration entry
             return out
         cal = getattr(meta, "calibration", None)
         out["calibration"] = (

@@ -157,6 +157,13 @@ def advance_quake(
                 rec,
                 f"no clear scenes (cloud <= {opts.max_cloud:g}%) within {opts.give_up_days:g} days",
             )
+        elif rec.failed_versions and not set(scenes) - rec.used_scenes():
+            given_up = rec.failed_versions[-1]
+            _save(
+                state,
+                rec,
+                f"version {given_up.n} was given up; waiting for a new clear scene ({given_up.reason})",
+            )
         elif not rec.versions:
             _save(state, rec, f"no clear scenes yet in {window[0]}..{window[1]} (check {rec.checks})")
         else:
