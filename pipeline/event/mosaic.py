@@ -185,8 +185,12 @@ def tile_regions(grid: EventGrid, tiles: Mapping[str, BBox]) -> dict[str, tuple[
 
 
 def regions_for(owned: Mapping[str, tuple[int, ...]], chosen: Iterable[str]) -> tuple[int, ...]:
-    """The regions a version sweeps for its chosen tiles (sorted, each once)."""
-    return tuple(sorted({i for tid in chosen for i in owned.get(tid, ())}))
+    """The regions a version sweeps for its chosen tiles (sorted, each once).
+
+    Raises:
+        KeyError: A chosen tile the event does not have (an inconsistent record: a bug).
+    """
+    return tuple(sorted({i for tid in chosen for i in owned[tid]}))
 
 
 def grown(grid: EventGrid, other: EventGrid | None) -> EventGrid:

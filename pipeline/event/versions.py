@@ -220,6 +220,11 @@ def _write_version(
 
 def _grid(rec: EventRecord, opts: WatchOptions) -> EventGrid:
     """The event's grid: the epicentre's UTM zone over every planned tile, holding earlier grids."""
+    from pipeline.errors import UserError
+    from pipeline.sweep.config import CHIP
+
+    if opts.block < CHIP or opts.block % CHIP:  # the sweep's own rule, before the grid needs it
+        raise UserError(f"--block {opts.block} must be a positive multiple of {CHIP}")
     tiles = [t.bbox for t in plan_tiles(rec) if t.skip is None]
     if rec.lon is not None and rec.lat is not None:
         centre = (rec.lon, rec.lat)
@@ -256,7 +261,8 @@ def _sweep_version(
     shares = prev is not None and prev.grid is not None and prev.grid.offset_ok(grid)
     base = vs.version_path(edir, prev.n) if prev is not None and shares else None
     # without a base on this lattice (an old layout, another block size) sweep every swept tile
-    tids = b.tiles if base is not None or prev is None else (*prev.swept_tiles, *prev.tiles_swept, *b.tiles)
+    earlier = () if prev is None else tuple(t for t in (*prev.swept_tiles, *prev.tiles_swept) if t in owned)
+    tids = b.tiles if base is not None else (*earlier, *b.tiles)
     regions = regions_for(owned, tids)
     if vs.published(edir, b.n):
         return grid, regions
