@@ -40,10 +40,9 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from odc.loader._rio import _do_read, _reproject_info_from_rio, rio_env, rio_read
 from odc.loader.types import RasterLoadParams, RasterSource
-from pyproj import Transformer
 from rasterio.windows import Window
 
-from pipeline.cube.items import S2_NODATA, _options, redact
+from pipeline.cube.items import S2_NODATA, _options, redact, transformer
 from pipeline.cube.s2 import clear_block, solar_day_slices
 from pipeline.cube.upsample import axis_taps, upsample_bilinear
 
@@ -356,7 +355,7 @@ def _footprint(box: GeoBox, geobox: GeoBox, per_side: int = 32) -> tuple[int, in
     sx, sy = ta.a * px + ta.b * py + ta.c, ta.d * px + ta.e * py + ta.f
     assert box.crs is not None and geobox.crs is not None
     if box.crs != geobox.crs:
-        sx, sy = Transformer.from_crs(box.crs.proj, geobox.crs.proj, always_xy=True).transform(sx, sy)
+        sx, sy = transformer(str(box.crs), str(geobox.crs)).transform(sx, sy)
     inv = ~geobox.transform
     sx, sy = np.asarray(sx), np.asarray(sy)
     cols, rows = inv.a * sx + inv.b * sy + inv.c, inv.d * sx + inv.e * sy + inv.f
