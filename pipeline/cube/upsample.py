@@ -170,9 +170,11 @@ def upsample_bilinear(
     qr = (np.arange(rows.lo, rows.hi) + row_shift) // k - rows.start
     qc = (np.arange(cols.lo, cols.hi) + col_shift) // k - cols.start
     ok = valid[np.ix_(qr, qc)] & (den > 0)
-    # round(num / den) half up, exactly: floor((2 num + den) / (2 den)) on integers.
-    n64, d64 = num.astype(np.int64), den.astype(np.int64)
-    value = np.zeros(shape, dtype=np.int64)
-    np.floor_divide(2 * n64 + d64, 2 * d64, out=value, where=ok)
-    out[...] = value
+    # round(num / den) half up: num < 2^24 and den <= (2k)^2 are exact in float64, and an exact
+    # quotient m + 1/2 is representable while any other lies >= 1 / (2 den) from it, far more
+    # than float64's rounding, so floor(num / den + 1/2) is exact.
+    value = np.zeros(shape, dtype=np.float64)
+    np.divide(num, den, out=value, where=ok)
+    np.add(value, 0.5, out=value, where=ok)
+    np.copyto(out, value, casting="unsafe")
     return out
