@@ -169,12 +169,16 @@ def upsample_bilinear(
     # The source pixel under each output centre must be valid (GDAL skips the pixel otherwise).
     qr = (np.arange(rows.lo, rows.hi) + row_shift) // k - rows.start
     qc = (np.arange(cols.lo, cols.hi) + col_shift) // k - cols.start
-    ok = valid[np.ix_(qr, qc)] & (den > 0)
-    # round(num / den) half up: num < 2^24 and den <= (2k)^2 are exact in float64, and an exact
-    # quotient m + 1/2 is representable while any other lies >= 1 / (2 den) from it, far more
-    # than float64's rounding, so floor(num / den + 1/2) is exact.
-    value = np.zeros(shape, dtype=np.float64)
-    np.divide(num, den, out=value, where=ok)
-    np.add(value, 0.5, out=value, where=ok)
-    np.copyto(out, value, casting="unsafe")
+    centre = valid[np.ix_(qr, qc)]
+    # Where every tap is valid (den == (2k)^2): the fast path's exact rounding.
+    np.add(num, np.float32(scale // 2), out=num)
+    np.multiply(num, np.float32(1.0 / scale), out=out, casting="unsafe")
+    np.subtract(num, np.float32(scale // 2), out=num)
+    # Where some taps are not: round(num / den) half up. num < 2^24 and den <= (2k)^2 are exact in
+    # float64, and an exact quotient m + 1/2 is representable while any other lies >= 1 / (2 den)
+    # from it, far more than float64's rounding, so floor(num / den + 1/2) is exact.
+    partial = np.nonzero(centre & (den < scale))
+    n_p, d_p = num[partial].astype(np.float64), den[partial].astype(np.float64)
+    out[partial] = np.floor(n_p / d_p + 0.5).astype(np.uint16)
+    out[~centre] = 0
     return out
