@@ -6,6 +6,24 @@ from typing import Any
 
 #: Target id -> (figure, comparison, threshold).
 TARGETS: dict[str, tuple[str, str, float]] = {
+    "data_path_native_1acq": ("data path chips/s per core, PC-shaped scene, one acquisition", ">=", 250.0),
+    "data_path_native_4acq": ("data path chips/s per core, PC-shaped scene, four acquisitions", ">=", 80.0),
+    "native_over_ten": ("data path PC-shaped over all-10 m scene, same run, one acquisition", ">=", 0.8),
+    "native_over_ten_4acq": (
+        "data path PC-shaped over all-10 m scene, same run, four acquisitions",
+        ">=",
+        0.8,
+    ),
+    "decode_share_native": (
+        "decode share of the data path's time, PC-shaped scene, one acquisition",
+        ">=",
+        0.5,
+    ),
+    "decode_share_native_4acq": (
+        "decode share of the data path's time, PC-shaped scene, four acquisitions",
+        ">=",
+        0.5,
+    ),
     "data_path_1acq": ("data path chips/s per core, one acquisition", ">=", 300.0),
     "data_path_4acq": ("data path chips/s per core, four acquisitions", ">=", 100.0),
     "decode_share": ("decode share of the data path's time, one acquisition", ">=", 0.5),
@@ -27,8 +45,10 @@ def _e2e_cause(result: dict[str, Any], name: str) -> str:
     e = result["end_to_end_models"][name]
     model_s = e["chips"] / e["model_chips_per_s"]
     share = model_s / e["compute_s"]
-    parts = [f"the model is {share:.0%} of the sweep's compute time at its model-only speed (measured in the "
-             f"sweep's worker: {e['model_chips_per_s']:.3g} chips/s)"]
+    parts = [
+        f"the model is {share:.0%} of the sweep's compute time at its model-only speed (measured in the "
+        f"sweep's worker: {e['model_chips_per_s']:.3g} chips/s)"
+    ]
     wo = result.get("worker_overhead")
     if wo:
         parts.append(
@@ -53,6 +73,17 @@ def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
             causes[key] = str(dp.get("cause", "see the data path's cost split"))
         for key in ("data_path_4acq", "decode_share_4acq"):
             causes[key] = str(dp.get("cause_4acq", dp.get("cause", "see the data path's cost split")))
+        native = {
+            "data_path_native_1acq": ("chips_per_s_per_core_native", "cause_native"),
+            "data_path_native_4acq": ("chips_per_s_per_core_native_4acq", "cause_native_4acq"),
+            "native_over_ten": ("native_over_ten", "cause_native"),
+            "native_over_ten_4acq": ("native_over_ten_4acq", "cause_native_4acq"),
+            "decode_share_native": ("decode_share_native", "cause_native"),
+            "decode_share_native_4acq": ("decode_share_native_4acq", "cause_native_4acq"),
+        }
+        for key, (value, cause) in native.items():
+            values[key] = dp.get(value)
+            causes[key] = str(dp.get(cause, "not measured: this result has no PC-shaped scene (issue 19)"))
     else:
         for key in ("data_path_1acq", "data_path_4acq", "decode_share", "decode_share_4acq"):
             causes[key] = "not measured: bench.data_path (issue 12 item 1) is not in this tree"

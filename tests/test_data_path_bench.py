@@ -16,7 +16,7 @@ from bench.scene import MULTI_BASELINES, build_multi_scene
 def test_quick_figure_has_rates_a_split_and_verdicts(tmp_path: Path) -> None:
     fig = measure_data_path(tmp_path, quick=True, repeats=1)
     out = json.loads(json.dumps(fig.as_dict()))  # JSON-ready
-    for key, acquisitions in (("one", 1), ("four", 4)):
+    for key, acquisitions in (("one", 1), ("four", 4), ("native", 1), ("native_four", 4)):
         run = out[key]
         assert run["acquisitions"] == acquisitions
         assert run["chips"] == pytest.approx(run["shape"][0] * run["shape"][1] / 128**2)
@@ -24,8 +24,16 @@ def test_quick_figure_has_rates_a_split_and_verdicts(tmp_path: Path) -> None:
         assert set(run["split_s"]) == {*STAGES, "other"}
         assert sum(run["split_fraction"].values()) == pytest.approx(1.0)
         assert run["split_s"]["read_decode"] > 0 and run["split_s"]["composite"] > 0
-    assert set(out["met"]) == {"one", "four", "decode_fraction_one", "decode_fraction_four"}
+    assert set(out["met"]) == {
+        *(k for key in ("one", "four", "native", "native_four") for k in (key, f"decode_fraction_{key}")),
+        "native_over_ten_one",
+        "native_over_ten_four",
+    }
     assert out["four"]["split_s"]["composite"] > out["one"]["split_s"]["composite"]
+    # The PC-shaped scene upsamples 20 m / 60 m bands and warps the other zone's tile.
+    for key in ("native", "native_four"):
+        assert out[key]["split_s"]["upsample"] > 0 and out[key]["split_s"]["warp"] > 0
+    assert set(out["native_over_ten"]) == {"one", "four"}
 
 
 def test_profile_split_puts_time_outside_stage_functions_in_other() -> None:

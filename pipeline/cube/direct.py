@@ -1,17 +1,28 @@
-"""Grid-aligned COG reads: one windowed read per source, straight into the block's buffer.
+"""Direct COG reads for the cube: one windowed read per source, straight into the block's buffer.
 
-When an asset's pixel grid is the output grid (same CRS, same pixel size, whole-pixel offset),
-or, for a band resampled with nearest neighbour, an integer multiple of it (Sentinel-2's 20 m
-SCL on a 10 m grid), resampling is the identity or a pixel repeat. Then a block of the cube
-needs no warp, no nodata fill of a fresh chunk and no fuse copy: each source's window is read
-once by GDAL into the rows and columns of the block it covers. This module plans those reads
-from the items' STAC ``proj:`` metadata (pure code, :func:`plan_bands`) and carries them out
-inside the cube's block task (:meth:`BandReads.read`). Bands whose assets are not aligned (the
-20 m and 60 m spectral bands, resampled bilinearly, or scenes in another UTM zone) keep
-odc-stac's reader; both give the same digital numbers on aligned grids (tested).
+Sentinel-2 as Planetary Computer serves it has three kinds of asset on a 10 m UTM output grid,
+and each is read here without odc-stac's per-chunk machinery:
+
+* **on the grid** (10 m bands in the output's zone, whole-pixel offset): the window is read by
+  GDAL into the block's rows and columns; resampling is the identity;
+* **on the lattice** (20 m and 60 m bands and the 20 m SCL in the output's zone, pixels a whole
+  multiple of the output's with edges on its lattice): the window is read once and upsampled,
+  SCL by repeating pixels (nearest), the spectral bands with the fixed separable bilinear weights
+  GDAL's warper uses (:mod:`pipeline.cube.upsample`; equal to odc-stac's bilinear read within 1 DN);
+* **needing a warp** (another UTM zone, off the lattice, finer than the output): odc-stac's own
+  read of one source (``odc.loader``'s ``rio_read``: GDAL's warp with the band's resampling and
+  nodata, overviews when shrinking), run on fixed tiles of :data:`WARP_TILE` output pixels
+  anchored at the grid's corner, so a pixel's value does not depend on the block that asks for
+  it (GDAL's warp of a window depends on the window: its approximate transformer and its
+  choice of kernel follow the window's extent).
+
+:func:`plan_bands` decides which from the items' STAC ``proj:`` metadata alone (pure code); the
+reads run inside the cube's block task (:meth:`BandReads.read`). A file whose real grid turns out
+to differ from its metadata is warped the same way. A band falls back to odc-stac as a whole only
+when an item lacks it.
 
 Time slices and the order of items within one are odc-stac's (``groupby="solar_day"``; items
-sorted by time, then id; the first valid pixel wins), so the two readers agree exactly.
+sorted by time, then id; the first valid pixel wins), so the two readers agree (tested).
 """
 
 from __future__ import annotations
@@ -25,33 +36,41 @@ import numpy as np
 import odc.stac
 import pystac
 import rasterio
-import rasterio.warp
+from affine import Affine
 from odc.geo.geobox import GeoBox
-from odc.loader.types import RasterSource
-from rasterio.enums import Resampling
+from odc.loader._rio import _do_read, _reproject_info_from_rio, rio_env, rio_read
+from odc.loader.types import RasterLoadParams, RasterSource
 from rasterio.windows import Window
 
-from pipeline.cube.items import S2_NODATA, _options, redact
+from pipeline.cube.items import S2_NODATA, _options, redact, transformer
 from pipeline.cube.s2 import clear_block, solar_day_slices
+from pipeline.cube.upsample import axis_taps, upsample_bilinear
 
 log = logging.getLogger(__name__)
 
 #: Largest difference (output pixels) between an asset's origin and a whole pixel still "aligned".
 ALIGN_TOL: Final[float] = 1e-6
+#: Largest pixel-size ratio upsampled bilinearly without a warp (exact integer arithmetic up to 8).
+MAX_FACTOR: Final[int] = 8
+#: Side (output pixels) of the fixed tiles that assets needing a warp are warped on.
+WARP_TILE: Final[int] = 512
+#: Output pixels added around a warped asset's footprint when deciding which tiles it touches.
+FOOTPRINT_PAD: Final[int] = 2
 
 
 @dataclass(frozen=True)
 class AlignedAsset:
-    """One asset whose pixels fall on the output grid.
+    """One asset whose pixels fall on the output grid's lattice.
 
-    Output pixel ``(i, j)`` is source pixel ``((i + row_shift) // factor, (j + col_shift) //
-    factor)``.
+    Output pixel ``(i, j)`` lies in source pixel ``((i + row_shift) // factor, (j + col_shift) //
+    factor)``; with nearest-neighbour resampling it takes that pixel's value, with bilinear the
+    value of :func:`pipeline.cube.upsample.upsample_bilinear`.
 
     Attributes:
         href: Where to read it (unsigned or already signed; see ``BandReads.patch_url``).
         row_shift: Output rows between the source's top edge and the grid's (source above: > 0).
         col_shift: Output columns between the grid's left edge and the source's.
-        factor: Source pixel size over output pixel size (1, or an integer for nearest).
+        factor: Source pixel size over output pixel size (1 to :data:`MAX_FACTOR`).
         shape: Source ``(rows, cols)``.
         transform: The source's affine transform as six numbers (checked when the file is open).
     """
@@ -106,13 +125,47 @@ class AlignedAsset:
 
 
 @dataclass(frozen=True)
+class WarpedAsset:
+    """One asset that needs a warp onto the output grid (another CRS, or off the lattice).
+
+    Attributes:
+        href: Where to read it.
+        extent: Output pixels ``(row0, row1, col0, col1)`` its footprint may reach (from its
+            ``proj:`` metadata, padded by :data:`FOOTPRINT_PAD`, clipped to the grid); None when
+            unknown (then every block warps it).
+    """
+
+    href: str
+    extent: tuple[int, int, int, int] | None
+
+    def region(self, rows: tuple[int, int], cols: tuple[int, int]) -> tuple[slice, slice] | None:
+        """Block slice (relative to ``rows x cols``) the asset may write, or None."""
+        if self.extent is None:
+            return slice(0, rows[1] - rows[0]), slice(0, cols[1] - cols[0])
+        r0, r1 = max(rows[0], self.extent[0]), min(rows[1], self.extent[1])
+        c0, c1 = max(cols[0], self.extent[2]), min(cols[1], self.extent[3])
+        if r0 >= r1 or c0 >= c1:
+            return None
+        return slice(r0 - rows[0], r1 - rows[0]), slice(c0 - cols[0], c1 - cols[0])
+
+
+def _tiles(start: int, stop: int, size: int, anchor: int) -> list[int]:
+    """Starts of the tiles of ``size`` meeting ``[start, stop)``, tile edges at ``anchor`` modulo ``size``."""
+    first = start - (start - anchor) % size
+    return list(range(first, stop, size))
+
+
+Asset = AlignedAsset | WarpedAsset
+
+
+@dataclass(frozen=True)
 class BandReads:
     """Every read of one band: per time slice, its aligned assets in fuse order.
 
     Attributes:
         band: Asset key.
         slices: Per time slice, the assets of that solar day (first valid pixel wins).
-        geobox: The output grid (for the warp of a file whose grid differs from its metadata).
+        geobox: The output grid (for warps).
         nearest: Resampling is nearest neighbour (else bilinear).
         gdal_options: GDAL configuration for the reads, as sorted pairs.
         fail_on_error: ``False`` turns an unreadable asset into nodata (0), as odc-stac does.
@@ -120,7 +173,7 @@ class BandReads:
     """
 
     band: str
-    slices: tuple[tuple[AlignedAsset, ...], ...]
+    slices: tuple[tuple[Asset, ...], ...]
     geobox: GeoBox
     nearest: bool
     gdal_options: tuple[tuple[str, str], ...] = ()
@@ -135,56 +188,118 @@ class BandReads:
             for t, assets in enumerate(self.slices):
                 first = True
                 for asset in assets:
-                    where = asset.window(rows, cols)
-                    if where is None:
+                    region = self._region(asset, rows, cols)
+                    if region is None:
                         continue
-                    window, (rs, cs) = where
+                    rs, cs = region
                     if first:
-                        self._read_into(asset, window, out[t, rs, cs], rows, cols, (rs, cs))
+                        self._read_into(asset, out[t, rs, cs], rows, cols, region)
                         first = False
                     else:
-                        tmp = np.zeros((rs.stop - rs.start, cs.stop - cs.start), dtype=np.uint16)
-                        self._read_into(asset, window, tmp, rows, cols, (rs, cs))
                         dst = out[t, rs, cs]
+                        if dst.all():  # filled by earlier assets of the day already
+                            continue
+                        tmp = np.zeros((rs.stop - rs.start, cs.stop - cs.start), dtype=np.uint16)
+                        self._read_into(asset, tmp, rows, cols, region, filled=dst)
                         np.copyto(dst, tmp, where=dst == S2_NODATA)
         return out
 
+    def _region(
+        self, asset: Asset, rows: tuple[int, int], cols: tuple[int, int]
+    ) -> tuple[slice, slice] | None:
+        """Block slice an asset may write (the pixels whose centres lie on it, for aligned ones)."""
+        if isinstance(asset, WarpedAsset):
+            return asset.region(rows, cols)
+        if asset.factor > 1 and not self.nearest:
+            rt = axis_taps(rows[0], rows[1], asset.row_shift, asset.factor, asset.shape[0])
+            ct = axis_taps(cols[0], cols[1], asset.col_shift, asset.factor, asset.shape[1])
+            if rt is None or ct is None:
+                return None
+            return slice(rt.lo - rows[0], rt.hi - rows[0]), slice(ct.lo - cols[0], ct.hi - cols[0])
+        where = asset.window(rows, cols)
+        return None if where is None else where[1]
+
     def _read_into(
-        self, asset: AlignedAsset, window: Window, dst: np.ndarray,
-        rows: tuple[int, int], cols: tuple[int, int], where: tuple[slice, slice],
+        self, asset: Asset, dst: np.ndarray, rows: tuple[int, int], cols: tuple[int, int],
+        where: tuple[slice, slice], filled: np.ndarray | None = None,
     ) -> None:  # fmt: skip
+        """Write the asset's pixels of block slice ``where`` into ``dst`` (zeros: leave them).
+
+        ``filled``: what earlier assets of the day wrote there (a warp skips tiles it fills).
+        """
         href = self.patch_url(asset.href) if self.patch_url is not None else asset.href
         try:
             with rasterio.open(href, "r", sharing=False) as src:
-                if tuple(src.transform)[:6] != asset.transform or src.shape != asset.shape:
-                    self._warp(src, dst, rows, cols, where)  # metadata and file disagree
-                    return
-                if asset.factor == 1:
-                    src.read(1, window=window, out=dst)
-                    _nodata_to_zero(src, dst)
-                    return
-                coarse = src.read(1, window=window)
-                _nodata_to_zero(src, coarse)
-                dst[...] = asset.upsample(coarse, window, rows, cols, where)
+                if isinstance(asset, WarpedAsset) or (
+                    tuple(src.transform)[:6] != asset.transform or src.shape != asset.shape
+                ):  # needs a warp, or the file's grid is not what its metadata said
+                    self._warp_tiles(src, href, dst, rows, cols, where, filled)
+                elif asset.factor > 1 and not self.nearest:
+                    k = asset.factor
+                    rt = axis_taps(rows[0] + where[0].start, rows[0] + where[0].stop, asset.row_shift, k,
+                                   asset.shape[0])  # fmt: skip
+                    ct = axis_taps(cols[0] + where[1].start, cols[0] + where[1].stop, asset.col_shift, k,
+                                   asset.shape[1])  # fmt: skip
+                    assert rt is not None and ct is not None
+                    box = Window(ct.start, rt.start, ct.stop - ct.start, rt.stop - rt.start)
+                    window = src.read(1, window=box)
+                    _nodata_to_zero(src, window)
+                    upsample_bilinear(window, rt, ct, asset.row_shift, asset.col_shift, k, out=dst)
+                else:
+                    found = asset.window(rows, cols)
+                    assert found is not None
+                    window, _ = found
+                    if asset.factor == 1:
+                        src.read(1, window=window, out=dst)
+                        _nodata_to_zero(src, dst)
+                        return
+                    coarse = src.read(1, window=window)
+                    _nodata_to_zero(src, coarse)
+                    dst[...] = asset.upsample(coarse, window, rows, cols, where)
         except rasterio.errors.RasterioError as e:
             if self.fail_on_error:
                 raise
             log.warning("unreadable asset %s (%s) left as nodata", redact(href), redact(str(e)))
             dst[...] = S2_NODATA
 
-    def _warp(
-        self, src: rasterio.io.DatasetReader, dst: np.ndarray,
-        rows: tuple[int, int], cols: tuple[int, int], where: tuple[slice, slice],
+    def _warp_tiles(
+        self, src: rasterio.io.DatasetReader, href: str, dst: np.ndarray, rows: tuple[int, int],
+        cols: tuple[int, int], where: tuple[slice, slice], filled: np.ndarray | None,
     ) -> None:  # fmt: skip
-        """Warp a source whose grid is not what its STAC metadata said (odc-stac's way)."""
-        rs, cs = where
-        box = self.geobox[rows[0] + rs.start : rows[0] + rs.stop, cols[0] + cs.start : cols[0] + cs.stop]
-        dst[...] = S2_NODATA
-        rasterio.warp.reproject(
-            rasterio.band(src, 1), dst, src_nodata=src.nodata if src.nodata is not None else S2_NODATA,
-            dst_crs=str(box.crs), dst_transform=box.transform, dst_nodata=S2_NODATA,
-            resampling=Resampling.nearest if self.nearest else Resampling.bilinear,
+        """Warp ``src`` with odc-stac's own read on the fixed :data:`WARP_TILE` tiles meeting ``where``.
+
+        Each tile is read exactly as odc-stac reads a chunk of that extent (``odc.loader``: the
+        overlapping source window, GDAL's warp with the band's resampling and nodata, overviews
+        when shrinking), so within a tile the result is ``odc.stac.load``'s with chunks of
+        ``WARP_TILE``. Tile edges lie at multiples of ``WARP_TILE`` pixels of the CRS's own pixel
+        lattice (not of this grid), whole tiles are warped, and so a pixel's value depends neither
+        on the block nor on the region's grid. Tiles already filled by earlier assets are skipped.
+        """
+        a, _, gc, _, e, gf = (float(v) for v in tuple(self.geobox.transform)[:6])
+        anchor_r, anchor_c = -round(-gf / e) % WARP_TILE, -round(gc / a) % WARP_TILE
+        r0, r1 = rows[0] + where[0].start, rows[0] + where[0].stop
+        c0, c1 = cols[0] + where[1].start, cols[0] + where[1].stop
+        cfg = RasterLoadParams(
+            dtype="uint16", fill_value=S2_NODATA, resampling="nearest" if self.nearest else "bilinear",
+            fail_on_error=True,
         )  # fmt: skip
+        ttol = 0.9 if self.nearest else 0.05  # odc-stac's
+        for tr in _tiles(r0, r1, WARP_TILE, anchor_r):
+            for tc in _tiles(c0, c1, WARP_TILE, anchor_c):
+                ra, rb = max(tr, r0), min(tr + WARP_TILE, r1)
+                ca, cb = max(tc, c0), min(tc + WARP_TILE, c1)
+                if filled is not None and filled[ra - r0 : rb - r0, ca - c0 : cb - c0].all():
+                    continue
+                box = GeoBox((WARP_TILE, WARP_TILE), self.geobox.transform * Affine.translation(tc, tr),
+                             self.geobox.crs)  # fmt: skip
+                tile = np.zeros((WARP_TILE, WARP_TILE), dtype=np.uint16)
+                rr = _reproject_info_from_rio(src, box, ttol=ttol)
+                if cfg.use_overviews and rr.read_shrink > 1:  # odc-stac reads an overview
+                    rio_read(RasterSource(uri=href, band=1), cfg, box, dst=tile)
+                else:
+                    with rio_env(VSI_CACHE=False):
+                        _do_read(rasterio.band(src, 1), cfg, box, rr, dst=tile)
+                dst[ra - r0 : rb - r0, ca - c0 : cb - c0] = tile[ra - tr : rb - tr, ca - tc : cb - tc]
 
 
 def _nodata_to_zero(src: rasterio.io.DatasetReader, arr: np.ndarray) -> None:
@@ -194,37 +309,64 @@ def _nodata_to_zero(src: rasterio.io.DatasetReader, arr: np.ndarray) -> None:
         np.copyto(arr, np.uint16(S2_NODATA), where=arr == nodata)
 
 
-def _aligned(parsed: odc.stac.ParsedItem, band: str, geobox: GeoBox, nearest: bool) -> AlignedAsset | None:
-    """The asset as an :class:`AlignedAsset`, or None when its grid is unknown or not aligned."""
+def _aligned(parsed: odc.stac.ParsedItem, band: str, geobox: GeoBox, nearest: bool) -> Asset | None:
+    """How to read the asset.
+
+    On the lattice (:class:`AlignedAsset`), by a warp (:class:`WarpedAsset`), or None when the
+    item lacks the band (odc-stac decides then).
+    """
     try:
         src = parsed[band]
     except (KeyError, ValueError):
         return None
-    if (
-        not isinstance(src, RasterSource)
-        or not isinstance(src.geobox, GeoBox)
-        or src.band != 1
-        or src.subdataset
-    ):
+    if not isinstance(src, RasterSource) or src.band != 1 or src.subdataset:
         return None
     box = src.geobox
-    if box.crs is None or geobox.crs is None or box.crs != geobox.crs:
-        return None
+    if not isinstance(box, GeoBox) or box.crs is None or geobox.crs is None:
+        return WarpedAsset(href=src.uri, extent=None)
     a, b, c, d, e, f = (float(v) for v in tuple(box.transform)[:6])
     ga, _, gc, _, ge, gf = (float(v) for v in tuple(geobox.transform)[:6])
-    if b != 0 or d != 0 or ga <= 0 or ge >= 0 or a <= 0 or e >= 0 or a != -e:
+    same_crs = box.crs == geobox.crs
+    if same_crs and b == 0 and d == 0 and ga > 0 and ge < 0 and a > 0 and e < 0 and a == -e:
+        ratio = a / ga
+        factor = round(ratio)
+        col_shift, row_shift = (gc - c) / ga, (f - gf) / ga
+        if (
+            1 <= factor <= MAX_FACTOR
+            and abs(ratio - factor) <= ALIGN_TOL
+            and abs(col_shift - round(col_shift)) <= ALIGN_TOL
+            and abs(row_shift - round(row_shift)) <= ALIGN_TOL
+            and (factor == 1 or nearest or min(box.shape) >= 2)  # GDAL treats 1-pixel rasters apart
+        ):
+            return AlignedAsset(
+                href=src.uri, row_shift=round(row_shift), col_shift=round(col_shift), factor=factor,
+                shape=(int(box.shape[0]), int(box.shape[1])), transform=(a, b, c, d, e, f),
+            )  # fmt: skip
+    return WarpedAsset(href=src.uri, extent=_footprint(box, geobox))
+
+
+def _footprint(box: GeoBox, geobox: GeoBox, per_side: int = 32) -> tuple[int, int, int, int] | None:
+    """Output pixels ``(row0, row1, col0, col1)`` the source grid ``box`` covers, padded and clipped."""
+    h, w = box.shape
+    t = np.linspace(0.0, 1.0, per_side + 1)
+    px = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
+    py = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), (1 - t) * h])
+    ta = box.transform
+    sx, sy = ta.a * px + ta.b * py + ta.c, ta.d * px + ta.e * py + ta.f
+    assert box.crs is not None and geobox.crs is not None
+    if box.crs != geobox.crs:
+        sx, sy = transformer(str(box.crs), str(geobox.crs)).transform(sx, sy)
+    inv = ~geobox.transform
+    sx, sy = np.asarray(sx), np.asarray(sy)
+    cols, rows = inv.a * sx + inv.b * sy + inv.c, inv.d * sx + inv.e * sy + inv.f
+    if not (np.isfinite(rows).all() and np.isfinite(cols).all()):
         return None
-    ratio = a / ga
-    factor = round(ratio)
-    if factor < 1 or abs(ratio - factor) > ALIGN_TOL or (factor > 1 and not nearest):
-        return None
-    col_shift, row_shift = (gc - c) / ga, (f - gf) / ga
-    if abs(col_shift - round(col_shift)) > ALIGN_TOL or abs(row_shift - round(row_shift)) > ALIGN_TOL:
-        return None
-    return AlignedAsset(
-        href=src.uri, row_shift=round(row_shift), col_shift=round(col_shift), factor=factor,
-        shape=(int(box.shape[0]), int(box.shape[1])), transform=(a, b, c, d, e, f),
-    )  # fmt: skip
+    full_h, full_w = geobox.shape
+    r0 = max(int(np.floor(np.min(rows))) - FOOTPRINT_PAD, 0)
+    r1 = min(int(np.ceil(np.max(rows))) + FOOTPRINT_PAD, full_h)
+    c0 = max(int(np.floor(np.min(cols))) - FOOTPRINT_PAD, 0)
+    c1 = min(int(np.ceil(np.max(cols))) + FOOTPRINT_PAD, full_w)
+    return (r0, max(r1, r0), c0, max(c1, c0))
 
 
 def plan_bands(
@@ -237,17 +379,17 @@ def plan_bands(
     fail_on_error: bool = True,
     patch_url: Callable[[str], str] | None = None,
 ) -> dict[str, BandReads | None]:
-    """Direct reads of each band over ``geobox``; None for a band where any asset needs a warp.
+    """Direct reads of each band over ``geobox``; None for a band left to odc-stac.
 
-    Pure: decided from the items' STAC metadata alone (nothing is opened). A file whose real
-    grid turns out to differ from its metadata is warped when it is read.
+    Pure: decided from the items' STAC metadata alone (nothing is opened). Each asset is read on
+    the lattice or warped (see the module docstring); a band is None when an item lacks it. A
+    file whose real grid turns out to differ from its metadata is warped when it is read.
 
     Args:
         items: Items with the bands as assets.
         geobox: Output grid.
         bands: Asset keys.
-        nearest: Bands resampled with nearest neighbour (they may be any whole multiple of the
-            output pixel size); the others must be at the output's own pixel size.
+        nearest: Bands resampled with nearest neighbour (the others bilinearly).
         gdal_options: GDAL configuration for the reads (default: the read policy's).
         fail_on_error: ``False`` reads an unreadable asset as nodata.
         patch_url: Optional href rewrite applied just before opening.
@@ -256,7 +398,7 @@ def plan_bands(
     options = tuple(sorted(_options(gdal_options).items()))
     plans: dict[str, BandReads | None] = {}
     for band in bands:
-        slices: list[tuple[AlignedAsset, ...]] | None = []
+        slices: list[tuple[Asset, ...]] | None = []
         for group in groups:
             assets = [_aligned(parsed, band, geobox, band in nearest) for _, parsed in group]
             if any(a is None for a in assets) or slices is None:

@@ -228,7 +228,11 @@ def build_cube(
             da.from_delayed(
                 delayed(cube_block, pure=True)(
                     clear[i][j],
-                    *(source(b, i, j) for b in bands), native_d, grid=grid, rows=r, cols=c,
+                    *(source(b, i, j) for b in bands),
+                    native_d,
+                    grid=grid,
+                    rows=r,
+                    cols=c,
                 ),
                 shape=(len(LAYERS), r[1] - r[0], c[1] - c[0]),
                 dtype=np.float32,

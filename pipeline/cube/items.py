@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -11,6 +12,7 @@ from typing import Final
 
 import pystac
 import rasterio
+from pyproj import Transformer
 
 from pipeline.bands import S2_L2A_ASSETS
 from pipeline.errors import UserError
@@ -29,6 +31,12 @@ DEM_FILL_PX: Final[int] = 3
 #: Data types a well-formed item may declare in ``raster:bands`` (checked when declared).
 _S2_DTYPES: Final[frozenset[str]] = frozenset({"uint16", "uint8"})
 _DEM_DTYPES: Final[frozenset[str]] = frozenset({"float32"})
+
+
+@functools.lru_cache(maxsize=64)
+def transformer(src_crs: str, dst_crs: str) -> Transformer:
+    """A pyproj transformer (x/y order) between two CRSs, made once per process (making one costs ms)."""
+    return Transformer.from_crs(src_crs, dst_crs, always_xy=True)
 
 
 class CubeError(UserError):

@@ -9,9 +9,10 @@ writes that, from the same real Landslide4Sense pixels:
   a 20 m or 60 m pixel is the mean of the 10 m pixels it covers (SCL: the class at its centre);
 * **overlapping MGRS tiles**: two tiles of the area's own UTM zone (north and south, overlapping
   in a band across the middle, their origins on the 60 m lattice like real tiles, so the 10 m
-  output grid sees 20 m and 60 m pixels at odd offsets) and one tile of the **neighbouring zone**
-  (zone + 1) over the east part of the area, all of one orbit (one datatake, one datetime);
-  the east part is covered only by the neighbouring zone's tile, whose pixels must be reprojected;
+  output grid sees 20 m and 60 m pixels at odd offsets) over the west 85 % of the area, and one
+  tile of the **neighbouring zone** (zone + 1) over the east 30 %, all of one orbit (one
+  datatake, one datetime); the east 15 % is covered only by the neighbouring zone's tile, whose
+  pixels must be reprojected;
 * **a swath edge**: every tile has no data (0) west of a diagonal line across the area;
 * **the DEM as Copernicus GLO-30 tiles**: EPSG:4326, 1 arc-second pixels centred on whole
   arc-seconds (PC's ``proj:transform`` starts half a pixel west/north of the degree), one item per
@@ -436,11 +437,11 @@ def build_pc_scene(
     m = TILE_MARGIN_M
     zone, band_letter = epsg % 100, "T"
     tiles = [
-        _tile(epsg, f"{zone}{band_letter}YN", x0 - m, y1 - 0.6 * h_m, x0 + 0.7 * w_m, y1 + m),
-        _tile(epsg, f"{zone}{band_letter}YM", x0 - m, y1 - h_m - m, x0 + 0.7 * w_m, y1 - 0.4 * h_m),
+        _tile(epsg, f"{zone}{band_letter}YN", x0 - m, y1 - 0.6 * h_m, x0 + 0.85 * w_m, y1 + m),
+        _tile(epsg, f"{zone}{band_letter}YM", x0 - m, y1 - h_m - m, x0 + 0.85 * w_m, y1 - 0.4 * h_m),
     ]
     east = epsg + 1 if epsg % 100 < 60 else epsg - 59
-    corners_x = np.array([x0 + 0.55 * w_m, x0 + w_m + m, x0 + w_m + m, x0 + 0.55 * w_m])
+    corners_x = np.array([x0 + 0.7 * w_m, x0 + w_m + m, x0 + w_m + m, x0 + 0.7 * w_m])
     corners_y = np.array([y1 + m, y1 + m, y1 - h_m - m, y1 - h_m - m])
     ex, ey = Transformer.from_crs(epsg, east, always_xy=True).transform(corners_x, corners_y)
     tiles.append(_tile(east, f"{east % 100:02d}{band_letter}CH", min(ex), min(ey), max(ex), max(ey)))
