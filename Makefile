@@ -55,5 +55,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
+# every picture in docs/img, from the shipped checkpoint (the web map needs chromium)
+figures: $(STAMP) browser
+	$(BIN)/python -m pipeline.figures
+
 clean:
 	rm -rf out .pytest_cache .hypothesis

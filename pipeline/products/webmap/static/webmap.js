@@ -48,7 +48,7 @@
   function row(k, v) { return el('tr', {}, [el('td', { class: 'k', text: k }), el('td', { text: fmt(v) })]); }
   /* human labels (with units) for the store's facts and the polygons' attributes; other keys via human() */
   var LABELS = {
-    'sentinel-2_scenes': ['Sentinel-2 scenes'], dem_tiles: ['DEM tiles'], checkpoint_sha256: ['Checkpoint (SHA-256)'],
+    'sentinel-2_scenes': ['Sentinel-2 scenes'], dem_tiles: ['DEM tiles'], checkpoint_sha256: ['Checkpoint'],
     crs: ['CRS'], window: ['Imagery window'], software_version: ['Software version'], model: ['Model'],
     id: ['Landslide', function (v) { return '#' + v; }],
     area_m2: ['Area', function (v) { return Math.round(v).toLocaleString('en') + ' m²'; }],

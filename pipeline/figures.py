@@ -1,0 +1,121 @@
+"""The pictures in ``docs/img``: one command makes them all, and each records its checkpoint.
+
+    python -m pipeline.figures [--out docs/img]          (or: make figures)
+
+makes, from the shipped checkpoint (``pipeline/demo/data/unet-l4s-sample.safetensors``):
+
+- ``webmap-demo.png`` and ``webmap-demo-zoom.png``: the web map of ``landslide demo`` in headless
+  Chromium (:mod:`pipeline.products.webmap.screenshot`);
+- ``reliability.png``: the out-of-fold reliability diagram, drawn from the OOF logits that
+  ``python -m pipeline.train.ship`` keeps beside the checkpoint
+  (:mod:`pipeline.train.shipped_oof`).
+
+Every PNG carries text chunks (:data:`CHECKPOINT_KEY`, :data:`CHECKPOINT_NAME_KEY`,
+:data:`COMMAND_KEY`) naming the SHA-256 of the checkpoint file it was made from and the command
+that made it; ``tests/test_figures.py`` checks that every picture in ``docs/img`` names the
+shipped checkpoint. Read them with :func:`read_stamp` (or ``python -c "from PIL import Image;
+print(Image.open('docs/img/reliability.png').text)"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+#: PNG text keys.
+CHECKPOINT_KEY = "landslide:checkpoint_sha256"
+CHECKPOINT_NAME_KEY = "landslide:checkpoint"
+COMMAND_KEY = "landslide:command"
+#: The docs' picture folder in a checkout.
+DOCS_IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
+WEBMAP_PNGS = ("webmap-demo.png", "webmap-demo-zoom.png")
+RELIABILITY_PNG = "reliability.png"
+
+
+@dataclass(frozen=True)
+class FigureSource:
+    """What a figure was made from.
+
+    Attributes:
+        checkpoint_sha256: Hex SHA-256 of the checkpoint file.
+        checkpoint: The checkpoint's file name.
+        command: The command that made the figure.
+    """
+
+    checkpoint_sha256: str
+    checkpoint: str
+    command: str
+
+    @classmethod
+    def of(cls, checkpoint: str | Path, command: str) -> FigureSource:
+        """The source record of a figure made from ``checkpoint`` by ``command``."""
+        from pipeline.models.checkpoint import sha256_file
+
+        return cls(sha256_file(checkpoint), Path(checkpoint).name, command)
+
+    def text(self) -> dict[str, str]:
+        """The PNG text chunks."""
+        return {
+            CHECKPOINT_KEY: self.checkpoint_sha256,
+            CHECKPOINT_NAME_KEY: self.checkpoint,
+            COMMAND_KEY: self.command,
+        }
+
+
+def stamp_png(path: str | Path, source: FigureSource) -> Path:
+    """Rewrite the PNG at ``path`` with ``source`` in its text chunks (pixels unchanged)."""
+    from PIL import Image, PngImagePlugin
+
+    path = Path(path)
+    with Image.open(path) as im:
+        im.load()
+        info = PngImagePlugin.PngInfo()
+        for key, value in {**getattr(im, "text", {}), **source.text()}.items():
+            info.add_itxt(key, value)
+        tmp = path.with_name(f".{path.name}.tmp")
+        im.save(tmp, format="PNG", pnginfo=info, optimize=True)
+    tmp.replace(path)
+    return path
+
+
+def read_stamp(path: str | Path) -> dict[str, str]:
+    """The text chunks of the PNG at ``path`` (empty when there are none)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return dict(getattr(im, "text", {}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Make every figure of ``docs/img`` from the shipped checkpoint (see the module docstring)."""
+    from pipeline.models.checkpoint import shipped_checkpoint
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline.figures", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DOCS_IMG, help="folder for the PNGs (default docs/img)")
+    parser.add_argument(
+        "--only", choices=("webmap", "reliability"), help="make only these figures (default: all)"
+    )
+    args = parser.parse_args(argv)
+    command = "python -m pipeline.figures " + shlex.join(argv if argv is not None else sys.argv[1:])
+    source = FigureSource.of(shipped_checkpoint(), command.strip())
+    written: list[Path] = []
+    if args.only in (None, "reliability"):
+        from pipeline.train.shipped_oof import reliability_figure
+
+        written.append(reliability_figure(shipped_checkpoint(), args.out / RELIABILITY_PNG))
+    if args.only in (None, "webmap"):
+        from pipeline.products.webmap import screenshot
+
+        screenshot.main(["--out", str(args.out)])
+        written += [args.out / name for name in WEBMAP_PNGS]
+    for path in written:
+        stamp_png(path, source)
+        print(f"{path}: checkpoint {source.checkpoint_sha256[:12]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
