@@ -8,7 +8,9 @@ makes, from the shipped checkpoint (``pipeline/demo/data/unet-l4s-sample.safeten
   Chromium (:mod:`pipeline.products.webmap.screenshot`);
 - ``reliability.png``: the out-of-fold reliability diagram, drawn from the OOF logits that
   ``python -m pipeline.train.ship`` keeps beside the checkpoint
-  (:mod:`pipeline.train.shipped_oof`).
+  (:mod:`pipeline.train.shipped_oof`). A checkpoint shipped before those logits were kept
+  cannot have its diagram redrawn without training again: the diagram is then kept if it
+  already records this checkpoint (the ship run wrote it), and refused otherwise.
 
 Every PNG carries text chunks (:data:`CHECKPOINT_KEY`, :data:`CHECKPOINT_NAME_KEY`,
 :data:`COMMAND_KEY`) naming the SHA-256 of the checkpoint file it was made from and the command
@@ -89,6 +91,26 @@ def read_stamp(path: str | Path) -> dict[str, str]:
         return dict(getattr(im, "text", {}))
 
 
+def _reliability(checkpoint: Path, png: Path, source: FigureSource) -> Path | None:
+    """Redraw the reliability diagram from the OOF logits beside ``checkpoint``.
+
+    Without them (a checkpoint shipped before they were kept) a diagram that already records this
+    checkpoint is kept as it is (None); any other is an error naming the command that makes it.
+    """
+    from pipeline.train.shipped_oof import oof_path, reliability_figure
+
+    if oof_path(checkpoint).is_file():
+        return reliability_figure(checkpoint, png)
+    made = read_stamp(png) if png.is_file() else {}
+    if made.get(CHECKPOINT_KEY) == source.checkpoint_sha256:
+        print(f"{png}: kept, made from this checkpoint by `{made.get(COMMAND_KEY)}` (no OOF logits)")
+        return None
+    raise SystemExit(
+        f"landslide: error: {oof_path(checkpoint).name} not found beside the checkpoint and {png.name} "
+        "was made from another one: run `python -m pipeline.train.ship`, which writes both"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Make every figure of ``docs/img`` from the shipped checkpoint (see the module docstring)."""
     from pipeline.models.checkpoint import shipped_checkpoint
@@ -103,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     source = FigureSource.of(shipped_checkpoint(), command.strip())
     written: list[Path] = []
     if args.only in (None, "reliability"):
-        from pipeline.train.shipped_oof import reliability_figure
-
-        written.append(reliability_figure(shipped_checkpoint(), args.out / RELIABILITY_PNG))
+        png = _reliability(shipped_checkpoint(), args.out / RELIABILITY_PNG, source)
+        if png is not None:
+            written.append(png)
     if args.only in (None, "webmap"):
         from pipeline.products.webmap import screenshot
 

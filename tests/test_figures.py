@@ -65,3 +65,43 @@ def test_stamp_keeps_the_pixels_and_replaces_an_older_record(tmp_path: Path) -> 
         COMMAND_KEY: "cmd 2",
     }
     np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB")), rgb)
+
+
+def test_shipped_oof_redraws_only_the_checkpoint_fitted_on_it(
+    tmp_path: Path, tiny_unet_checkpoint: Path
+) -> None:
+    """The OOF logits beside a checkpoint round-trip; a checkpoint with another fit is refused."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from pipeline.errors import UserError
+    from pipeline.models.checkpoint import Calibration, read_meta, save_checkpoint
+    from pipeline.train.shipped_oof import load_shipped_oof, reliability_figure, write_shipped_oof
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(-2, 2, (3, 128, 128)).astype(np.float32)
+    labels = (rng.random((3, 128, 128)) < 0.1).astype(np.uint8)
+    np.savez_compressed(tmp_path / "oof.npz", logits=logits, labels=labels, fold=np.array([0, 1, 2]))
+    ckpt = tmp_path / "m.safetensors"
+    meta = read_meta(tiny_unet_checkpoint)
+    save_checkpoint(ckpt, load_file(str(tiny_unet_checkpoint)), meta)
+    write_shipped_oof(tmp_path / "oof.npz", ckpt)
+    got = load_shipped_oof(ckpt)
+    np.testing.assert_array_equal(got["labels"], labels)
+    np.testing.assert_allclose(got["logits"], logits, atol=0.01)  # float16 on disk
+    assert reliability_figure(ckpt, tmp_path / "r.png").stat().st_size > 0
+    refit = replace(meta, calibration=Calibration("platt", 2.0, -3.0))
+    save_checkpoint(ckpt, load_file(str(tiny_unet_checkpoint)), refit)
+    with pytest.raises(UserError, match="was not the fit of"):
+        load_shipped_oof(ckpt)
+
+
+def test_shipped_oof_beside_the_shipped_checkpoint_is_its_fit() -> None:
+    from pipeline.train.shipped_oof import load_shipped_oof, oof_path
+
+    if not oof_path(shipped_checkpoint()).is_file():
+        # shipped before the OOF logits were kept: its diagram must come from its own ship run
+        assert read_stamp(DOCS_IMG / RELIABILITY_PNG)[COMMAND_KEY].startswith("python -m pipeline.train.ship")
+        return
+    assert load_shipped_oof(shipped_checkpoint())["logits"].shape[1:] == (128, 128)
