@@ -107,7 +107,8 @@ def _reliability(checkpoint: Path, png: Path, source: FigureSource) -> Path | No
         return None
     raise SystemExit(
         f"landslide: error: {oof_path(checkpoint).name} not found beside the checkpoint and {png.name} "
-        "was made from another one: run `python -m pipeline.train.ship`, which writes both"
+        "was made from another one: run `python -m pipeline.train.ship`, which writes both, or pass "
+        "--oof RUN/oof.npz of the ship run that made this checkpoint"
     )
 
 
@@ -120,7 +121,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", choices=("webmap", "reliability"), help="make only these figures (default: all)"
     )
+    parser.add_argument(
+        "--oof",
+        type=Path,
+        help="the oof.npz of the ship run that made the checkpoint: kept beside it first (its fit is "
+        "checked), for a checkpoint shipped without its OOF logits",
+    )
     args = parser.parse_args(argv)
+    if args.oof:
+        from pipeline.errors import UserError
+        from pipeline.train.shipped_oof import write_shipped_oof
+
+        try:
+            print(f"kept {write_shipped_oof(args.oof, shipped_checkpoint())}")
+        except UserError as exc:
+            raise SystemExit(f"landslide: error: {exc}") from None
     command = "python -m pipeline.figures " + shlex.join(argv if argv is not None else sys.argv[1:])
     source = FigureSource.of(shipped_checkpoint(), command.strip())
     written: list[Path] = []

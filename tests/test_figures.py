@@ -95,6 +95,8 @@ def test_shipped_oof_redraws_only_the_checkpoint_fitted_on_it(
     save_checkpoint(ckpt, load_file(str(tiny_unet_checkpoint)), refit)
     with pytest.raises(UserError, match="was not the fit of"):
         load_shipped_oof(ckpt)
+    with pytest.raises(UserError, match="not the CV run of this checkpoint"):
+        write_shipped_oof(tmp_path / "oof.npz", ckpt)  # Platt refitted on these logits is not (2, -3)
 
 
 def test_shipped_oof_beside_the_shipped_checkpoint_is_its_fit() -> None:

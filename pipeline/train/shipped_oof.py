@@ -32,11 +32,33 @@ def _fit_record(meta: CheckpointMeta) -> NDArray[np.float64]:
     return np.array([c.scale, c.bias, meta.threshold], dtype=np.float64)
 
 
+def _check_fit(logits: NDArray[np.float32], labels: NDArray[np.bool_], meta: CheckpointMeta) -> None:
+    """Refuse OOF logits on which the checkpoint's calibration was not fitted (refitted here)."""
+    from pipeline.train.calibration import fit_calibration
+
+    c = meta.calibration_or_identity
+    if c.method not in ("temperature", "platt"):
+        return
+    refit = fit_calibration(logits, labels.astype(np.uint8), c.method)
+    same = np.isclose(refit.scale, c.scale, rtol=1e-4) and np.isclose(refit.bias, c.bias, rtol=1e-4)
+    if not same:
+        raise UserError(
+            f"these OOF logits fit {c.method} scale {refit.scale:.5f} bias {refit.bias:.5f}, not the "
+            f"checkpoint's {c.scale:.5f} {c.bias:.5f}: they are not the CV run of this checkpoint"
+        )
+
+
 def write_shipped_oof(oof_npz: str | Path, checkpoint: str | Path) -> Path:
-    """Keep the OOF logits and labels of a CV run (its ``oof.npz``) beside ``checkpoint``."""
+    """Keep the OOF logits and labels of a CV run (its ``oof.npz``) beside ``checkpoint``.
+
+    Raises:
+        UserError: When the checkpoint's calibration, refitted on these logits, comes out
+            different (they are not the CV run it was fitted on).
+    """
     arrays = np.load(oof_npz)
     logits = np.asarray(arrays["logits"], dtype=np.float32)
     labels = np.asarray(arrays["labels"]).astype(bool)
+    _check_fit(logits, labels, read_meta(checkpoint))
     dest = oof_path(checkpoint)
     tmp = dest.with_name(f".{dest.name}.tmp.npz")
     np.savez_compressed(
