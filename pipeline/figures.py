@@ -106,16 +106,14 @@ def _reliability(checkpoint: Path, png: Path, source: FigureSource) -> Path | No
         print(f"{png}: kept, made from this checkpoint by `{made.get(COMMAND_KEY)}` (no OOF logits)")
         return None
     raise SystemExit(
-        f"landslide: error: {oof_path(checkpoint).name} not found beside the checkpoint and {png.name} "
-        "was made from another one: run `python -m pipeline.train.ship`, which writes both, or pass "
+        f"landslide: error: {oof_path(checkpoint).name} not found beside the checkpoint and {png} "
+        "does not record this checkpoint: run `python -m pipeline.train.ship`, which writes both, or pass "
         "--oof RUN/oof.npz of the ship run that made this checkpoint"
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Make every figure of ``docs/img`` from the shipped checkpoint (see the module docstring)."""
-    from pipeline.models.checkpoint import shipped_checkpoint
-
     parser = argparse.ArgumentParser(prog="python -m pipeline.figures", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DOCS_IMG, help="folder for the PNGs (default docs/img)")
     parser.add_argument(
@@ -128,15 +126,22 @@ def main(argv: list[str] | None = None) -> int:
         "checked), for a checkpoint shipped without its OOF logits",
     )
     args = parser.parse_args(argv)
+    from pipeline.errors import UserError
+
+    try:
+        _make(args, "python -m pipeline.figures " + shlex.join(argv if argv is not None else sys.argv[1:]))
+    except UserError as exc:
+        raise SystemExit(f"landslide: error: {exc}") from None
+    return 0
+
+
+def _make(args: argparse.Namespace, command: str) -> None:
+    from pipeline.models.checkpoint import shipped_checkpoint
+
     if args.oof:
-        from pipeline.errors import UserError
         from pipeline.train.shipped_oof import write_shipped_oof
 
-        try:
-            print(f"kept {write_shipped_oof(args.oof, shipped_checkpoint())}")
-        except UserError as exc:
-            raise SystemExit(f"landslide: error: {exc}") from None
-    command = "python -m pipeline.figures " + shlex.join(argv if argv is not None else sys.argv[1:])
+        print(f"kept {write_shipped_oof(args.oof, shipped_checkpoint())}")
     source = FigureSource.of(shipped_checkpoint(), command.strip())
     written: list[Path] = []
     if args.only in (None, "reliability"):
@@ -151,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     for path in written:
         stamp_png(path, source)
         print(f"{path}: checkpoint {source.checkpoint_sha256[:12]}")
-    return 0
 
 
 if __name__ == "__main__":
