@@ -176,6 +176,11 @@ def test_unet_one_small_trace_serves_every_tile_shape_bit_for_bit(tiny_unet_chec
 
     model = load_model(tiny_unet_checkpoint, "cpu", 4)
     rng = np.random.default_rng(6)
+    # a real frozen graph, not the eager model that a failed trace falls back to (which would
+    # make every comparison below trivially true)
+    probe = torch.zeros((1, 13, 144, 144)).contiguous(memory_format=torch.channels_last)
+    graph = model._graph(probe)
+    assert graph is not model.model and isinstance(graph, torch.jit.ScriptModule), type(graph)
     before = torch.get_num_threads()
     try:
         for threads in (1, 2):
@@ -185,7 +190,9 @@ def test_unet_one_small_trace_serves_every_tile_shape_bit_for_bit(tiny_unet_chec
                 x = x.contiguous(memory_format=torch.channels_last)
                 with torch.inference_mode():
                     shared = model._graph(x)(x)
-                    own = optimize_for_cpu(model.model, x, warm_calls=0)(x)
+                    own_graph = optimize_for_cpu(model.model, x, warm_calls=0)
+                    assert isinstance(own_graph, torch.jit.ScriptModule), (threads, shape)
+                    own = own_graph(x)
                     eager = model.model(x)
                 assert torch.equal(shared, own), (threads, shape)
                 assert float((shared - eager).abs().max()) < 1e-4

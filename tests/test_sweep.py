@@ -72,6 +72,43 @@ def test_block_size_does_not_change_the_mosaic(
     np.testing.assert_allclose(p512, p1024, atol=1e-5, rtol=0)
 
 
+def test_sweep_applies_the_checkpoint_calibration(
+    reference: Path, tmp_path: Path, client: Client, tiny_unet_checkpoint: Path
+) -> None:
+    """A Platt(2, -3) checkpoint stores sigmoid(2 z - 3), z the raw logits of the same weights.
+
+    ``reference`` is the same weights with the identity calibration, so its store holds
+    sigmoid(z) (overlapping tiles agree on z to float error, so their blend is sigmoid(z) too)
+    and z = logit(p) there.
+    """
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from pipeline.models.checkpoint import Calibration, read_meta, save_checkpoint
+
+    platt = tmp_path / "platt.safetensors"
+    meta = replace(read_meta(tiny_unet_checkpoint), calibration=Calibration("platt", 2.0, -3.0))
+    save_checkpoint(platt, load_file(str(tiny_unet_checkpoint)), meta)
+    out = tmp_path / "platt.zarr"
+    run_sweep(_cfg(out, platt, 512), client=client)
+    p_raw, valid = _arrays(reference)
+    p_cal, valid_cal = _arrays(out)
+    np.testing.assert_array_equal(valid, valid_cal)
+    valid = valid.astype(bool)
+    raw = p_raw[valid].astype(np.float64)
+    # z is recoverable where sigmoid(z) is not rounded to 0 or 1 in float32
+    usable = (raw > 1e-6) & (raw < 1 - 1e-6)
+    assert usable.mean() > 0.5, (usable.mean(), np.nanmin(raw), np.nanmax(raw))
+    z = np.log(raw[usable]) - np.log1p(-raw[usable])
+    expected = 1.0 / (1.0 + np.exp(-(2.0 * z - 3.0)))
+    got = p_cal[valid][usable]
+    assert float(np.abs(expected - raw[usable]).max()) > 0.1  # the calibration is far from the identity
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    # where z is out of reach, sigmoid(2z - 3) is as saturated as sigmoid(z)
+    np.testing.assert_allclose(p_cal[valid][~usable], np.round(raw[~usable]), atol=1e-3, rtol=0)
+
+
 def test_store_layout_and_georeferencing(reference: Path) -> None:
     ds = xr.open_zarr(reference, decode_coords="all")
     assert ds.attrs["landslide:status"] == "complete"

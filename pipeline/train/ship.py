@@ -10,7 +10,9 @@ on CPU (recipe :class:`~pipeline.train.cv.Recipe`, its defaults are the shipped 
    the decision threshold that maximises OOF F1 of the calibrated probabilities;
 3. the final model trained with the same recipe on all 15 chips (statistics from all 15), saved
    with that calibration and threshold in its metadata, plus the CV report
-   (``unet-l4s-sample.json``) and the reliability diagram (``docs/img/reliability.png``).
+   (``unet-l4s-sample.json``), the OOF logits beside it (``unet-l4s-sample.oof.npz``, from which
+   ``python -m pipeline.figures`` redraws the diagram) and the reliability diagram
+   (``docs/img/reliability.png``, its PNG text naming the checkpoint's SHA-256 and this command).
 
 ``--smoke`` runs everything with 1 epoch and tiny widths into ``--out`` (for CI); ``--cv-only``
 stops after step 2 (recipe search).
@@ -28,15 +30,16 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from pipeline import __version__
 from pipeline.bands import SWEEP_BANDS
+from pipeline.figures import FigureSource, stamp_png
 from pipeline.models.checkpoint import Calibration, CheckpointMeta, save_checkpoint, shipped_checkpoint
 from pipeline.train.cv import Recipe, run_cv
 from pipeline.train.data import ChipSet, band_statistics, detect_layout, shared_sample_dir
 from pipeline.train.loop import fit
+from pipeline.train.shipped_oof import reliability_figure, write_shipped_oof
 
 SAMPLE_DIR = shared_sample_dir()
 RELIABILITY_PNG = Path(__file__).resolve().parents[2] / "docs" / "img" / "reliability.png"
@@ -121,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     sha = train_final(
         recipe, args.data, args.out / "final", dest, calibration, cv["threshold"], report, resume=args.resume
     )
-    _reliability(args.out / "oof.npz", calibration, cv["threshold"], png)
+    # the OOF logits stay beside the checkpoint, so `python -m pipeline.figures` can redraw this
+    write_shipped_oof(args.out / "oof.npz", dest)
+    stamp_png(reliability_figure(dest, png), FigureSource.of(dest, command.strip()))
     report |= {
         "sha256": sha,
         "size_bytes": dest.stat().st_size,
@@ -210,21 +215,6 @@ def train_final(
         software_version=__version__,
     )
     return save_checkpoint(dest, result.model.state_dict(), meta)
-
-
-def _reliability(oof: Path, calibration: Calibration, threshold: float, png: Path) -> None:
-    from pipeline.train.calibration import reliability_png
-
-    arrays = np.load(oof)
-    z, y = arrays["logits"], arrays["labels"]
-    raw = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
-    calibrated = calibration.probabilities(torch.from_numpy(z)).double().numpy()
-    reliability_png(
-        png,
-        {"raw sigmoid": (raw, y), f"{calibration.method} (OOF)": (calibrated, y)},
-        "Out-of-fold reliability, 15 L4S chips (5-fold CV)",
-        threshold,
-    )
 
 
 if __name__ == "__main__":

@@ -280,3 +280,16 @@ def test_browser_driver_reports_a_browser_that_does_not_start(monkeypatch: pytes
     assert find_chromium() == "/bin/false"
     with pytest.raises(BrowserError, match="exited with status"), Chromium() as _page:
         pass
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("1", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_a_missing_browser_fails_in_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    """Every browser test calls ``need_chromium``: under ``CI=1`` no browser is a failure, not a skip."""
+    from tests.chromium import need_chromium
+
+    monkeypatch.setenv("LANDSLIDE_CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome):
+        need_chromium()

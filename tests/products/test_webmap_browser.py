@@ -8,7 +8,8 @@ polygon colour where the probability is above the threshold and nowhere else, th
 colours where there is data, the background (or basemap) where there is none, the swept-area and
 ShakeMap lines on their projected geometry; the legend's numbers and colour bar against the data.
 
-Skipped only when no Chromium is installed and ``$CI`` is not set; in CI a missing browser fails.
+Skipped only when no Chromium is installed and ``$CI`` is not set; in CI a missing browser fails
+(:func:`tests.chromium.need_chromium`, shared with the event flow's browser test).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -34,32 +34,20 @@ from scipy import ndimage
 
 from pipeline.cli import main
 from pipeline.products.webmap import write_web_map
-from pipeline.products.webmap.browser import Chromium, Page, find_chromium
+from pipeline.products.webmap.browser import Chromium, Page
 from pipeline.products.webmap.tiles import lut
 from pipeline.store import open_result
 from pipeline.store.reader import store_crs, store_transform
+from tests.chromium import need_chromium
 
 pytestmark = pytest.mark.slow
 
 WIDTH, HEIGHT = 1200, 800
 BACKGROUND = np.array([242, 240, 235])  # webmap.js BACKGROUND
-CYAN = np.array([0, 183, 212])  # webmap.js COLORS.polygons
-FILL = np.round(0.45 * CYAN + 0.55 * BACKGROUND)  # polygons-fill, fill-opacity 0.45
+CYAN = np.array([0, 183, 212])  # webmap.js COLORS.polygons (outline only: no fill colour)
 BASEMAP_RGB = np.array([120, 200, 120])  # the loopback basemap's solid tiles
 PAD = 40  # store pixels of "outside" around the grid, for lookups
 STEP = 4  # screen pixels between samples
-
-
-def _need_browser() -> None:
-    missing = "no Chromium" if find_chromium() is None else None
-    try:
-        import websockets  # noqa: F401
-    except ImportError:
-        missing = "no websockets package"
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"{missing} in CI (`make install` installs Debian's chromium when run as root)")
-        pytest.skip(f"{missing}: install Debian's chromium to run the browser tests")
 
 
 def _closed_port() -> int:
@@ -87,7 +75,7 @@ class Demo:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
-    _need_browser()
+    need_chromium()
     root = tmp_path_factory.mktemp("webmap-demo")
     store = root / "demo.zarr"
     assert main(["demo", "--out", str(store), "--no-progress", "--workers", "2"]) == 0
@@ -314,20 +302,55 @@ def test_browser_file_page_loads_without_console_errors(file_page: tuple[Page, s
     )
 
 
-def test_browser_polygon_colour_exactly_where_the_data_is_above_threshold(
+def test_browser_polygons_are_outlined_on_the_threshold_boundary_and_not_filled(
     file_page: tuple[Page, str], demo: Demo
 ) -> None:
+    """The outline runs where the data cross the threshold; inside and outside is the background.
+
+    A fill over the probability layer would blend into colours no legend shows, so there is none.
+    """
     page, _ = file_page
     img = _show(page, ["polygons"])
     c = _classify(page, demo)
     px = img[c.ys, c.xs]
-    is_fill = np.abs(px - FILL).max(axis=1) <= 12
-    is_cyanish = is_fill | (np.abs(px - CYAN).max(axis=1) <= 60)
-    assert c.above.sum() >= 100 and c.below.sum() >= 1000
-    assert is_fill[c.above].mean() >= 0.95, is_fill[c.above].mean()
-    assert is_cyanish[c.below].mean() <= 0.005, is_cyanish[c.below].mean()
+    is_line = np.abs(px - CYAN).max(axis=1) <= 60
+    is_bg = np.abs(px - BACKGROUND).max(axis=1) <= 3
+    boundary = ~c.above & ~c.below  # the 5 x 5 neighbourhood holds values on both sides
+    assert c.above.sum() >= 100 and c.below.sum() >= 1000 and boundary.sum() >= 100
+    assert is_bg[c.above].mean() >= 0.9, is_bg[c.above].mean()  # interiors are not filled
+    assert is_line[c.below].mean() <= 0.005, is_line[c.below].mean()
+    assert is_line[boundary].mean() >= 0.15, is_line[boundary].mean()
     # with only this layer on, everything else is the plain background
-    assert (np.abs(px[c.below] - BACKGROUND).max(axis=1) <= 3).mean() >= 0.99
+    assert (is_bg | is_line).mean() >= 0.99
+    # the legend's swatch is the same outline over the panel's white, with no fill
+    swatch = page.evaluate(
+        "(() => { const s = getComputedStyle(document.querySelector('#legend-polygons .swatch'));"
+        " return [s.backgroundColor, s.borderTopColor]; })()"
+    )
+    assert swatch == ["rgba(0, 0, 0, 0)", "rgb(0, 183, 212)"]
+
+
+def test_browser_polygon_pop_up_has_labels_and_units(file_page: tuple[Page, str], demo: Demo) -> None:
+    """Clicking inside the largest polygon opens a pop-up of human labels with units."""
+    page, _ = file_page
+    from shapely.geometry import shape
+
+    feature = json.loads(demo.polygons.read_text())["features"][0]
+    inside = shape(feature["geometry"]).representative_point()
+    page.evaluate("window.landslideWebMap.show()")
+    x, y = _project(page, [[inside.x, inside.y]])[0]
+    for kind in ("mousePressed", "mouseReleased"):
+        page.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+    page.pump(0.5)
+    rows = page.evaluate(
+        "[...document.querySelectorAll('.maplibregl-popup table.popup-fields tr')]"
+        ".map(r => [...r.cells].map(c => c.textContent))"
+    )
+    page.evaluate("document.querySelectorAll('.maplibregl-popup').forEach(p => p.remove())")
+    labels = dict(rows)
+    assert set(labels) >= {"Area", "Mean probability", "Max probability", "Mean slope"}, rows
+    assert not any("_" in k for k in labels), rows  # no raw field names
+    assert labels["Area"].endswith(" m²") and labels["Mean slope"].endswith("°")
 
 
 def test_browser_probability_layer_colours_match_the_store(file_page: tuple[Page, str], demo: Demo) -> None:

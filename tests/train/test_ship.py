@@ -54,3 +54,10 @@ def test_ship_smoke_writes_a_calibrated_checkpoint(tmp_path: Path) -> None:
     oof = np.load(tmp_path / "run" / "oof.npz")
     assert sorted(oof["chip_ids"].tolist()) == list(POOL) and oof["logits"].shape == (5, 128, 128)
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # the diagram names the checkpoint it shows, and the OOF logits to redraw it stay beside it
+    from pipeline.figures import CHECKPOINT_KEY, read_stamp
+    from pipeline.models.checkpoint import sha256_file
+    from pipeline.train.shipped_oof import load_shipped_oof
+
+    assert read_stamp(png)[CHECKPOINT_KEY] == sha256_file(dest)
+    np.testing.assert_array_equal(load_shipped_oof(dest)["labels"].astype(bool), oof["labels"].astype(bool))

@@ -170,8 +170,19 @@ def _store_polygons(ds: xr.Dataset) -> dict[str, Any]:
     return out
 
 
+def _scene_counts(scenes: Sequence[Any]) -> dict[str, int]:
+    """Sentinel-2 scenes and DEM tiles among a store's ``landslide:scenes``, counted apart."""
+    from pipeline.cube.items import DEM_COLLECTION, S2_COLLECTION
+
+    def count(collection: str) -> int:
+        return sum(1 for s in scenes if isinstance(s, dict) and s.get("collection") == collection)
+
+    return {"sentinel-2_scenes": count(S2_COLLECTION), "dem_tiles": count(DEM_COLLECTION)}
+
+
 def _store_facts(ds: xr.Dataset) -> dict[str, Any]:
     a = ds.attrs
+    scenes = _scene_counts(a.get("landslide:scenes") or [])
     facts = {
         "event_id": a.get("landslide:event_id"),
         "model": a.get("landslide:model"),
@@ -179,7 +190,9 @@ def _store_facts(ds: xr.Dataset) -> dict[str, Any]:
         "window": f"{a['landslide:start']} to {a['landslide:end']}"
         if a.get("landslide:start") and a.get("landslide:end")
         else None,
-        "scenes": len(a.get("landslide:scenes") or []) or None,
+        # the DEM is an input too, but not a scene: "Sentinel-2 scenes 1, DEM tiles 1", never "Scenes 2"
+        "sentinel-2_scenes": scenes["sentinel-2_scenes"] or None,
+        "dem_tiles": scenes["dem_tiles"] or None,
         "crs": a.get("proj:code"),
         "software_version": a.get("landslide:software_version"),
     }

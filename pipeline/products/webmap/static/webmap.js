@@ -46,6 +46,23 @@
   }
   function human(k) { return k.replace(/[_:]+/g, ' ').replace(/\bkm2\b/, 'km²').replace(/^./, function (c) { return c.toUpperCase(); }); }
   function row(k, v) { return el('tr', {}, [el('td', { class: 'k', text: k }), el('td', { text: fmt(v) })]); }
+  /* human labels (with units) for the store's facts and the polygons' attributes; other keys via human() */
+  var LABELS = {
+    'sentinel-2_scenes': ['Sentinel-2 scenes'], dem_tiles: ['DEM tiles'], checkpoint_sha256: ['Checkpoint'],
+    crs: ['CRS'], window: ['Imagery window'], software_version: ['Software version'], model: ['Model'],
+    id: ['Landslide', function (v) { return '#' + v; }],
+    area_m2: ['Area', function (v) { return Math.round(v).toLocaleString('en') + ' m²'; }],
+    n_pixels: ['Pixels', fmt],
+    mean_probability: ['Mean probability', function (v) { return v.toFixed(3); }],
+    max_probability: ['Max probability', function (v) { return v.toFixed(3); }],
+    mean_slope_deg: ['Mean slope', function (v) { return v.toFixed(1) + '°'; }]
+  };
+  function labelledRow(k, v) {
+    var l = LABELS[k];
+    if (!l) { return row(human(k), v); }
+    var text = l[1] && typeof v === 'number' ? l[1](v) : fmt(v);
+    return el('tr', {}, [el('td', { class: 'k', text: l[0] }), el('td', { text: text })]);
+  }
 
   /* ---- tiles: XYZ files over http(s), embedded base64 for file:// ---- */
   var base = location.href.replace(/[?#].*$/, '').replace(/[^/]*$/, '');
@@ -133,7 +150,7 @@
     if (areaM2 > 0) { table.appendChild(row('Landslide area (km²)', areaM2 / 1e6)); }
   }
   Object.keys(store).forEach(function (k) {
-    if (k !== 'event_id' && !S[k]) { table.appendChild(row(human(k), store[k])); } /* event id: in the subtitle */
+    if (k !== 'event_id' && !S[k]) { table.appendChild(labelledRow(k, store[k])); } /* event id: in the subtitle */
   });
   if (table.childNodes.length) { panel.appendChild(el('h2', { text: 'Summary' })); panel.appendChild(table); }
   var byPga = pick('observed.by_pga_g', 'area_by_pga');
@@ -170,7 +187,7 @@
     return r;
   }
   var thr = D.probability.threshold;
-  layerRow('polygons', 'background:' + COLORS.polygons + '73;border:2px solid ' + COLORS.polygons,
+  layerRow('polygons', 'background:transparent;border:2px solid ' + COLORS.polygons,
     'Landslides' + (thr !== null ? ' (p ≥ ' + thr.toFixed(2) + ')' : '') + ': ' + nPoly + ' polygon(s)' +
     (areaM2 > 0 ? ', ' + (areaM2 / 1e6).toFixed(3) + ' km²' : ''));
   layerRow('area', 'border-top:3px dashed ' + COLORS.area + ';height:0', 'Swept area');
@@ -253,8 +270,10 @@
     layers.push({ id: 'shakemap-line', type: 'line', source: 'shakemap', paint: { 'line-color': COLORS.shakemap, 'line-width': 2.5 } });
   }
   layers.push({ id: 'area-line', type: 'line', source: 'area', paint: { 'line-color': COLORS.area, 'line-width': 2.5, 'line-dasharray': [3, 2] } });
-  layers.push({ id: 'polygons-fill', type: 'fill', source: 'polygons', paint: { 'fill-color': COLORS.polygons, 'fill-opacity': 0.45, 'fill-antialias': false } });
-  layers.push({ id: 'polygons-line', type: 'line', source: 'polygons', paint: { 'line-color': COLORS.polygons, 'line-width': 1.5 } });
+  /* polygons are outlined, not filled: a fill over the probability would blend into colours that
+     no legend shows. The transparent fill layer only catches clicks for the pop-up. */
+  layers.push({ id: 'polygons-fill', type: 'fill', source: 'polygons', paint: { 'fill-color': COLORS.polygons, 'fill-opacity': 0, 'fill-antialias': false } });
+  layers.push({ id: 'polygons-line', type: 'line', source: 'polygons', paint: { 'line-color': COLORS.polygons, 'line-width': 2 } });
 
   var b = D.bounds;
   var map = new maplibregl.Map({
@@ -276,7 +295,7 @@
   });
   map.on('click', 'polygons-fill', function (e) {
     var p = e.features[0].properties || {};
-    var t = el('table', {}, Object.keys(p).map(function (k) { return row(human(k), p[k]); }));
+    var t = el('table', { class: 'popup-fields' }, Object.keys(p).map(function (k) { return labelledRow(k, p[k]); }));
     new maplibregl.Popup().setLngLat(e.lngLat).setDOMContent(t).addTo(map);
   });
   map.on('mouseenter', 'polygons-fill', function () { map.getCanvas().style.cursor = 'pointer'; });
