@@ -134,6 +134,23 @@ def _no_metadata(path: Path) -> Path:
     return path
 
 
+def test_a_checkpoint_with_overwritten_weights_is_refused_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """50 kB of the shipped checkpoint's tensor bytes overwritten, header intact: refused up front."""
+    from pipeline.models.checkpoint import shipped_checkpoint
+
+    data = bytearray(shipped_checkpoint().read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    data[start + 100_000 : start + 150_000] = np.random.default_rng(0).bytes(50_000)
+    flip = tmp_path / "flip.safetensors"
+    flip.write_bytes(bytes(data))
+    out = tmp_path / "out.zarr"
+    line = _one_line_error(capsys, _args(out, flip), "is corrupt: its tensor data does not match")
+    assert "flip.safetensors" in line
+    assert not out.exists() and not (tmp_path / ".out.zarr.lock").exists()
+
+
 @pytest.mark.parametrize(
     ("make", "pattern"),
     [(lambda p, g: _pickle_checkpoint(p), "not a readable safetensors file"),
