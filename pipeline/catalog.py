@@ -17,9 +17,9 @@ Search semantics (identical for both implementations):
 
 * ``bbox`` is WGS84 ``(west, south, east, north)``, checked by :func:`validate_bbox` with the
   rules of :class:`BBox` (the one bbox rule set; a search may reach the poles, an area to map
-  stops at 84°). A box crossing the antimeridian
-  (``west > east``) is **rejected** with a message naming the two boxes to search instead; this
-  module does not split it for you. ``south > north`` is reported as such.
+  stops at 84°). ``west > east`` is **rejected**: when the box is narrower across 180° than
+  with its longitudes swapped, the message names the two boxes to search instead (this module
+  does not split it for you), else the swapped box. ``south > north`` is reported as such.
 * ``start`` / ``end`` are an inclusive UTC date window: ``start 00:00:00Z`` to
   ``end 23:59:59.999999Z``. Items with ``start_datetime``/``end_datetime`` match when their range
   overlaps the window.
@@ -128,9 +128,10 @@ class BBox(_Corners):
     Constructing one validates it, so a ``BBox`` value is always valid; it is a tuple, so it
     unpacks, compares and serialises like ``(west, south, east, north)``. The rules: four finite
     numbers, longitudes in ``[-180, 180]``, latitudes in ``[-MAX_ABS_LAT, MAX_ABS_LAT]``,
-    ``south < north`` and ``west < east``. A box with ``west > east`` crosses the antimeridian
-    and is rejected with a hint naming the two boxes to sweep instead; ``south > north`` is
-    reported as such, with the box the user probably meant. Every suggested box is itself valid.
+    ``south < north`` and ``west < east``. A box with ``west > east`` is rejected with the box
+    the user probably meant: its longitudes swapped, or, when it is narrower across the
+    antimeridian, the two boxes to sweep instead; ``south > north`` is reported as such, with the
+    box the user probably meant. Every suggested box is itself valid.
     """
 
     def __new__(cls, west: float, south: float, east: float, north: float) -> BBox:
@@ -174,13 +175,24 @@ def _fmt(box_: tuple[float, ...]) -> str:
     return "(" + ", ".join(_num(v) for v in box_) + ")"
 
 
+def crosses_antimeridian(west: float, east: float) -> bool:
+    """Whether ``west > east`` more likely means a box across 180° than swapped longitudes.
+
+    Read across the antimeridian, the box is ``360 - (west - east)`` degrees wide; read as
+    swapped, ``west - east``. The narrower reading is taken (a box from 179.5 to -179.5 is 1°
+    across 180; one from 10.2 to 10.0 is 0.2° with west and east swapped, not 359.8°).
+    """
+    return west > east and west - east > 180.0
+
+
 def bbox_suggestions(
     values: Sequence[float], max_lat: float = MAX_ABS_LAT
 ) -> list[tuple[float, float, float, float]]:
     """The valid box(es) a user most likely meant by an inverted one (empty if none is clear).
 
-    ``south > north`` is read as swapped latitudes; ``west > east`` as a box across the
-    antimeridian, split in two at 180°. Each returned box passes :class:`BBox`.
+    ``south > north`` is read as swapped latitudes. ``west > east`` is read as swapped
+    longitudes, unless the box is narrower across the antimeridian (:func:`crosses_antimeridian`):
+    then it is split in two at 180°. Each returned box passes :class:`BBox`.
     """
     w, s, e, n = _finite_floats(values)
     if not all(-180.0 <= v <= 180.0 for v in (w, e)) or not all(abs(v) <= max_lat for v in (s, n)):
@@ -188,7 +200,10 @@ def bbox_suggestions(
     s, n = min(s, n), max(s, n)
     if s == n or w == e:
         return []
-    parts = [(w, s, 180.0, n), (-180.0, s, e, n)] if w > e else [(w, s, e, n)]
+    if crosses_antimeridian(w, e):
+        parts = [(w, s, 180.0, n), (-180.0, s, e, n)]
+    else:
+        parts = [(min(w, e), s, max(w, e), n)]
     return [p for p in parts if p[0] < p[2]]
 
 
@@ -204,15 +219,21 @@ def _problem(values: tuple[float, float, float, float], max_lat: float) -> str |
             return f"{name} latitude {_num(lat)} outside [-{max_lat:g}, {max_lat:g}]{why}"
     hints = [_fmt(b) for b in bbox_suggestions(values, max_lat)]
     split = f"split it into {' and '.join(hints)}"
+    crossing = crosses_antimeridian(west, east)
     if south > north:
         text = f"south {_num(south)} is north of north {_num(north)} (expected W S E N)"
-        if len(hints) == 1:
-            return f"{text}; did you mean {hints[0]}?"
-        return f"{text}; swapped, it also crosses the antimeridian: {split}" if hints else text
+        if crossing and hints:
+            return f"{text}; swapped, it also crosses the antimeridian: {split}"
+        if west > east and hints:
+            return f"{text}, and west {_num(west)} is east of east {_num(east)}; did you mean {hints[0]}?"
+        return f"{text}; did you mean {hints[0]}?" if hints else text
     if south == north:
         return "south must be less than north"
+    if crossing:
+        return "west > east: the box crosses the antimeridian" + (f"; {split}" if hints else "")
     if west > east:
-        return "west > east (crosses the antimeridian?)" + (f"; {split}" if hints else "")
+        text = f"west {_num(west)} is east of east {_num(east)} (expected W S E N)"
+        return f"{text}; did you mean {hints[0]}?" if hints else text
     if west == east:
         return "west must be less than east"
     return None

@@ -430,10 +430,24 @@ def test_inverted_bbox_hints_are_valid_boxes_covering_the_intended_area(
     lo, hi = min(y0, y1), max(y0, y1)
     assert all((h[1], h[3]) == (lo, hi) for h in hints)
     width = sum(h[2] - h[0] for h in hints)
-    assert width == pytest.approx(x1 - x0 if x0 < x1 else 360.0 - (x0 - x1), abs=1e-9)
+    # West > east: the narrower reading, across 180 (two boxes) or with west and east swapped.
+    assert width == pytest.approx(min(abs(x1 - x0), 360.0 - abs(x1 - x0)) if x0 > x1 else x1 - x0, abs=1e-9)
+    assert len(hints) == (2 if x0 - x1 > 180.0 and x0 != 180.0 and x1 != -180.0 else 1)
     if y0 > y1:
         with pytest.raises(CatalogError, match="is north of north"):
             BBox(x0, y0, x1, y1)
+
+
+def test_swapped_west_east_suggests_the_swap_not_a_split() -> None:
+    with pytest.raises(CatalogError) as info:
+        BBox(10.2, 40.0, 10.0, 41.0)
+    message = str(info.value)
+    assert "did you mean (10, 40, 10.2, 41)?" in message and "antimeridian" not in message
+    with pytest.raises(CatalogError) as info:
+        BBox(179.5, -17.0, -179.5, -16.0)
+    assert "crosses the antimeridian; split it into (179.5, -17, 180, -16) and (-180, -17, -179.5, -16)" in str(
+        info.value
+    )
 
 
 def test_south_north_of_north_is_reported_with_a_valid_box() -> None:

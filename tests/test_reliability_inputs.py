@@ -271,11 +271,12 @@ def _meta(regions: int) -> RunMeta:
     ("bbox", "pattern"),
     [
         (["141.9", "42.8", "142.0", "42.7"], r"south 42\.8 is north of north 42\.7.*did you mean \(141\.9"),
-        (["142.0", "42.8", "141.9", "42.7"], r"south 42\.8 is north of north 42\.7.*split it into \(142, 42"),
+        (["142.0", "42.8", "141.9", "42.7"], r"south 42\.8 is north of north 42\.7.*did you mean \(141\.9, 42\.7, 142, 42\.8\)"),
+        (["142.1", "42.7", "141.9", "42.8"], r"west 142\.1 is east of east 141\.9.*did you mean \(141\.9, 42\.7, 142\.1, 42\.8\)\?$"),
         (["141.9", "42.7", "142.0", "90"], r"north latitude 90 outside \[-84, 84\]"),
         (["141.9", "-90", "142.0", "42.7"], r"south latitude -90 outside \[-84, 84\]"),
     ],
-    ids=["south > north", "both inverted", "north = 90", "south = -90"],
+    ids=["south > north", "both inverted", "west > east", "north = 90", "south = -90"],
 )
 def test_a_bad_bbox_is_named_up_front_with_a_valid_hint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], bbox: list[str], pattern: str
