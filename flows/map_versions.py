@@ -227,7 +227,7 @@ def _sweep_tiles(
     """Sweep (or resume) the version's tiles; return tile id -> store path relative to ``edir``."""
     from pipeline import store
     from pipeline.cluster import ClusterSpec, dask_client
-    from pipeline.products.export import FILE_NAMES, export_products
+    from pipeline.products.export import export_products, products_complete
     from pipeline.sweep import SweepConfig, run_sweep
 
     by_id = {t.id: t for t in plan_tiles(rec)}
@@ -261,7 +261,7 @@ def _sweep_tiles(
                 )
             stores[tid] = rel
             products = path.with_suffix("")
-            if opts.export and not (products / FILE_NAMES["item"]).exists():
+            if opts.export and not products_complete(products):
                 export_products(path, products)  # COG, polygons, pyramid, quicklook, item of the tile
     return stores
 

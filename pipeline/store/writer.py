@@ -39,7 +39,7 @@ from pyproj import CRS
 
 from pipeline.store import conventions
 from pipeline.store.atomic import fsync_path
-from pipeline.store.reader import StoreError, read_attrs
+from pipeline.store.reader import CompleteStoreError, StoreError, read_attrs
 from pipeline.store.schema import COMPLETE, IN_PROGRESS, KEYS, Outcome, Progress, RunMeta
 
 #: Temporary files zarr-python's local store leaves behind when killed mid-write.
@@ -99,8 +99,16 @@ def prepare(path: Path, ds: xr.Dataset, fingerprint: str, zarr_format: int, over
         if overwrite:
             old = path.with_name(f".{path.name}.replaced-{uuid.uuid4().hex[:8]}")
             path.rename(old)
+        elif prog.status == COMPLETE and prog.fingerprint == fingerprint:
+            raise CompleteStoreError(
+                f"{path} already holds this sweep, complete; add --export DIR to write its products, "
+                "or pass --overwrite to compute it again",
+                same_sweep=True,
+            )
         elif prog.status == COMPLETE:
-            raise StoreError(f"{path} already holds a complete sweep; pass --overwrite to replace it")
+            raise CompleteStoreError(
+                f"{path} already holds a complete sweep; pass --overwrite to replace it", same_sweep=False
+            )
         elif prog.fingerprint != fingerprint:
             raise StoreError(
                 f"{path} holds a partial sweep with different parameters "
