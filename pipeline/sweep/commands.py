@@ -30,7 +30,8 @@ def _common(p: argparse.ArgumentParser, block: int) -> None:
     p.add_argument("--out", type=Path, required=True, help="output Zarr store (absent or an empty directory)")
     p.add_argument(
         "--block", type=int, default=block,
-        help=f"block size in pixels, a multiple of {C.CHIP} (default {block}); 512-multiples: one mosaic",
+        help=f"side in pixels of the square one model task computes, a multiple of {C.CHIP} "
+        f"(default {block}); larger blocks mean fewer, bigger tasks, not another map",
     )  # fmt: skip
     p.add_argument(
         "--overlap", type=int, default=C.DEFAULT_OVERLAP,
