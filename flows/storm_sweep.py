@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger
 from flows.event_state import EventRecord, EventState, utc_iso
 from flows.pending_events import WatchOptions, advance, parse_now
 from flows.regional_sweep import event_paths
-from pipeline.catalog import validate_bbox
+from pipeline.geo import validate_bbox
 from pipeline.sweep.config import DEFAULT_BLOCK
 
 

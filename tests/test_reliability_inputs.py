@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from pipeline import catalog, cube
+from pipeline import catalog, cube, geo
 from pipeline.cli import main
 from pipeline.demo import scene
 from pipeline.errors import UserError
@@ -294,7 +294,7 @@ def test_a_bad_bbox_is_named_up_front_with_a_valid_hint(
 
     parts = re.split(r"did you mean|split it into", line)
     for box in re.findall(r"\(([-0-9., ]+)\)", parts[-1]) if len(parts) > 1 else []:
-        catalog.BBox(*(float(v) for v in box.split(",")))
+        geo.BBox(*(float(v) for v in box.split(",")))
 
 
 def test_an_empty_existing_directory_is_accepted_as_out(tmp_path: Path) -> None:
