@@ -346,7 +346,9 @@ def test_ctrl_c_prints_one_line_and_leaves_a_resumable_store(
 
 
 def test_ctrl_c_during_export_then_the_same_command_finishes_the_products(
-    tmp_path: Path, reference: Path, cluster: tuple[str, list[subprocess.Popen[bytes]]],
+    tmp_path: Path,
+    reference: Path,
+    cluster: tuple[str, list[subprocess.Popen[bytes]]],
     sweep_checkpoint: Path,
 ) -> None:
     """Ctrl-C while ``--export`` writes (the sweep is complete): the half-written folder does not
