@@ -14,9 +14,9 @@ from pathlib import Path
 
 from bench.memory import PeakTreeRSS
 from bench.scene import BenchScene
-from pipeline.catalog import BBox
 from pipeline.cluster import ClusterSpec, dask_client
 from pipeline.demo import scene as demo
+from pipeline.geo import BBox
 from pipeline.sweep import SweepConfig, run_sweep
 
 

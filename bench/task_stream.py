@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench.checkpoints import bench_config, random_checkpoint
     from bench.scene import build_tiled_scene
     from bench.sweeps import worker_model_speed
-    from pipeline.catalog import BBox
     from pipeline.cluster import ClusterSpec, dask_client
     from pipeline.demo import scene as demo
+    from pipeline.geo import BBox
     from pipeline.sweep import SweepConfig, run_sweep
 
     p = argparse.ArgumentParser(prog="python -m bench.task_stream", description=__doc__.split("\n")[0])

@@ -30,7 +30,7 @@ from pipeline import catalog, store
 from pipeline.cluster import ClusterSpec
 from pipeline.errors import UserError
 from pipeline.event.config import DEFAULT_RETRY_DELAY_S, safe_name
-from pipeline.products.export import FILE_NAMES, export_products
+from pipeline.products.export import export_products, products_complete
 from pipeline.store.atomic import write_atomic
 from pipeline.sweep import DEFAULT_BLOCK, S2_COLLECTION, Scenes, SweepConfig, run_sweep
 from pipeline.sweep.run import search_scenes as sweep_search
@@ -52,8 +52,8 @@ def event_paths(out_dir: str | os.PathLike[str], event_id: str) -> dict[str, Pat
 
 
 def products_present(products_dir: Path) -> bool:
-    """Whether every product file of an export is in ``products_dir``."""
-    return all((products_dir / name).exists() for name in FILE_NAMES.values())
+    """Whether ``products_dir`` holds a complete export (its completion record, written last)."""
+    return products_complete(products_dir)
 
 
 def store_status(path: Path) -> str | None:

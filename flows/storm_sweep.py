@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 
 from flows.pending_events import advance, parse_now
 from flows.regional_sweep import event_paths
-from pipeline.catalog import validate_bbox
+from pipeline.geo import validate_bbox
 from pipeline.event.config import (
     DEFAULT_EVENT_MAX_CLOUD,
     DEFAULT_RETRY_DELAY_S,

@@ -15,6 +15,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 from pipeline import __version__
 from pipeline.errors import UserError, quiet_library_warnings
@@ -61,9 +62,24 @@ def subcommands(
                 yield from subcommands(sub, f"{full} ")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors about one argument's value are one line, without the usage.
+
+    ``--start 2018/09/07`` prints ``landslide: error: argument --start: not a date ...`` and
+    exits 2; an error of shape (a missing required argument, an unknown one) still shows the
+    usage, which is what helps there.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Report a bad command line and exit 2."""
+        if message.startswith("argument "):
+            self.exit(2, f"landslide: error: {message}\n")
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every registered subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="landslide",
         description="Map landslides after an earthquake or storm from Sentinel-2 L2A and a DEM, on Dask.",
     )

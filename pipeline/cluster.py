@@ -87,23 +87,46 @@ def pre_spawn_env(threads: int | None) -> dict[str, str | None]:
     return env
 
 
+#: Variables Dask itself writes into the client's ``os.environ`` besides the pre-spawn ones: the
+#: nanny's hash seed, the process-title marker and the scheduler's address.
+DASK_WRITES = ("PYTHONHASHSEED", "__DASK_PARENT_PID", "DASK_SCHEDULER_ADDRESS")
+
+
+def nanny_vars() -> frozenset[str]:
+    """Names of the variables a local cluster writes into this process's ``os.environ``.
+
+    The keys of the nanny's ``pre-spawn-environ`` (Dask's defaults and :func:`pre_spawn_env`'s),
+    which it sets before spawning each worker, the thread variables and :data:`DASK_WRITES`.
+    """
+    return frozenset({*pre_spawn_env(None), *THREAD_VARS, *DASK_WRITES})
+
+
 @contextmanager
 def client_environ_kept(for_spawn: bool = False) -> Iterator[None]:
-    """Give this process's ``os.environ`` back as it was after the block (Dask's nanny writes to it).
+    """Put back, after the block, the variables Dask's nanny writes to this process's ``os.environ``.
+
+    Only those (:func:`nanny_vars`) that changed are restored: whatever else another thread set or
+    removed meanwhile stays as it is.
 
     Args:
         for_spawn: Also take the variables of :func:`pre_spawn_env` out of ``os.environ`` while
             the block runs (the nanny prefers a value found there over its configuration).
     """
-    saved = dict(os.environ)
+    names = nanny_vars()
+    saved = {name: os.environ.get(name) for name in names}
     if for_spawn:
         for var in (*WORKER_MALLOC_ENV, *THREAD_VARS):
             os.environ.pop(var, None)
     try:
         yield
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        for name, value in saved.items():
+            if os.environ.get(name) == value:
+                continue
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def worker_env(threads: int) -> dict[str, str]:

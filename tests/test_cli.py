@@ -246,3 +246,30 @@ def test_local_cluster_never_claims_port_8787() -> None:
             port = client.scheduler_info()["services"].get("dashboard")
     assert port != 8787
     assert not [w for w in caught if "already in use" in str(w.message)]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(["sweep", "--bbox", "1", "2", "3", "4", "--start", "2018/09/07", "--end", "2018-09-30",
+       "--out", "x.zarr"],
+      "argument --start: not a date (YYYY-MM-DD): '2018/09/07'"),
+     (["demo", "--out", "x.zarr", "--block", "big"], "argument --block: invalid int value: 'big'")],
+    ids=["bad date", "bad number"],
+)  # fmt: skip
+def test_a_bad_value_is_one_line_without_the_usage(tmp_path: Path, args: list[str], expected: str) -> None:
+    proc = run_cli(*[str(tmp_path / a) if a == "x.zarr" else a for a in args], timeout=60)
+    _assert_one_line_error(proc, expected)
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_models_names_the_shipped_checkpoint_as_the_default(capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.models.checkpoint import shipped_checkpoint
+
+    assert main(["models"]) == 0
+    first = capsys.readouterr().out.splitlines()[1]
+    assert first.split()[:2] == ["unet", "0.27M"]
+    assert shipped_checkpoint().name in first and "default" in first
+    assert main(["models", "--json", "-"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    (default,) = [r for r in rows if r["default"]]
+    assert default["checkpoint"] == shipped_checkpoint().name and 0.26e6 < default["parameters"] < 0.28e6

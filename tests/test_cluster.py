@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
@@ -39,3 +40,29 @@ def test_pre_spawn_env_keeps_dask_defaults_it_does_not_replace() -> None:
     assert env["MALLOC_TRIM_THRESHOLD_"] is None
     assert env["OMP_NUM_THREADS"] == "3"
     assert str(pre_spawn_env(None)["OMP_NUM_THREADS"]) == "1"  # Dask's default kept for GPU workers
+
+
+def test_leaving_the_cluster_keeps_what_other_threads_changed_in_the_environ(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the nanny's variables are put back: a variable another thread set (or removed) while
+    the cluster ran stays as that thread left it."""
+    monkeypatch.setenv("LANDSLIDE_TEST_REMOVED", "1")
+    monkeypatch.delenv("LANDSLIDE_TEST_ADDED", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+
+    def other_thread() -> None:
+        os.environ["LANDSLIDE_TEST_ADDED"] = "yes"
+        del os.environ["LANDSLIDE_TEST_REMOVED"]
+
+    with dask_client(ClusterSpec(n_workers=1, device="cpu")) as (client, _):
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+        client.run(_worker_environ)
+    try:
+        assert os.environ.get("LANDSLIDE_TEST_ADDED") == "yes"
+        assert "LANDSLIDE_TEST_REMOVED" not in os.environ
+        assert "MALLOC_TRIM_THRESHOLD_" not in os.environ  # what the nanny set is undone
+    finally:
+        os.environ.pop("LANDSLIDE_TEST_ADDED", None)

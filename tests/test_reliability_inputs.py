@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from pipeline import catalog, cube
+from pipeline import catalog, cube, geo
 from pipeline.cli import main
 from pipeline.demo import scene
 from pipeline.errors import UserError
@@ -132,6 +132,23 @@ def _no_metadata(path: Path) -> Path:
 
     save_file({"w": torch.zeros(3)}, str(path))
     return path
+
+
+def test_a_checkpoint_with_overwritten_weights_is_refused_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """50 kB of the shipped checkpoint's tensor bytes overwritten, header intact: refused up front."""
+    from pipeline.models.checkpoint import shipped_checkpoint
+
+    data = bytearray(shipped_checkpoint().read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    data[start + 100_000 : start + 150_000] = np.random.default_rng(0).bytes(50_000)
+    flip = tmp_path / "flip.safetensors"
+    flip.write_bytes(bytes(data))
+    out = tmp_path / "out.zarr"
+    line = _one_line_error(capsys, _args(out, flip), "is corrupt: its tensor data does not match")
+    assert "flip.safetensors" in line
+    assert not out.exists() and not (tmp_path / ".out.zarr.lock").exists()
 
 
 @pytest.mark.parametrize(
@@ -254,11 +271,18 @@ def _meta(regions: int) -> RunMeta:
     ("bbox", "pattern"),
     [
         (["141.9", "42.8", "142.0", "42.7"], r"south 42\.8 is north of north 42\.7.*did you mean \(141\.9"),
-        (["142.0", "42.8", "141.9", "42.7"], r"south 42\.8 is north of north 42\.7.*split it into \(142, 42"),
+        (
+            ["142.0", "42.8", "141.9", "42.7"],
+            r"42\.8 is north of north 42\.7.*did you mean \(141\.9, 42\.7, 142, 42",
+        ),
+        (
+            ["142.1", "42.7", "141.9", "42.8"],
+            r"west 142\.1 is east of east 141\.9.*mean \(141\.9, 42\.7, 142\.1, 42\.8\)\?$",
+        ),
         (["141.9", "42.7", "142.0", "90"], r"north latitude 90 outside \[-84, 84\]"),
         (["141.9", "-90", "142.0", "42.7"], r"south latitude -90 outside \[-84, 84\]"),
     ],
-    ids=["south > north", "both inverted", "north = 90", "south = -90"],
+    ids=["south > north", "both inverted", "west > east", "north = 90", "south = -90"],
 )
 def test_a_bad_bbox_is_named_up_front_with_a_valid_hint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], bbox: list[str], pattern: str
@@ -274,7 +298,7 @@ def test_a_bad_bbox_is_named_up_front_with_a_valid_hint(
 
     parts = re.split(r"did you mean|split it into", line)
     for box in re.findall(r"\(([-0-9., ]+)\)", parts[-1]) if len(parts) > 1 else []:
-        catalog.BBox(*(float(v) for v in box.split(",")))
+        geo.BBox(*(float(v) for v in box.split(",")))
 
 
 def test_an_empty_existing_directory_is_accepted_as_out(tmp_path: Path) -> None:

@@ -33,8 +33,8 @@ from tests.servers import BlobRules, blob_server, store_bytes
 pytestmark = pytest.mark.slow
 
 W, S, E, N = scene.DEMO_BBOX
-#: The west 60 % of the demo (384 x 384 px).
-BBOX = (W, S, W + 0.6 * (E - W), N)
+#: The west 55 % of the demo (384 x 384 px once padded to whole chips).
+BBOX = (W, S, W + 0.55 * (E - W), N)
 SECOND_ID = "S2_MSIL2A_20180912_T54TWN_L4S-DEMO-COPY"
 #: Totals of this module (``tests/reliability_report.py`` prints them).
 FIGURES: dict[str, int] = {"bytes": 0, "http_503_absorbed": 0, "tokens": 0}

@@ -35,6 +35,7 @@ from pipeline.errors import UserError
 from pipeline.models.checkpoint import IDENTITY, CheckpointMeta, save_checkpoint
 from pipeline.models.registry import build_model, default_config
 from pipeline.predict import plugin_name
+from pipeline.products.export import FILE_NAMES, products_complete
 from pipeline.store import open_result
 from pipeline.sweep import SweepConfig, run_sweep
 from tests.servers import assert_same_store, dask_cluster_processes, store_attrs_file
@@ -46,8 +47,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 W, S, E, N = scene.DEMO_BBOX
-#: The west 60 % of the demo: 384 x 384 px, 9 regions of one 128-px block.
-BBOX = (W, S, W + 0.6 * (E - W), N)
+#: The west 55 % of the demo: 384 x 384 px (padded to whole chips), 9 regions of one 128-px block.
+BBOX = (W, S, W + 0.55 * (E - W), N)
 BLOCK, REGION_BLOCKS, REGIONS = 128, 1, 9
 #: Totals reported by the tests (docs/reliability.md quotes them).
 FIGURES: dict[str, float] = {
@@ -342,6 +343,38 @@ def test_ctrl_c_prints_one_line_and_leaves_a_resumable_store(
     assert err.splitlines() == ["landslide: interrupted; re-run the same command to resume"], err
     assert store_attrs_file(out)["landslide:status"] == "in_progress"
     assert not (tmp_path / ".interrupted.zarr.lock").exists()
+
+
+def test_ctrl_c_during_export_then_the_same_command_finishes_the_products(
+    tmp_path: Path,
+    reference: Path,
+    cluster: tuple[str, list[subprocess.Popen[bytes]]],
+    sweep_checkpoint: Path,
+) -> None:
+    """Ctrl-C while ``--export`` writes (the sweep is complete): the half-written folder does not
+    look complete, and re-running the same command writes the products without sweeping again."""
+    out, products = tmp_path / "swept.zarr", tmp_path / "products"
+    shutil.copytree(reference, out)  # the sweep finished; its export is what gets interrupted
+    cmd = [*_cli(out, sweep_checkpoint, cluster[0]), "--no-progress", "--export", str(products)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_default_sigint)  # fmt: skip
+    first = products / FILE_NAMES["polygons"]
+    while proc.poll() is None and not first.exists():
+        time.sleep(0.005)
+    assert proc.poll() is None, "the export ended before Ctrl-C"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == "landslide: interrupted; re-run the same command to resume", err
+    written = {p.name for p in products.iterdir() if not p.name.startswith(".")}
+    assert first.name in written and FILE_NAMES["complete"] not in written
+    assert not products_complete(products)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "already holds this sweep, complete; writing its products" in again.stderr
+    assert products_complete(products)
+    assert {p.name for p in products.iterdir()} == set(FILE_NAMES.values())
+    assert_same_store(out, reference)  # the store was left as it was (not counted in FIGURES: no kill)
 
 
 def _default_sigint() -> None:

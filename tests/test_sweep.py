@@ -22,6 +22,7 @@ from distributed import Client, LocalCluster
 
 from pipeline.cli import main
 from pipeline.demo import scene
+from pipeline.products.export import products_complete
 from pipeline.store import open_result
 from pipeline.sweep import SweepConfig, run_sweep
 from tests.servers import absolute_items, dask_cluster_processes, stac_api
@@ -185,8 +186,13 @@ def test_cli_summary_and_json(
     assert "leaving out those under --min-area" in text
     # Same command again: the store is complete, so it refuses and leaves it as it was.
     assert main(args) == 2
-    assert "already holds a complete sweep" in capsys.readouterr().err
+    assert "already holds this sweep, complete; add --export DIR" in capsys.readouterr().err
     assert open_result(out).attrs["landslide:status"] == "complete"
+    # With --export, the same command writes the products of the complete store (no sweep again).
+    mtime = (out / "probability").stat().st_mtime_ns
+    assert main([*args, "--export", str(tmp_path / "products")]) == 0
+    assert "already holds this sweep, complete; writing its products" in capsys.readouterr().err
+    assert products_complete(tmp_path / "products") and (out / "probability").stat().st_mtime_ns == mtime
 
 
 BAD = [

@@ -187,10 +187,10 @@ def data_path_figures(scene: Any, threads: int) -> dict[str, Any]:
 
 def sweep_figures(scene: Any, ckpt: Path, work: Path, device: str, batch: int) -> dict[str, Any]:
     """One end-to-end sweep on a LocalCUDACluster (or one local worker), with GPU utilisation."""
-    from pipeline.catalog import BBox
     from pipeline.cluster import ClusterSpec, dask_client
     from pipeline.demo import scene as demo
     from pipeline.errors import UserError
+    from pipeline.geo import BBox
     from pipeline.sweep import SweepConfig, run_sweep
 
     out = work / f"{ckpt.stem}.zarr"

@@ -136,9 +136,12 @@ DEMO_CHIP_IDS: Final[tuple[int, ...]] = (1, 3, 16, 28, 38, 40, 41, 45, 72, 253, 
 
 #: WGS84 (W, S, E, N) footprint of the whole scene (rounded outward to 1e-4 degree).
 DEMO_SCENE_BBOX: Final[tuple[float, float, float, float]] = (141.9288, 42.7645, 142.0077, 42.7998)
-#: A WGS84 (W, S, E, N) search box lying inside the scene: the largest lon/lat box inside the
-#: (slightly rotated) UTM footprint, inset by 0.001 degree (~80-110 m).
-DEMO_BBOX: Final[tuple[float, float, float, float]] = (141.9305, 42.7662, 142.0061, 42.7981)
+#: A WGS84 (W, S, E, N) search box lying inside the scene whose sweep grid is the scene's grid:
+#: projected to UTM 54N, its envelope lies 3-5 m inside the scene's edges, so the sweep's grid
+#: (envelope snapped outward to 10 m, padded to whole chips) is exactly the 640 x 384 px of the
+#: scene (``tests/demo/test_scene.py`` checks it). An inset box would shift the grid by its inset
+#: and leave a no-data strip along the scene's east and south edges.
+DEMO_BBOX: Final[tuple[float, float, float, float]] = (141.929431, 42.765245, 142.007049, 42.799097)
 
 #: Spectral assets of the demo item (the Planetary Computer L2A keys less B8A, which L4S lacks).
 DEMO_S2_ASSETS: Final[tuple[str, ...]] = (

@@ -15,6 +15,13 @@ is a logit ``z``; the probability every consumer (sweep, evaluation, notebooks) 
 ``sigmoid(scale * z + bias)`` with the checkpoint's :class:`Calibration` (:func:`calibrated_probabilities`).
 A checkpoint without calibration (written before it existed) loads with the identity
 (``scale=1, bias=0``) and a warning.
+
+The header also records the SHA-256 of the tensor data (every byte after the header), under
+``tensor_sha256``: :func:`save_checkpoint` writes it and :func:`verify_tensor_digest` checks it
+before a sweep starts and whenever the weights are loaded, so flipped or overwritten weight bytes
+are refused with one line instead of giving a silently wrong map. A checkpoint written before the
+digest existed loads with a warning; :func:`stamp_tensor_digest` adds the digest to such a file
+without touching its tensor bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +45,8 @@ from pipeline.store.atomic import atomic_output
 
 FORMAT = "landslide-checkpoint/1"
 _META_KEY = "landslide"
+#: Header metadata key of the SHA-256 of the tensor data (the bytes after the header).
+DIGEST_KEY = "tensor_sha256"
 CALIBRATION_METHODS = ("identity", "temperature", "platt")
 
 log = logging.getLogger(__name__)
@@ -174,7 +185,7 @@ def sha256_file(path: str | Path) -> str:
 
 
 def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta: CheckpointMeta) -> str:
-    """Write ``state_dict`` and ``meta`` to one safetensors file, atomically.
+    """Write ``state_dict`` and ``meta`` to one safetensors file, atomically, with the tensor digest.
 
     Returns:
         The file's SHA-256.
@@ -184,7 +195,107 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta:
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata={_META_KEY: meta.to_json()})
+        _add_digest(tmp)
     return sha256_file(path)
+
+
+def _read_header(fh: Any, path: Path) -> tuple[dict[str, Any], int]:
+    """The JSON header of an open safetensors file and the offset where its tensor data starts."""
+    raw = fh.read(8)
+    if len(raw) != 8:
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: too short")
+    (n,) = struct.unpack("<Q", raw)
+    try:
+        header = json.loads(fh.read(n))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: bad header") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: bad header")
+    return header, 8 + n
+
+
+def _data_digest(fh: Any, start: int) -> str:
+    digest = hashlib.sha256()
+    fh.seek(start)
+    for piece in iter(lambda: fh.read(1 << 20), b""):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+def _add_digest(path: Path) -> None:
+    """Rewrite ``path``'s header with the digest of its tensor data (the data bytes are copied as is)."""
+    tmp = path.with_name(path.name + ".digest")
+    try:
+        with open(path, "rb") as src:
+            header, start = _read_header(src, path)
+            meta = dict(header.get("__metadata__") or {})
+            meta[DIGEST_KEY] = _data_digest(src, start)
+            header["__metadata__"] = meta
+            text = json.dumps(header, separators=(",", ":")).encode()
+            text += b" " * (-len(text) % 8)  # the data stays 8-byte aligned, as safetensors writes it
+            src.seek(start)
+            with open(tmp, "wb") as dst:
+                dst.write(struct.pack("<Q", len(text)) + text)
+                for piece in iter(lambda: src.read(1 << 20), b""):
+                    dst.write(piece)
+                dst.flush()
+                os.fsync(dst.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def stamp_tensor_digest(path: str | Path) -> str:
+    """Add the tensor digest to an existing checkpoint's header, atomically; the tensor bytes stay.
+
+    Returns:
+        The tensor digest now recorded (the one already there if the file had one that matches).
+
+    Raises:
+        CheckpointError: The file is unreadable, or records a digest its data no longer matches.
+    """
+    path = Path(path)
+    if verify_tensor_digest(path) is None:
+        with atomic_output(path) as tmp:
+            tmp.write_bytes(path.read_bytes())
+            _add_digest(tmp)
+    digest = verify_tensor_digest(path)
+    assert digest is not None
+    return digest
+
+
+def verify_tensor_digest(path: str | Path) -> str | None:
+    """Check the tensor data of a checkpoint against the digest in its header.
+
+    Returns:
+        The digest when the file records one and its data matches it; None for a checkpoint
+        written before digests existed (a warning is logged).
+
+    Raises:
+        CheckpointError: The file is missing or unreadable, or its tensor data does not match the
+            recorded digest (corrupt or altered weights).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            header, start = _read_header(fh, path)
+            recorded = (header.get("__metadata__") or {}).get(DIGEST_KEY)
+            if recorded is None:
+                log.warning(
+                    "checkpoint %s records no tensor digest (written before digests existed): "
+                    "its weights cannot be checked",
+                    path,
+                )
+                return None
+            found = _data_digest(fh, start)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {exc.strerror or exc}") from exc
+    if found != recorded:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its tensor data does not match the digest in its header "
+            f"(sha256 {found[:12]}, recorded {str(recorded)[:12]}); restore or re-download it"
+        )
+    return found
 
 
 def read_meta(path: str | Path) -> CheckpointMeta:
@@ -210,14 +321,33 @@ def read_meta(path: str | Path) -> CheckpointMeta:
 def read_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
     """Load the tensors of a checkpoint safely (safetensors never executes code).
 
+    A file that records a tensor digest is checked against it first.
+
     Raises:
-        CheckpointError: If the file cannot be read as safetensors.
+        CheckpointError: If the file cannot be read as safetensors, or its data does not match
+            its recorded digest.
 
     """
+    _verify_if_recorded(Path(path))
+    return _load_tensors(path, device)
+
+
+def _load_tensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: {exc}") from exc
+
+
+def _verify_if_recorded(path: Path) -> None:
+    """:func:`verify_tensor_digest` for files that record a digest (any safetensors file, no warning)."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            recorded = (fh.metadata() or {}).get(DIGEST_KEY)
+    except (SafetensorError, OSError, ValueError):
+        return  # the load that follows names the problem
+    if recorded is not None:
+        verify_tensor_digest(path)
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, CheckpointMeta]:
@@ -237,7 +367,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Mod
         model = build_model(meta.model, meta.config)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path}: cannot build model {meta.model!r}: {exc}") from exc
-    state = read_state_dict(path)
+    verify_tensor_digest(path)
+    state = _load_tensors(path)
     missing, unexpected = _key_diff(model.state_dict().keys(), state.keys())
     if missing or unexpected:
         raise CheckpointError(
@@ -250,8 +381,11 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Mod
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {path}: {str(exc).splitlines()[0]}") from exc
     if meta.calibration is None:
-        log.warning("checkpoint %s has no calibration: its probabilities are raw sigmoid outputs "
-                    "(identity calibration)", path)
+        log.warning(
+            "checkpoint %s has no calibration: its probabilities are raw sigmoid outputs "
+            "(identity calibration)",
+            path,
+        )
     return model.to(device).eval(), meta
 
 

@@ -3,10 +3,16 @@
 Each file (or the pyramid's directory) is written under a temporary name next to its final
 path and renamed into place only when complete, so an interrupted export never leaves a
 truncated product behind, and re-running it replaces the products whole.
+
+A folder of products is complete only once its completion record (``export.json``, written
+last and fsynced; :func:`products_complete`) is there: an export removes the record before it
+writes anything, so a folder an interrupted export left with some of its files never looks
+complete, and readers (the flows, a re-run) check the record, not the files.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +24,7 @@ from pipeline.products.polygons import landslide_polygons, write_geojson, write_
 from pipeline.products.pyramid import write_pyramid
 from pipeline.products.quicklook import write_quicklook
 from pipeline.products.stac_item import build_item, update_collection, write_item
-from pipeline.store.atomic import atomic_output
+from pipeline.store.atomic import atomic_output, fsync_path, write_atomic
 from pipeline.store.reader import open_result, store_threshold
 
 #: Product key -> file name inside the output directory.
@@ -29,7 +35,23 @@ FILE_NAMES = {
     "pyramid": "pyramid.zarr",
     "quicklook": "quicklook.png",
     "item": "item.json",
+    "complete": "export.json",
 }
+#: Format tag of the completion record.
+RECORD_FORMAT = "landslide-products/1"
+
+
+def products_complete(out_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``out_dir`` holds a complete export: its record is there and names files that exist."""
+    record = Path(out_dir) / FILE_NAMES["complete"]
+    try:
+        doc = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(doc, dict) or doc.get("format") != RECORD_FORMAT:
+        return False
+    files = doc.get("files")
+    return isinstance(files, dict) and all((Path(out_dir) / str(n)).exists() for n in files.values())
 
 
 @dataclass
@@ -108,6 +130,9 @@ def export_summary(
     except OSError as exc:
         raise UserError(f"cannot create output directory {out}: {exc.strerror}") from exc
     paths = {key: out / name for key, name in FILE_NAMES.items()}
+    if paths["complete"].exists():  # from here until the new record, the folder is not complete
+        paths["complete"].unlink()
+        fsync_path(out)
 
     gdf = landslide_polygons(ds, threshold=thr, min_area_m2=min_area_m2, window=window)
     with atomic_output(paths["polygons"]) as tmp:
@@ -132,6 +157,12 @@ def export_summary(
         coll = Path(collection_path)
         update_collection(coll, item)
         result["collection"] = coll
+    record = {
+        "format": RECORD_FORMAT, "store": str(Path(store_path).resolve()), "item_id": item.id,
+        "threshold": thr, "polygon_count": len(gdf), "area_km2": area_km2,
+        "files": {k: n for k, n in FILE_NAMES.items() if k != "complete"},
+    }  # fmt: skip
+    write_atomic(paths["complete"], json.dumps(record, indent=2, sort_keys=True) + "\n")
     return ExportSummary(
         paths=result,
         polygon_count=len(gdf),

@@ -19,91 +19,45 @@ Names are loaded on first use, so importing this package (or its schema) costs n
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pipeline.store.schema import COMPLETE, IN_PROGRESS, KEYS, Keys, Outcome, Progress, RunMeta
+from pipeline.lazy import lazy_face
+from pipeline.store.schema import COMPLETE as COMPLETE
+from pipeline.store.schema import IN_PROGRESS as IN_PROGRESS
+from pipeline.store.schema import KEYS as KEYS
+from pipeline.store.schema import Keys as Keys
+from pipeline.store.schema import Outcome as Outcome
+from pipeline.store.schema import Progress as Progress
+from pipeline.store.schema import RunMeta as RunMeta
 
 if TYPE_CHECKING:
-    from pipeline.store.atomic import atomic_output, write_atomic
-    from pipeline.store.lock import LockedError, StoreLock
-    from pipeline.store.reader import (
-        StoreError,
-        describe_progress,
-        is_complete,
-        open_result,
-        progress,
-        read_attrs,
-        store_crs,
-        store_meta,
-        store_threshold,
-        store_transform,
-    )
-    from pipeline.store.writer import (
-        damaged_regions,
-        finalise,
-        forget_regions,
-        mark_region_done,
-        prepare,
-        record_missing_checksums,
-        record_plan,
-        region_checksum,
-        region_write,
-        template,
-    )
-
-_LAZY = {
-    "atomic_output": "atomic", "write_atomic": "atomic",
-    "LockedError": "lock", "StoreLock": "lock",
-    "StoreError": "reader", "describe_progress": "reader", "is_complete": "reader",
-    "open_result": "reader", "progress": "reader", "read_attrs": "reader", "store_crs": "reader",
-    "store_meta": "reader", "store_threshold": "reader", "store_transform": "reader",
-    "damaged_regions": "writer", "finalise": "writer", "forget_regions": "writer",
-    "record_missing_checksums": "writer",
-    "mark_region_done": "writer", "prepare": "writer", "record_plan": "writer",
-    "region_checksum": "writer", "region_write": "writer", "template": "writer",
-}  # fmt: skip
+    from pipeline.store.atomic import atomic_output as atomic_output
+    from pipeline.store.atomic import write_atomic as write_atomic
+    from pipeline.store.lock import LockedError as LockedError
+    from pipeline.store.lock import StoreLock as StoreLock
+    from pipeline.store.reader import StoreError as StoreError
+    from pipeline.store.reader import describe_progress as describe_progress
+    from pipeline.store.reader import is_complete as is_complete
+    from pipeline.store.reader import open_result as open_result
+    from pipeline.store.reader import progress as progress
+    from pipeline.store.reader import read_attrs as read_attrs
+    from pipeline.store.reader import store_crs as store_crs
+    from pipeline.store.reader import store_meta as store_meta
+    from pipeline.store.reader import store_threshold as store_threshold
+    from pipeline.store.reader import store_transform as store_transform
+    from pipeline.store.writer import damaged_regions as damaged_regions
+    from pipeline.store.writer import finalise as finalise
+    from pipeline.store.writer import forget_regions as forget_regions
+    from pipeline.store.writer import mark_region_done as mark_region_done
+    from pipeline.store.writer import prepare as prepare
+    from pipeline.store.writer import record_missing_checksums as record_missing_checksums
+    from pipeline.store.writer import record_plan as record_plan
+    from pipeline.store.writer import region_checksum as region_checksum
+    from pipeline.store.writer import region_write as region_write
+    from pipeline.store.writer import template as template
 
 #: Kept for readers written against the first layout: the completion record's key.
 STATUS = KEYS.status
 
-__all__ = [
-    "COMPLETE",
-    "IN_PROGRESS",
-    "KEYS",
-    "STATUS",
-    "Keys",
-    "LockedError",
-    "Outcome",
-    "Progress",
-    "RunMeta",
-    "StoreError",
-    "StoreLock",
-    "atomic_output",
-    "damaged_regions",
-    "describe_progress",
-    "finalise",
-    "forget_regions",
-    "is_complete",
-    "mark_region_done",
-    "open_result",
-    "prepare",
-    "progress",
-    "read_attrs",
-    "record_missing_checksums",
-    "record_plan",
-    "region_checksum",
-    "region_write",
-    "store_crs",
-    "store_meta",
-    "store_threshold",
-    "store_transform",
-    "template",
-    "write_atomic",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"pipeline.store.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'pipeline.store' has no attribute {name!r}")
+#: The names above, each written once (see :mod:`pipeline.lazy`); the lazy ones load on first use.
+__all__, __getattr__ = lazy_face(__name__, __file__, extra=("STATUS",))

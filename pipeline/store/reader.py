@@ -26,6 +26,19 @@ class StoreError(UserError):
     """An output store that cannot be read, written or resumed as asked."""
 
 
+class CompleteStoreError(StoreError):
+    """The output already holds a complete sweep (and ``--overwrite`` was not given).
+
+    Attributes:
+        same_sweep: The complete sweep is the one asked for (same parameters), so only its
+            products may be missing.
+    """
+
+    def __init__(self, message: str, same_sweep: bool) -> None:
+        super().__init__(message)
+        self.same_sweep = same_sweep
+
+
 def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """Group attributes of an existing Zarr store, or None if ``path`` is not a Zarr group.
 

@@ -13,7 +13,7 @@
 4. **Completion.** Final metadata with ``in_progress``; consolidate; ``complete``; consolidate
    again. Readers that use consolidated metadata (xarray, zarr, products) see ``complete`` only
    after the last step; a kill between the steps leaves ``in_progress`` and a re-run with no
-   region left to compute simply finalises.
+   region left to compute simply finalises. The files holding the record are fsynced.
 
 One writer at a time: the sweep holds :class:`pipeline.store.lock.StoreLock` from before
 :func:`prepare` to after :func:`finalise`.
@@ -38,12 +38,15 @@ from affine import Affine
 from pyproj import CRS
 
 from pipeline.store import conventions
-from pipeline.store.reader import StoreError, read_attrs
+from pipeline.store.atomic import fsync_path
+from pipeline.store.reader import CompleteStoreError, StoreError, read_attrs
 from pipeline.store.schema import COMPLETE, IN_PROGRESS, KEYS, Outcome, Progress, RunMeta
 
 #: Temporary files zarr-python's local store leaves behind when killed mid-write.
 _PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
 VARIABLES = ("probability", "valid", "slope")
+#: Files that hold a store's completion record (group attributes, consolidated metadata), v2 and v3.
+COMPLETION_FILES = ("zarr.json", ".zattrs", ".zmetadata")
 Window = tuple[tuple[int, int], tuple[int, int]]
 
 
@@ -96,8 +99,16 @@ def prepare(path: Path, ds: xr.Dataset, fingerprint: str, zarr_format: int, over
         if overwrite:
             old = path.with_name(f".{path.name}.replaced-{uuid.uuid4().hex[:8]}")
             path.rename(old)
+        elif prog.status == COMPLETE and prog.fingerprint == fingerprint:
+            raise CompleteStoreError(
+                f"{path} already holds this sweep, complete; add --export DIR to write its products, "
+                "or pass --overwrite to compute it again",
+                same_sweep=True,
+            )
         elif prog.status == COMPLETE:
-            raise StoreError(f"{path} already holds a complete sweep; pass --overwrite to replace it")
+            raise CompleteStoreError(
+                f"{path} already holds a complete sweep; pass --overwrite to replace it", same_sweep=False
+            )
         elif prog.fingerprint != fingerprint:
             raise StoreError(
                 f"{path} holds a partial sweep with different parameters "
@@ -258,3 +269,7 @@ def finalise(path: Path, outcome: Outcome) -> None:
         zarr.consolidate_metadata(str(path))
         _group(path).attrs[KEYS.status] = COMPLETE
         zarr.consolidate_metadata(str(path))
+    for name in COMPLETION_FILES:  # the completion record survives a power cut once reported
+        if (path / name).is_file():
+            fsync_path(path / name)
+    fsync_path(path)

@@ -13,74 +13,34 @@ this package for its configuration costs nothing.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pipeline.sweep.config import (
-    CHIP,
-    DEFAULT_BLOCK,
-    DEM_WINDOW,
-    DEMO_BLOCK,
-    REGION_MARGIN,
-    RESOLUTION,
-    SweepConfig,
-)
+from pipeline.lazy import lazy_face
+from pipeline.sweep.config import CHIP as CHIP
+from pipeline.sweep.config import DEFAULT_BLOCK as DEFAULT_BLOCK
+from pipeline.sweep.config import DEM_WINDOW as DEM_WINDOW
+from pipeline.sweep.config import DEMO_BLOCK as DEMO_BLOCK
+from pipeline.sweep.config import REGION_MARGIN as REGION_MARGIN
+from pipeline.sweep.config import RESOLUTION as RESOLUTION
+from pipeline.sweep.config import SweepConfig as SweepConfig
 
 if TYPE_CHECKING:
-    from pipeline.cube import DEM_COLLECTION, S2_COLLECTION
-    from pipeline.sweep.plan import (
-        Checkpoint,
-        Region,
-        Scenes,
-        SweepPlan,
-        area_geobox,
-        plan_regions,
-        plan_sweep,
-        window_geobox,
-    )
-    from pipeline.sweep.regions import region_probability
-    from pipeline.sweep.run import check_scenes, run_sweep, search_scenes
-    from pipeline.sweep.summary import SweepSummary, summary_json
+    from pipeline.cube import DEM_COLLECTION as DEM_COLLECTION
+    from pipeline.cube import S2_COLLECTION as S2_COLLECTION
+    from pipeline.sweep.plan import Checkpoint as Checkpoint
+    from pipeline.sweep.plan import Region as Region
+    from pipeline.sweep.plan import Scenes as Scenes
+    from pipeline.sweep.plan import SweepPlan as SweepPlan
+    from pipeline.sweep.plan import area_geobox as area_geobox
+    from pipeline.sweep.plan import plan_regions as plan_regions
+    from pipeline.sweep.plan import plan_sweep as plan_sweep
+    from pipeline.sweep.plan import window_geobox as window_geobox
+    from pipeline.sweep.regions import region_probability as region_probability
+    from pipeline.sweep.run import check_scenes as check_scenes
+    from pipeline.sweep.run import run_sweep as run_sweep
+    from pipeline.sweep.run import search_scenes as search_scenes
+    from pipeline.sweep.summary import SweepSummary as SweepSummary
+    from pipeline.sweep.summary import summary_json as summary_json
 
-_LAZY = {
-    "DEM_COLLECTION": "pipeline.cube", "S2_COLLECTION": "pipeline.cube",
-    "Checkpoint": "pipeline.sweep.plan", "Region": "pipeline.sweep.plan", "Scenes": "pipeline.sweep.plan",
-    "SweepPlan": "pipeline.sweep.plan", "area_geobox": "pipeline.sweep.plan",
-    "plan_regions": "pipeline.sweep.plan", "plan_sweep": "pipeline.sweep.plan",
-    "window_geobox": "pipeline.sweep.plan", "region_probability": "pipeline.sweep.regions",
-    "run_sweep": "pipeline.sweep.run", "search_scenes": "pipeline.sweep.run",
-    "check_scenes": "pipeline.sweep.run",
-    "SweepSummary": "pipeline.sweep.summary", "summary_json": "pipeline.sweep.summary",
-}  # fmt: skip
-
-__all__ = [
-    "CHIP",
-    "DEFAULT_BLOCK",
-    "DEMO_BLOCK",
-    "DEM_COLLECTION",
-    "DEM_WINDOW",
-    "REGION_MARGIN",
-    "RESOLUTION",
-    "S2_COLLECTION",
-    "Checkpoint",
-    "Region",
-    "Scenes",
-    "SweepConfig",
-    "SweepPlan",
-    "SweepSummary",
-    "area_geobox",
-    "check_scenes",
-    "plan_regions",
-    "plan_sweep",
-    "region_probability",
-    "run_sweep",
-    "search_scenes",
-    "summary_json",
-    "window_geobox",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'pipeline.sweep' has no attribute {name!r}")
+#: The names above, each written once (see :mod:`pipeline.lazy`); the lazy ones load on first use.
+__all__, __getattr__ = lazy_face(__name__, __file__)

@@ -30,7 +30,8 @@ def _common(p: argparse.ArgumentParser, block: int) -> None:
     p.add_argument("--out", type=Path, required=True, help="output Zarr store (absent or an empty directory)")
     p.add_argument(
         "--block", type=int, default=block,
-        help=f"block size in pixels, a multiple of {C.CHIP} (default {block}); 512-multiples: one mosaic",
+        help=f"side in pixels of the square one model task computes, a multiple of {C.CHIP} "
+        f"(default {block}); larger blocks mean fewer, bigger tasks, not another map",
     )  # fmt: skip
     p.add_argument(
         "--overlap", type=int, default=C.DEFAULT_OVERLAP,
@@ -107,14 +108,32 @@ def _config(args: argparse.Namespace, **kw: Any) -> SweepConfig:
     )  # fmt: skip
 
 
-def _run(cfg: SweepConfig) -> SweepSummary:
-    """Run the sweep (Ctrl-C: see :func:`pipeline.sweep.run.run_sweep`; the CLI prints one line)."""
+def _run(cfg: SweepConfig, export: bool = False) -> SweepSummary | None:
+    """Run the sweep (Ctrl-C: see :func:`pipeline.sweep.run.run_sweep`; the CLI prints one line).
+
+    Args:
+        cfg: The sweep.
+        export: Products follow: a store that already holds this very sweep, complete (a re-run
+            after an interrupted export), is not an error; None is returned and the products are
+            written from it.
+    """
+    import sys
+
+    from pipeline.store.reader import CompleteStoreError
     from pipeline.sweep.run import run_sweep
 
-    return run_sweep(cfg)
+    try:
+        return run_sweep(cfg)
+    except CompleteStoreError as exc:
+        if not (export and exc.same_sweep):
+            raise
+    print(f"note: {cfg.out} already holds this sweep, complete; writing its products", file=sys.stderr)
+    return None
 
 
-def _report(summary: SweepSummary, args: argparse.Namespace) -> None:
+def _report(summary: SweepSummary | None, args: argparse.Namespace) -> None:
+    if summary is None:
+        return
     for line in summary.lines():
         print(line)
     if args.json:
@@ -138,7 +157,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, model=args.model, max_cloud=args.max_cloud,
         region_blocks=args.region_blocks, event_id=args.event_id,
     )  # fmt: skip
-    _report(_run(cfg), args)
+    _report(_run(cfg, export=bool(args.export)), args)
     if args.export:
         _export(args.out, args.export)
     return 0
@@ -157,7 +176,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args, bbox=scene.DEMO_BBOX, start=scene.DEMO_START, end=scene.DEMO_END,
         catalog=str(scene.DEMO_CATALOG), event_id="demo-l4s",
     )  # fmt: skip
-    _report(_run(cfg), args)
+    _report(_run(cfg, export=True), args)
     products = args.export or args.out.with_name(args.out.name.removesuffix(".zarr") + "-products")
     _export(args.out, products, labels=scene.DEMO_LABELS)
     return 0

@@ -2,7 +2,7 @@
 
 Every other place (the CLI's options and help, the flows, the bench) imports these names; no
 default is written twice. Building a :class:`SweepConfig` validates it (a config that exists is
-valid), with one rule set for the bbox (:class:`pipeline.catalog.BBox`).
+valid), with one rule set for the bbox (:class:`pipeline.geo.BBox`).
 
 This module imports nothing heavy: the CLI imports it at start.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.catalog import BBox
 from pipeline.errors import UserError
+from pipeline.geo import BBox
 from pipeline.tiling import ChipGrid
 
 if TYPE_CHECKING:

@@ -21,10 +21,9 @@ from pathlib import Path
 import pystac
 from affine import Affine
 from odc.geo.geobox import GeoBox
-from pyproj import Geod
 
 from pipeline import __version__, cube
-from pipeline.catalog import BBox
+from pipeline.geo import BBox, bbox_area_km2
 from pipeline.models.checkpoint import CheckpointMeta
 from pipeline.predict import ModelRef
 from pipeline.store.schema import RunMeta
@@ -180,9 +179,7 @@ def fingerprint(cfg: SweepConfig, sha256: str, shape: tuple[int, int], crs: str)
 
 def requested_area_km2(bbox: BBox) -> float:
     """Area of a WGS84 box on the WGS84 ellipsoid (km²): what was asked, before any padding."""
-    w, s, e, n = bbox
-    area, _ = Geod(ellps="WGS84").polygon_area_perimeter([w, e, e, w], [s, s, n, n])
-    return abs(area) / 1e6
+    return bbox_area_km2(bbox)
 
 
 def plan_sweep(cfg: SweepConfig, checkpoint: Checkpoint, scenes: Scenes) -> SweepPlan:

@@ -28,7 +28,13 @@ from pipeline.bands import S2_L2A_ASSETS
 from pipeline.cluster import dask_client
 from pipeline.cube import DEM_COLLECTION, S2_COLLECTION
 from pipeline.errors import UserError
-from pipeline.models.checkpoint import CheckpointError, read_meta, sha256_file, shipped_checkpoint
+from pipeline.models.checkpoint import (
+    CheckpointError,
+    read_meta,
+    sha256_file,
+    shipped_checkpoint,
+    verify_tensor_digest,
+)
 from pipeline.predict import ModelPlugin, chips_run_here, resolve_device
 from pipeline.sweep.config import DEM_WINDOW, SweepConfig
 from pipeline.sweep.plan import Checkpoint, Region, Scenes, SweepPlan, plan_sweep, requested_area_km2
@@ -40,12 +46,15 @@ from pipeline.tiling import chips_to_tile_once
 def load_checkpoint_info(cfg: SweepConfig) -> Checkpoint:
     """The checkpoint to use, its metadata and SHA-256 (nothing is unpickled).
 
+    Its tensor data is checked against the digest in its header here, before any sweep work.
+
     Raises:
-        UserError: An unreadable checkpoint, or one of another model than ``cfg.model``.
+        UserError: An unreadable or corrupt checkpoint, or one of another model than ``cfg.model``.
     """
     path = Path(cfg.checkpoint) if cfg.checkpoint else shipped_checkpoint()
     try:
         meta = read_meta(path)
+        verify_tensor_digest(path)
     except CheckpointError as exc:
         raise UserError(str(exc)) from exc
     if cfg.model and cfg.model != meta.model:

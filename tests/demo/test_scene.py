@@ -225,3 +225,14 @@ def test_size_budget() -> None:
     scene_bytes = sum(p.stat().st_size for p in DEMO_DIR.rglob("*") if p.is_file())
     assert scene_bytes <= 8 * 1024**2, scene_bytes
     assert total <= 10 * 1024**2, total
+
+
+def test_the_demo_sweep_grid_is_the_scene_grid() -> None:
+    """The demo's bbox gives the scene's own grid: no shift, no no-data strip, no label cut off."""
+    from pipeline.sweep.plan import area_geobox
+
+    gbox = area_geobox(DEMO_BBOX)
+    with rasterio.open(scene.DEMO_LABELS) as src:
+        assert gbox.crs is not None and gbox.crs.epsg == src.crs.to_epsg()
+        assert tuple(gbox.transform)[:6] == tuple(src.transform)[:6]
+        assert tuple(gbox.shape) == src.shape

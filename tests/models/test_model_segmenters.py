@@ -106,3 +106,55 @@ def test_load_pretrained_clay_into_branch(tmp_path: Path) -> None:
 def test_default_configs_are_json(name: str) -> None:
     config = default_config(name)
     assert json.loads(json.dumps(config)) == config
+
+
+def _tensor_bytes(data: bytes) -> bytes:
+    return data[8 + int.from_bytes(data[:8], "little") :]
+
+
+def test_checkpoint_records_and_checks_its_tensor_digest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Saving records the digest of the tensor bytes; one flipped byte is refused at load; an old
+    file without the digest loads with a warning, and stamping it leaves its tensor bytes as they were."""
+    from safetensors import safe_open
+
+    from pipeline.models.checkpoint import DIGEST_KEY, stamp_tensor_digest, verify_tensor_digest
+
+    torch.manual_seed(2)
+    model = build_model("unet", TINY["unet"]).eval()
+    zeros, ones = (0.0,) * len(SWEEP_BANDS), (1.0,) * len(SWEEP_BANDS)
+    meta = CheckpointMeta(
+        model="unet", config=TINY["unet"], bands=SWEEP_BANDS, norm_mean=zeros, norm_std=ones
+    )
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model.state_dict(), meta)
+    with safe_open(str(path), framework="pt") as fh:
+        recorded = (fh.metadata() or {})[DIGEST_KEY]
+    assert verify_tensor_digest(path) == recorded
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="is corrupt"):
+        load_checkpoint(bad)
+    # An old checkpoint: the same tensors, written without the digest.
+    old = tmp_path / "old.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(old),
+              metadata={"landslide": meta.to_json()})  # fmt: skip
+    with caplog.at_level("WARNING"):
+        assert verify_tensor_digest(old) is None
+        load_checkpoint(old)
+    assert "records no tensor digest" in caplog.text
+    before = old.read_bytes()
+    assert stamp_tensor_digest(old) == recorded  # the same tensor bytes as the saved file
+    after = old.read_bytes()
+    assert _tensor_bytes(after) == _tensor_bytes(before) == _tensor_bytes(path.read_bytes())
+
+
+def test_the_shipped_checkpoint_records_a_matching_digest() -> None:
+    from pipeline.models.checkpoint import sha256_file, shipped_checkpoint, verify_tensor_digest
+
+    assert verify_tensor_digest(shipped_checkpoint()) is not None  # recorded, and the data matches it
+    sidecar = json.loads(shipped_checkpoint().with_suffix(".json").read_text())
+    assert sidecar["sha256"] == sha256_file(shipped_checkpoint())  # the report describes this very file

@@ -134,3 +134,23 @@ def test_reexport_is_byte_identical(tmp_path: Path) -> None:
         assert _tree_bytes(again[key]) == before[key], key
         assert _tree_bytes(elsewhere[key]) == before[key], key
     assert sum(len(b) for b in before["pyramid"].values()) > 0
+
+
+def test_readme_snippet_to_open_the_outputs_runs_as_written(exported, tmp_path: Path) -> None:
+    """README's "Open the outputs" block, in a fresh interpreter, gives ds.rio.crs and ds.odc.geobox."""
+    import re
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Open the outputs") :]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert code is not None
+    snippet = code.group(1)
+    snippet = snippet.replace("out/demo.zarr", str(exported.paths["zarr"]))
+    snippet = snippet.replace("out/demo-products/landslides.parquet", str(exported.paths["polygons"]))
+    check = "\nprint(ds.rio.crs.to_epsg(), ds.odc.geobox.crs.epsg, len(slides))\n"
+    cmd = [sys.executable, "-c", snippet + check]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[:2] == ["32654", "32654"]

@@ -233,27 +233,36 @@ class Chromium:
             f"--window-size={self.width},{self.height}",
             "about:blank",
         ]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.page = self._open_page(profile)
+            self.page.set_viewport(self.width, self.height)
+        except BaseException:  # a failed start (or Ctrl-C) leaves no browser and no profile behind
+            self._cleanup()
+            raise
+        return self.page
+
+    def _open_page(self, profile: Path) -> Page:
+        """Wait for the DevTools port and connect to the browser's page."""
+        assert self._proc is not None
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
         while not (port_file.is_file() and len(port_file.read_text().splitlines()) >= 2):
             if self._proc.poll() is not None:
-                self._cleanup()
                 raise BrowserError(f"{self.executable} exited with status {self._proc.returncode}")
             if time.monotonic() > deadline:
-                self._cleanup()
                 raise BrowserError("Chromium did not open its DevTools port within 60 s")
             time.sleep(0.1)
         port = int(port_file.read_text().splitlines()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as r:
-            targets = json.load(r)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as r:
+                targets = json.load(r)
+        except OSError as exc:
+            raise BrowserError(f"Chromium's DevTools endpoint on port {port} did not answer: {exc}") from exc
         pages = [t for t in targets if t.get("type") == "page"]
         if not pages:
-            self._cleanup()
             raise BrowserError("Chromium has no page target")
-        self.page = Page(pages[0]["webSocketDebuggerUrl"])
-        self.page.set_viewport(self.width, self.height)
-        return self.page
+        return Page(pages[0]["webSocketDebuggerUrl"])
 
     def _cleanup(self) -> None:
         if self.page is not None:
