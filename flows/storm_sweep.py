@@ -15,7 +15,6 @@ from prefect import flow, get_run_logger
 
 from flows.pending_events import advance, parse_now
 from flows.regional_sweep import event_paths
-from pipeline.geo import validate_bbox
 from pipeline.event.config import (
     DEFAULT_EVENT_MAX_CLOUD,
     DEFAULT_RETRY_DELAY_S,
@@ -23,6 +22,7 @@ from pipeline.event.config import (
     WatchOptions,
 )
 from pipeline.event.state import EventRecord, EventState, utc_iso
+from pipeline.geo import validate_bbox
 from pipeline.sweep.config import DEFAULT_BLOCK
 
 
