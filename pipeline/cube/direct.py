@@ -160,7 +160,7 @@ Asset = AlignedAsset | WarpedAsset
 
 @dataclass(frozen=True)
 class BandReads:
-    """Every read of one band: per time slice, its aligned assets in fuse order.
+    """Every read of one band: per time slice, its assets (on the lattice or warped) in fuse order.
 
     Attributes:
         band: Asset key.
