@@ -76,12 +76,6 @@ STAGES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "slope": (("pipeline/cube/dem.py", "slope_block"), ("pipeline/cube.py", "_slope_block")),
     "stack": (("pipeline/cube/fused.py", "cube_block"),),
 }  # fmt: skip
-#: odc-stac's ``read_other`` (chunk allocation, file opening, fill and fuse around each read)
-#: contains its reads and warps, several calls deep: their time is taken out of it. (The direct
-#: reader's ``read`` calls ``_read_into`` itself, so the caller rule already separates them.)
-_CONTAINS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
-    "read_other": (("odc/loader/_rio.py", "_do_read"), ("rasterio/warp.py", "reproject")),
-}
 TARGETS: Final[dict[str, float]] = {
     "one": 300.0, "four": 100.0, "native": 250.0, "native_four": 80.0, "native_over_ten": 0.8,
     "decode_fraction": 0.5,
@@ -232,8 +226,11 @@ def _stage_of(filename: str, func: str) -> str | None:
 def profile_split(run: Callable[[], Any]) -> tuple[dict[str, float], pstats.Stats]:
     """Run ``run`` under cProfile; seconds per stage, the innermost stage function winning.
 
-    A stage's time is the cumulative time of its functions less the time of other stage
-    functions they call directly (so a warp inside a read counts as warp, not read).
+    A stage's time is the cumulative time of its functions less the time they spend inside
+    other stage functions (so a warp inside a read counts as warp, not read). Calls between
+    stage functions are found through any non-stage functions in between (decorators such as
+    rasterio's environment wrapper, odc-stac's loader internals), apportioning a shared
+    intermediate's time to its callers in proportion.
     """
     prof = cProfile.Profile()
     prof.enable()
@@ -242,21 +239,34 @@ def profile_split(run: Callable[[], Any]) -> tuple[dict[str, float], pstats.Stat
     stats = pstats.Stats(prof)
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
     total = sum(tt for (_, _, tt, _, _) in raw.values())
+    memo: dict[Any, dict[str, float]] = {}
+
+    def outer(key: Any, depth: int = 0) -> dict[str, float]:
+        """Fraction of ``key``'s time spent under each stage (nearest stage ancestor)."""
+        if key in memo:
+            return memo[key]
+        memo[key] = {}  # cycles and deep chains count as no stage
+        callers = raw[key][4] if key in raw else {}
+        edges = {c: v[3] for c, v in callers.items() if c != key}
+        whole = sum(edges.values())
+        share: dict[str, float] = {}
+        if whole > 0 and depth < 40:
+            for c, t in edges.items():
+                stage = _stage_of(c[0], c[2])
+                parts = {stage: 1.0} if stage is not None else outer(c, depth + 1)
+                for k, f in parts.items():
+                    share[k] = share.get(k, 0.0) + f * t / whole
+        memo[key] = share
+        return share
+
     split = dict.fromkeys(STAGES, 0.0)
-    for (filename, _line, func), (_cc, _nc, _tt, ct, callers) in raw.items():
-        stage = _stage_of(filename, func)
+    for key, (_cc, _nc, _tt, ct, _callers) in raw.items():
+        stage = _stage_of(key[0], key[2])
         if stage is None:
             continue
         split[stage] += ct
-        for key, c in callers.items():
-            outer = _stage_of(key[0], key[2])
-            if outer is not None and key != (filename, _line, func):
-                split[outer] -= c[3]
-    for outer, inner in _CONTAINS.items():
-        split[outer] -= sum(
-            ct for (filename, _line, func), (_cc, _nc, _tt, ct, _callers) in raw.items()
-            if any(filename.endswith(suffix) and func == name for suffix, name in inner)
-        )  # fmt: skip
+        for outer_stage, fraction in outer(key).items():
+            split[outer_stage] -= fraction * ct
     split = {k: max(v, 0.0) for k, v in split.items()}
     split["other"] = max(total - sum(split.values()), 0.0)
     return split, stats

@@ -160,7 +160,7 @@ Asset = AlignedAsset | WarpedAsset
 
 @dataclass(frozen=True)
 class BandReads:
-    """Every read of one band: per time slice, its aligned assets in fuse order.
+    """Every read of one band: per time slice, its assets (on the lattice or warped) in fuse order.
 
     Attributes:
         band: Asset key.
@@ -276,7 +276,8 @@ class BandReads:
         on the block nor on the region's grid. Tiles already filled by earlier assets are skipped.
         """
         a, _, gc, _, e, gf = (float(v) for v in tuple(self.geobox.transform)[:6])
-        anchor_r, anchor_c = -round(-gf / e) % WARP_TILE, -round(gc / a) % WARP_TILE
+        # Local row r is lattice row r + gf / e (rows count down from y = 0), column c is c + gc / a.
+        anchor_r, anchor_c = round(-gf / e) % WARP_TILE, -round(gc / a) % WARP_TILE
         r0, r1 = rows[0] + where[0].start, rows[0] + where[0].stop
         c0, c1 = cols[0] + where[1].start, cols[0] + where[1].stop
         cfg = RasterLoadParams(
