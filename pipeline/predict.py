@@ -28,9 +28,9 @@ from numpy.typing import NDArray
 
 from pipeline.cluster import TORCH_THREADS_ENV
 from pipeline.models.checkpoint import CheckpointMeta, calibrated_probabilities, load_checkpoint, sha256_file
+from pipeline.models.ref import PLUGIN_PREFIX, ModelRef
 from pipeline.tiling import FULLY_CONVOLUTIONAL, UNIT_CHIP, ChipGrid, blend_weights, block_chips
 
-PLUGIN_PREFIX = "landslide-model-"
 #: Set to ``0`` to skip the CPU graph optimisation of :func:`optimize_for_cpu` (eager PyTorch).
 CPU_JIT_ENV = "LANDSLIDE_CPU_JIT"
 #: Side (pixels) of the example a fully convolutional model is traced with: small, so the trace
@@ -237,30 +237,6 @@ def torch_threads_for_worker(requested: int | None) -> int | None:
     return int(env) if env and env.isdigit() and int(env) > 0 else None
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    """The one reference to a model that travels to the workers (never the weights).
-
-    Attributes:
-        checkpoint: Path of the checkpoint, readable on every worker.
-        sha256: Its SHA-256; a worker holding a different file refuses it. Also names the
-            worker plugin that holds the loaded model.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``; ``"auto"`` is resolved on the worker, where
-            the model runs (a CPU-only client may drive GPU workers).
-        batch_size: Chips per forward pass.
-    """
-
-    checkpoint: str
-    sha256: str
-    device: str = "auto"
-    batch_size: int = 8
-
-    @property
-    def plugin_name(self) -> str:
-        """Name under which the worker plugin of this model is registered."""
-        return plugin_name(self.sha256)
-
-
 class ModelPlugin(WorkerPlugin):
     """Loads the model once per worker when the worker starts (or joins).
 
@@ -286,11 +262,6 @@ class ModelPlugin(WorkerPlugin):
             raise RuntimeError(f"checkpoint {self.model.checkpoint} on this worker has sha256 {found[:12]}")
         self.loaded = load_model(self.model.checkpoint, self.model.device, self.model.batch_size)
         self.loaded.prepare()
-
-
-def plugin_name(sha256: str) -> str:
-    """Name under which the plugin for a checkpoint is registered."""
-    return PLUGIN_PREFIX + sha256[:16]
 
 
 _PROCESS_MODELS: dict[str, LoadedModel] = {}

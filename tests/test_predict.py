@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from pipeline.models.checkpoint import sha256_file
-from pipeline.predict import ModelRef, load_model, model_for
+from pipeline.models.ref import ModelRef
+from pipeline.predict import load_model, model_for
 from pipeline.sweep import REGION_MARGIN, Region, region_probability
 from pipeline.tiling import ChipGrid, blend_weights, grid_for_model, planned_chips, planned_pixels
 
@@ -46,6 +47,22 @@ def test_mosaic_is_independent_of_block_size(tiny_unet_checkpoint: Path) -> None
     stack = _stack(shape)
     a = _run(stack, tiny_unet_checkpoint, shape, 256)
     b = _run(stack, tiny_unet_checkpoint, shape, 512)
+    assert a.shape == shape and np.isfinite(a).all()
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["clay", "hybrid"])
+def test_clay_chips_mosaic_is_independent_of_block_size(tmp_path: Path, name: str) -> None:
+    """Clay-based models run blended 128-px chips: blocks of 512 and 1024 give one mosaic."""
+    from bench.checkpoints import bench_config, random_checkpoint
+
+    ckpt = random_checkpoint(name, bench_config(name, quick=True), tmp_path / f"{name}.safetensors")
+    shape = (512, 768)
+    stack = _stack(shape, seed=7)
+    grid = grid_for_model(name, 512)
+    assert grid == grid_for_model(name, 1024) and not grid.cropped
+    a = _run(stack, ckpt, shape, 512, grid=grid)
+    b = _run(stack, ckpt, shape, 1024, grid=grid)
     assert a.shape == shape and np.isfinite(a).all()
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
 
@@ -136,7 +153,7 @@ def test_unet_tiles_mosaic_is_independent_of_block_size(tiny_unet_checkpoint: Pa
 def test_unet_tiles_equal_direct_crops_of_each_tile(tiny_unet_checkpoint: Path) -> None:
     """Each pixel is the model's output on the one tile whose core holds it, with its margin."""
     shape = (512, 640)
-    grid = grid_for_model("unet", 256, overlap=16)
+    grid = ChipGrid(chip=256 + 2 * 16, overlap=0, margin=16)  # the U-Net's grid, at a smaller core
     stack = _stack(shape, seed=4)
     got = _run(stack, tiny_unet_checkpoint, shape, 256, grid=grid)
     model = load_model(tiny_unet_checkpoint, "cpu", 4)
@@ -192,3 +209,20 @@ def test_unet_one_small_trace_serves_every_tile_shape_bit_for_bit(tiny_unet_chec
     finally:
         torch.set_num_threads(before)
     assert len(model._graphs) == 1  # one graph for every shape and thread count
+
+
+def _imports_torch(module: str) -> bool:
+    """Whether importing ``module`` in a fresh interpreter imports torch."""
+    import subprocess
+    import sys
+
+    probe = f"import sys, {module}; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_the_pure_sweep_plan_and_the_model_reference_import_no_torch() -> None:
+    assert not _imports_torch("pipeline.sweep.plan")
+    assert not _imports_torch("pipeline.models.ref")
+    assert _imports_torch("pipeline.predict")  # the probe sees torch where it is imported
