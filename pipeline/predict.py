@@ -12,12 +12,13 @@ of L4S-scaled bands ``[C, H + 2h, W + 2h]`` and returns the blended probability 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,24 +53,47 @@ def resolve_device(device: str) -> str:
 class LoadedModel:
     """A model in eval mode with what is needed to feed it.
 
+    On the CPU a prepared model keeps only its frozen graph: the eager network's weights are
+    released (:meth:`prepare`) and read again from ``checkpoint`` if a graph for a new input
+    shape is ever needed. A frozen graph holds its own (transposed or pre-packed) copy of the
+    weights, so keeping both doubled the memory of Clay-large (1.3 GB of weights).
+
     Attributes:
-        model: The network (eval mode, on ``device``).
         meta: Its checkpoint metadata.
         device: Torch device string.
         batch_size: 128-px chips per forward pass (larger tiles go ``batch_size * 128^2 / tile
             pixels`` at a time, at least one).
         optimize: On the CPU, run each input shape through a frozen graph (:func:`optimize_for_cpu`).
+        checkpoint: Where the weights come from (to read the eager network again once released).
         pixels_run: Model input pixels this process has run (for throughput reports).
     """
 
-    model: torch.nn.Module
+    _eager: torch.nn.Module | None
     meta: CheckpointMeta
     device: str
     batch_size: int
     optimize: bool = False
+    checkpoint: str | None = None
     pixels_run: int = 0
+    _lean: bool = field(default=False, repr=False)
+    _prepared: bool = field(default=False, repr=False)
     _graphs: dict[tuple[int, ...], torch.nn.Module] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The eager network (eval mode, on ``device``), read again from the checkpoint if released."""
+        if self._eager is None:
+            if self.checkpoint is None:  # pragma: no cover - released only when a checkpoint is known
+                raise RuntimeError("the eager model was released and has no checkpoint to reload from")
+            self._eager = _eager_model(self.checkpoint, self.device)
+        return self._eager
+
+    def release_eager(self) -> None:
+        """Drop the eager network's weights (CPU graphs in use and a checkpoint to reload from)."""
+        if self.checkpoint is not None and self.optimize and self.device == "cpu" and self._graphs:
+            self._eager = None
+            self._lean = True
 
     @property
     def chips_run(self) -> int:
@@ -105,17 +129,16 @@ class LoadedModel:
         """
         if not self.optimize or self.device != "cpu":
             return self.model
-        if self.fully_convolutional:
-            key: tuple[int, ...] = ()
-            if key not in self._graphs:
-                side = TRACE_SIDE
-                example = torch.zeros((1, batch.shape[1], side, side))
+        key: tuple[int, ...] = () if self.fully_convolutional else tuple(batch.shape)
+        if key not in self._graphs:
+            if self.fully_convolutional:
+                example = torch.zeros((1, batch.shape[1], TRACE_SIDE, TRACE_SIDE))
                 example = example.contiguous(memory_format=torch.channels_last)
                 self._graphs[key] = optimize_for_cpu(self.model, example, warm_calls=0)
-            return self._graphs[key]
-        key = tuple(batch.shape)
-        if key not in self._graphs:
-            self._graphs[key] = optimize_for_cpu(self.model, batch)
+            else:
+                self._graphs[key] = optimize_for_cpu(self.model, batch)
+            if self._lean:
+                self.release_eager()
         return self._graphs[key]
 
     def prepare(self) -> None:
@@ -124,10 +147,21 @@ class LoadedModel:
         Called when a worker loads the model, so that a sweep's compute time is the steady
         state: the U-Net's one small trace, or a Clay-based model's trace at a full batch of
         128-px chips (about a minute for Clay-large on 2 cores), happens with the loading.
+        Then the eager weights are released (:meth:`release_eager`) and the C heap's free
+        pages handed back (:func:`release_free_memory`).
         """
         per = self.tiles_per_batch(UNIT_CHIP, UNIT_CHIP)
         batch = torch.zeros((per, len(self.meta.bands), UNIT_CHIP, UNIT_CHIP))
-        self._graph(batch.contiguous(memory_format=torch.channels_last))
+        with self._lock:
+            self._graph(batch.contiguous(memory_format=torch.channels_last))
+            self.release_eager()
+            self._prepared = True
+        release_free_memory()
+
+    @property
+    def prepared(self) -> bool:
+        """Whether :meth:`prepare` has run."""
+        return self._prepared
 
     def probabilities(
         self, chips: NDArray[np.float32] | Sequence[NDArray[np.float32]]
@@ -203,6 +237,9 @@ def optimize_for_cpu(model: torch.nn.Module, example: torch.Tensor, warm_calls: 
             warnings.simplefilter("ignore")  # TracerWarnings for shape checks (constant per chip)
             traced = torch.jit.trace(model, example, check_trace=False)
             frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+            # The optimisation leaves the weights it replaced (by transposed or pre-packed
+            # copies) as unused constants: without them the graph holds one copy, not two.
+            torch._C._jit_pass_dce(frozen.graph)
             for _ in range(warm_calls):  # first calls specialise the graph for this shape
                 frozen(example)
         return frozen
@@ -226,7 +263,29 @@ def load_model(
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, device=dev)
     model = model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return LoadedModel(model=model, meta=meta, device=dev, batch_size=batch_size, optimize=optimize)
+    return LoadedModel(model, meta, dev, batch_size, optimize=optimize, checkpoint=str(checkpoint))
+
+
+def _eager_model(checkpoint: str, device: str) -> torch.nn.Module:
+    """The eager network of a checkpoint, as :func:`load_model` prepares it."""
+    model, _ = load_checkpoint(checkpoint, device=device)
+    out: torch.nn.Module = model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return out
+
+
+def release_free_memory() -> None:
+    """Give the C heap's free pages back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Loading and freezing a model frees about as much memory as the weights (Clay-large: 1.2 GB)
+    in many blocks below glibc's mmap threshold; they stay in the process's resident set until
+    trimmed. Workers keep glibc's adaptive thresholds (:mod:`pipeline.cluster`), which is what
+    keeps the model's activation buffers reused; one trim after loading costs nothing later.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def torch_threads_for_worker(requested: int | None) -> int | None:
@@ -260,16 +319,36 @@ class ModelPlugin(WorkerPlugin):
         found = sha256_file(self.model.checkpoint)
         if found != self.model.sha256:
             raise RuntimeError(f"checkpoint {self.model.checkpoint} on this worker has sha256 {found[:12]}")
-        self.loaded = load_model(self.model.checkpoint, self.model.device, self.model.batch_size)
-        self.loaded.prepare()
+        self.loaded = process_model(self.model, prepare=True)
 
 
-_PROCESS_MODELS: dict[str, LoadedModel] = {}
+_PROCESS_MODELS: dict[ModelRef, LoadedModel] = {}
 _PROCESS_LOCK = threading.Lock()
 
 
+def process_model(model: ModelRef, prepare: bool = False) -> LoadedModel:
+    """This process's one copy of a model: loaded on first use, shared by every later user.
+
+    The worker plugin (registered again by each sweep on a long-lived cluster) and tasks that
+    need the model outside a plugin get the same object, so a worker never holds two copies.
+
+    Args:
+        model: What to load, and how.
+        prepare: Build its CPU graph now (:meth:`LoadedModel.prepare`) if not built yet.
+    """
+    key = replace(model, checkpoint=str(Path(model.checkpoint).resolve()))
+    with _PROCESS_LOCK:
+        loaded = _PROCESS_MODELS.get(key)
+        if loaded is None:
+            loaded = load_model(model.checkpoint, model.device, model.batch_size)
+            _PROCESS_MODELS[key] = loaded
+        if prepare and not loaded.prepared:
+            loaded.prepare()
+        return loaded
+
+
 def model_for(model: ModelRef) -> LoadedModel:
-    """The model of this worker's plugin, or a per-process cached one outside a worker."""
+    """The model of this worker's plugin, or this process's copy (:func:`process_model`)."""
     try:
         worker = get_worker()
     except ValueError:
@@ -278,29 +357,27 @@ def model_for(model: ModelRef) -> LoadedModel:
         plugin = worker.plugins.get(model.plugin_name)
         if isinstance(plugin, ModelPlugin) and plugin.loaded is not None:
             return plugin.loaded
-    with _PROCESS_LOCK:
-        if model.sha256 not in _PROCESS_MODELS:
-            _PROCESS_MODELS[model.sha256] = load_model(model.checkpoint, model.device, model.batch_size)
-        return _PROCESS_MODELS[model.sha256]
+    return process_model(model)
 
 
 def chips_run_here(dask_worker: Any = None) -> int:
-    """Chips run by every model loaded in this process (worker plugins included).
+    """Chips run by every model loaded in this process (worker plugins included, each model once).
 
     Args:
         dask_worker: Supplied by ``Client.run`` (where ``get_worker()`` is not available).
     """
-    total = sum(m.chips_run for m in _PROCESS_MODELS.values())
+    models = {id(m): m for m in _PROCESS_MODELS.values()}
     worker = dask_worker
     if worker is None:
         try:
             worker = get_worker()
         except ValueError:
-            return total
-    for name, plugin in worker.plugins.items():
-        if name.startswith(PLUGIN_PREFIX) and plugin.loaded is not None:
-            total += plugin.loaded.chips_run
-    return total
+            worker = None
+    if worker is not None:
+        for name, plugin in worker.plugins.items():
+            if name.startswith(PLUGIN_PREFIX) and plugin.loaded is not None:
+                models[id(plugin.loaded)] = plugin.loaded
+    return sum(m.chips_run for m in models.values())
 
 
 def predict_block(
