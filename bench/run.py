@@ -66,7 +66,7 @@ def _sweep_dict(run: SweepRun) -> dict[str, Any]:
         "km2_per_s": run.km2_per_s, "chips_per_s": run.chips_per_s, "overlap_factor": run.overlap_factor,
         "s_per_km2": run.s_per_km2, "peak_rss_mb": run.peak_rss_mb, "area_km2": run.area_km2,
         "chips": run.chips, "compute_s": run.compute_s, "wall_s": run.wall_s, "workers": run.workers,
-        "block": run.block, "foreign_cores": run.foreign_cores,
+        "block": run.block, "foreign_cores": run.foreign_cores, "rss_at_peak_mb": run.rss_at_peak_mb,
     }  # fmt: skip
 
 

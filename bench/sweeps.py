@@ -8,8 +8,9 @@ children (the nanny and worker processes).
 
 from __future__ import annotations
 
+import gc
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.memory import PeakTreeRSS
@@ -17,6 +18,7 @@ from bench.scene import BenchScene
 from pipeline.catalog import BBox
 from pipeline.cluster import ClusterSpec, dask_client
 from pipeline.demo import scene as demo
+from pipeline.predict import release_free_memory
 from pipeline.sweep import SweepConfig, run_sweep
 
 
@@ -36,6 +38,8 @@ class SweepRun:
         foreign_cores: Average cores used by other processes on the machine meanwhile.
         worker_model_chips_per_s: The model alone, measured in the sweep's own worker just before
             the sweep (:func:`worker_model_speed`; 0 when not asked for).
+        rss_at_peak_mb: Resident MiB of each process at the peak (``main``: the client, the
+            scheduler and the nannies; ``child <pid>``: a worker).
     """
 
     area_km2: float
@@ -48,6 +52,7 @@ class SweepRun:
     block: int
     foreign_cores: float = 0.0
     worker_model_chips_per_s: float = 0.0
+    rss_at_peak_mb: dict[str, float] = field(default_factory=dict)
 
     @property
     def chips_per_s(self) -> float:
@@ -84,6 +89,10 @@ def bench_sweep(
     which the same model's speed differs from process to process on this machine.
     """
     shutil.rmtree(out, ignore_errors=True)
+    # The client starts from a clean heap: what earlier bench phases (a model timed in this
+    # process) freed is handed back to the OS, so the peak is the sweep's own.
+    gc.collect()
+    release_free_memory()
     cfg = SweepConfig(
         bbox=BBox(*scene.bbox), start=demo.DEMO_START, end=demo.DEMO_END, out=out,
         catalog=str(scene.catalog), checkpoint=checkpoint, block=block, batch_size=batch_size,
@@ -101,7 +110,7 @@ def bench_sweep(
     return SweepRun(
         area_km2=summary.area_km2, chips=summary.chips, compute_s=compute_s, wall_s=summary.wall_s,
         overlap_factor=summary.overlap_factor, peak_rss_mb=rss.peak_mb, workers=workers, block=block,
-        foreign_cores=rss.foreign_cores, worker_model_chips_per_s=probe,
+        foreign_cores=rss.foreign_cores, worker_model_chips_per_s=probe, rss_at_peak_mb=rss.at_peak_mb,
     )  # fmt: skip
 
 
@@ -109,17 +118,20 @@ def worker_model_speed(checkpoint: str, tile: int, batch: int, threads: int | No
     """The model's median chips/s in this process (run as a task on the sweep's worker).
 
     The same measurement as :mod:`bench.model_speed`: ``tile`` > 128 times one tile per pass,
-    128 times a batch of ``batch`` chips.
+    128 times a batch of ``batch`` chips. The model is this process's copy
+    (:func:`pipeline.predict.process_model`), the very one the sweep's worker plugin then uses:
+    a worker holds one model, as in a sweep without the probe.
     """
     import torch
 
     from bench.model_speed import chips_per_s, tile_chips_per_s
-    from pipeline.predict import load_model
+    from pipeline.models.checkpoint import sha256_file
+    from pipeline.models.ref import ModelRef
+    from pipeline.predict import process_model
 
     if threads:
         torch.set_num_threads(threads)
-    model = load_model(checkpoint, "cpu", batch)
-    model.prepare()
+    model = process_model(ModelRef(checkpoint, sha256_file(checkpoint), "cpu", batch), prepare=True)
     if tile > 128:
         return tile_chips_per_s(model, tile, min_s=4.0, max_iters=4)
     return chips_per_s(model, batch, min_s=4.0, max_iters=4)
