@@ -226,3 +226,45 @@ def test_the_pure_sweep_plan_and_the_model_reference_import_no_torch() -> None:
     assert not _imports_torch("pipeline.sweep.plan")
     assert not _imports_torch("pipeline.models.ref")
     assert _imports_torch("pipeline.predict")  # the probe sees torch where it is imported
+
+
+def test_a_process_holds_one_copy_of_a_model_whoever_asks(tiny_unet_checkpoint: Path) -> None:
+    """The worker plugin, tasks outside it and the bench's probe share one model per process."""
+    from pipeline.predict import chips_run_here, process_model
+
+    ref = ModelRef(str(tiny_unet_checkpoint), sha256_file(tiny_unet_checkpoint), "cpu", 4)
+    other_spelling = str(tiny_unet_checkpoint.parent / "." / tiny_unet_checkpoint.name)
+    same_file = ModelRef(other_spelling, ref.sha256, "cpu", 4)
+    a = process_model(ref, prepare=True)
+    assert a.prepared and process_model(same_file) is a and model_for(ref) is a
+    before = chips_run_here()
+    a.probabilities(np.zeros((2, 13, 128, 128), dtype=np.float32))
+    assert chips_run_here() - before == 2  # counted once, however many names it has
+    assert process_model(ModelRef(ref.checkpoint, ref.sha256, "cpu", 2)) is not a  # another batch size
+
+
+def test_clay_graph_shares_the_weights_of_the_eager_model(tmp_path: Path) -> None:
+    """Clay-based models' CPU graph holds no second copy of the transformer's linear weights
+    (Clay-large: 1.2 GB); the U-Net keeps the full optimisation (it has no linear layers)."""
+    import torch
+
+    from bench.checkpoints import bench_config, random_checkpoint
+
+    ckpt = random_checkpoint("hybrid", bench_config("hybrid", quick=True), tmp_path / "hybrid.safetensors")
+    model = load_model(ckpt, "cpu", 2)
+    model.prepare()
+    (graph,) = model._graphs.values()
+    linear = {n: m.weight for n, m in model.model.named_modules() if isinstance(m, torch.nn.Linear)}
+    weights = {w.data_ptr() for n, w in linear.items() if ".transformer." in n}
+    constants = [
+        node.t("value") for node in graph.graph.findAllNodes("prim::Constant")
+        if node.output().type().kind() == "TensorType" and node.hasAttribute("value") and node.output().uses()
+    ]  # fmt: skip
+    # Each transformer weight is used by the graph as it is (a transposed copy would have left
+    # the original unused, and dropped).
+    used = {t.data_ptr() for t in constants if t.layout == torch.strided}
+    assert weights and weights <= used
+    x = np.random.default_rng(8).random((2, 13, 128, 128), dtype=np.float32)
+    with torch.inference_mode():
+        eager = torch.sigmoid(model.model(torch.from_numpy((x - model.mean) / model.std))).numpy()[:, 0]
+    np.testing.assert_allclose(model.probabilities(x), eager, atol=1e-5)
