@@ -78,12 +78,16 @@ def _e2e(run: SweepRun, batch: int, model_chips_per_s: float) -> dict[str, Any]:
     this (bench) process, which differs from process to process by a few percent here.
     """
     worker = run.worker_model_chips_per_s or model_chips_per_s
-    return {
+    out = {
         **_sweep_dict(run), "batch": batch, "model_chips_per_s": worker,
         "model_chips_per_s_main": model_chips_per_s,
         "end_to_end_over_model": run.chips_per_s / worker,
         "end_to_end_over_model_main": run.chips_per_s / model_chips_per_s,
     }  # fmt: skip
+    if run.worker_model_full_tile_chips_per_s:  # the U-Net: also against full tiles alone
+        out["model_full_tile_chips_per_s"] = run.worker_model_full_tile_chips_per_s
+        out["end_to_end_over_model_full_tiles"] = run.chips_per_s / run.worker_model_full_tile_chips_per_s
+    return out
 
 
 def _log(msg: str) -> None:
