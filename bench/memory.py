@@ -28,6 +28,8 @@ class PeakTreeRSS:
     Attributes:
         interval_s: Sampling period.
         peak_bytes: Largest total resident memory seen.
+        at_peak: Resident bytes of each process at that moment (``"main"`` for this process,
+            ``"child <pid>"`` for the others: Dask's worker processes).
         wall_s: Duration of the measurement.
         tree_cpu_s: CPU seconds used by the tree (processes that exit count up to their last sample).
         system_busy_s: Busy CPU seconds of the whole machine.
@@ -36,6 +38,7 @@ class PeakTreeRSS:
     def __init__(self, interval_s: float = 0.1) -> None:
         self.interval_s = interval_s
         self.peak_bytes = 0
+        self.at_peak: dict[str, int] = {}
         self.wall_s = 0.0
         self.tree_cpu_s = 0.0
         self.system_busy_s = 0.0
@@ -48,16 +51,19 @@ class PeakTreeRSS:
         self._busy0 = 0.0
 
     def _tick(self) -> None:
-        total = 0
+        each: dict[str, int] = {}
         for proc in [self._root, *self._root.children(recursive=True)]:
             try:
                 with proc.oneshot():
-                    total += proc.memory_info().rss
+                    name = "main" if proc.pid == self._root.pid else f"child {proc.pid}"
+                    each[name] = proc.memory_info().rss
                     cpu = proc.cpu_times()
                     self._cpu_last[proc.pid] = cpu.user + cpu.system
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-        self.peak_bytes = max(self.peak_bytes, total)
+        total = sum(each.values())
+        if total > self.peak_bytes:
+            self.peak_bytes, self.at_peak = total, each
 
     def _sample(self) -> None:
         while not self._stop.is_set():
@@ -68,6 +74,11 @@ class PeakTreeRSS:
     def peak_mb(self) -> float:
         """Peak resident memory in MiB."""
         return self.peak_bytes / 2**20
+
+    @property
+    def at_peak_mb(self) -> dict[str, float]:
+        """Resident MiB of each process at the peak, largest first."""
+        return {k: v / 2**20 for k, v in sorted(self.at_peak.items(), key=lambda kv: -kv[1])}
 
     @property
     def foreign_cores(self) -> float:

@@ -119,3 +119,36 @@ def tile_chips_per_s(model: LoadedModel, tile: int, min_s: float, max_iters: int
         rates.append(tile * tile / 128**2 / dt)
         spent += dt
     return float(np.median(rates))
+
+
+def tile_mix_chips_per_s(
+    model: LoadedModel, tiles: list[tuple[int, int]], min_s: float, max_iters: int
+) -> float:
+    """Median 128-px-chip-equivalents/s of ``model`` on the very tiles a sweep runs.
+
+    ``tiles`` are the ``(rows, cols)`` of every tile of the area (:func:`bench.sweeps.tile_mix`):
+    full tiles and the smaller ones cut at the area's edge, which run fewer pixels per second
+    than full tiles. Each pass runs them grouped by size, as ``predict_block`` does, after one
+    pass that meets every size once.
+    """
+    rng = np.random.default_rng(0)
+    groups: dict[tuple[int, int], int] = {}
+    for shape in tiles:
+        groups[shape] = groups.get(shape, 0) + 1
+    c = len(model.meta.bands)
+    inputs = [
+        (1.0 + 0.5 * rng.standard_normal((n, c, *shape))).astype(np.float32) for shape, n in groups.items()
+    ]
+    pixels = sum(hy * hx for hy, hx in tiles)
+    for x in inputs:
+        model.probabilities(x)
+    rates: list[float] = []
+    spent = 0.0
+    while len(rates) < max_iters and (spent < min_s or not rates):
+        t0 = time.perf_counter()
+        for x in inputs:
+            model.probabilities(x)
+        dt = time.perf_counter() - t0
+        rates.append(pixels / 128**2 / dt)
+        spent += dt
+    return float(np.median(rates))

@@ -39,6 +39,7 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         value = f"{_f(e['km2_per_s'])} / {_f(e['chips_per_s'])} / {_f(e['overlap_factor'])}"
         rows.append((f"end-to-end {name}: km2/s / chips/s / overlap factor", value))
         rows.append((f"end-to-end {name}: over model-only (in its worker)", _f(e["end_to_end_over_model"])))
+        rows.append((f"end-to-end {name}: peak RSS MB, all processes", _f(e["peak_rss_mb"], 4)))
         if "end_to_end_over_model_main" in e:
             value = f"{_f(e['model_chips_per_s'])} / {_f(e['model_chips_per_s_main'])}"
             figure = f"end-to-end {name}: model-only chips/s in its worker / in the bench process"

@@ -66,7 +66,7 @@ def _sweep_dict(run: SweepRun) -> dict[str, Any]:
         "km2_per_s": run.km2_per_s, "chips_per_s": run.chips_per_s, "overlap_factor": run.overlap_factor,
         "s_per_km2": run.s_per_km2, "peak_rss_mb": run.peak_rss_mb, "area_km2": run.area_km2,
         "chips": run.chips, "compute_s": run.compute_s, "wall_s": run.wall_s, "workers": run.workers,
-        "block": run.block, "foreign_cores": run.foreign_cores,
+        "block": run.block, "foreign_cores": run.foreign_cores, "rss_at_peak_mb": run.rss_at_peak_mb,
     }  # fmt: skip
 
 
@@ -78,12 +78,16 @@ def _e2e(run: SweepRun, batch: int, model_chips_per_s: float) -> dict[str, Any]:
     this (bench) process, which differs from process to process by a few percent here.
     """
     worker = run.worker_model_chips_per_s or model_chips_per_s
-    return {
+    out = {
         **_sweep_dict(run), "batch": batch, "model_chips_per_s": worker,
         "model_chips_per_s_main": model_chips_per_s,
         "end_to_end_over_model": run.chips_per_s / worker,
         "end_to_end_over_model_main": run.chips_per_s / model_chips_per_s,
     }  # fmt: skip
+    if run.worker_model_full_tile_chips_per_s:  # the U-Net: also against full tiles alone
+        out["model_full_tile_chips_per_s"] = run.worker_model_full_tile_chips_per_s
+        out["end_to_end_over_model_full_tiles"] = run.chips_per_s / run.worker_model_full_tile_chips_per_s
+    return out
 
 
 def _log(msg: str) -> None:

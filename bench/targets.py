@@ -33,6 +33,8 @@ TARGETS: dict[str, tuple[str, str, float]] = {
     "e2e_hybrid": ("end-to-end over model-only, hybrid", ">=", 0.9),
     "vs_loop": ("end-to-end chips/s over a plain one-process loop", ">=", 1.0),
     "memory": ("peak memory x64 over x4 area", "<=", 1.2),
+    "peak_rss_unet": ("peak RSS of the U-Net sweep, all its processes (MB)", "<=", 2560.0),
+    "peak_rss_hybrid": ("peak RSS of the hybrid sweep, all its processes (MB)", "<=", 4096.0),
     "gpu_hybrid": ("hybrid model-only chips/s on a GPU", ">=", 1000.0),
 }
 
@@ -108,6 +110,15 @@ def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
         values["memory"] = mem["growth"]
         peaks = ", ".join(f"{k} {v['peak_rss_mb']:.0f} MB" for k, v in mem["runs"].items())
         causes["memory"] = f"peaks {peaks}"
+    for name in ("unet", "hybrid"):
+        if name in e2e:
+            values[f"peak_rss_{name}"] = e2e[name]["peak_rss_mb"]
+            each = e2e[name].get("rss_at_peak_mb", {})
+            causes[f"peak_rss_{name}"] = "at the peak: " + (
+                ", ".join(f"{proc} {mb:.0f} MB" for proc, mb in each.items()) or "no breakdown recorded"
+            ) + " (main: the client, the scheduler and the nannies; child: a worker process)"
+        else:
+            causes[f"peak_rss_{name}"] = f"not measured: {name} left out of this run (--models)"
     models = result.get("models", {})
     if "ceiling_bf16_gflops" in result and "hybrid" in models:
         values["gpu_hybrid"] = models["hybrid"]["chips_per_s"]

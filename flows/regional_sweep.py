@@ -171,7 +171,7 @@ def regional_sweep(
         out_dir: Directory of the outputs.
         catalog: STAC API URL or local catalog file; None for Planetary Computer.
         checkpoint: Model checkpoint; None for the shipped one.
-        block: Sweep block size in pixels (a multiple of 128).
+        block: Sweep block size in pixels (a multiple of 512).
         export: Also write the products.
         max_cloud: Maximum scene cloud cover (%) for the sweep's composite.
         scheduler: Address of an existing Dask scheduler; None starts a local cluster.

@@ -38,9 +38,12 @@ from numpy.typing import NDArray
 
 #: Side of the 128-px chip in which chip counts and overlap factors are expressed.
 UNIT_CHIP = 128
-#: Largest tile core of a fully convolutional model (its tiles' cores divide the block, so the
-#: core is ``gcd(block, MAX_TILE_CORE)``: 512 px for the default 2048-px block).
-MAX_TILE_CORE = 512
+#: Tile core of a fully convolutional model (the U-Net predicts 512 x 512 px per tile).
+TILE_CORE = 512
+#: Every block size is a multiple of this: the U-Net's tiles then never straddle a block, so one
+#: tile grid serves every block size and the mosaic does not depend on it (a block of 256 px
+#: would need 256-px tiles, whose smaller context changes the U-Net's output by up to ~0.06).
+BLOCK_MULTIPLE = TILE_CORE
 #: Cropped tiles cut at the area's edge keep a size that is a multiple of this (the U-Net's
 #: downsampling factor).
 TILE_MULTIPLE = 16
@@ -140,19 +143,23 @@ def grid_for_model(model: str, block: int, overlap: int = 8) -> ChipGrid:
     """The tile grid of a model kind (the checkpoint's ``model`` name) for a block size.
 
     Fully convolutional models (:data:`FULLY_CONVOLUTIONAL`) run cropped tiles with a core of
-    ``gcd(block, 512)`` pixels and ``overlap`` pixels of context on each side (so the input,
-    ``core + 2 * overlap``, stays a multiple of 16 as the U-Net needs); any block that is a
-    multiple of 512 gives the same mosaic. Other models (Clay's positional encoding) keep blended
-    128-px chips, the same for every block size.
+    :data:`TILE_CORE` pixels and ``overlap`` pixels of context on each side (so the input,
+    ``core + 2 * overlap``, stays a multiple of 16 as the U-Net needs). Other models (Clay's
+    positional encoding) run blended 128-px chips. Either grid is the same for every block size
+    (a multiple of :data:`BLOCK_MULTIPLE`), so the mosaic is too.
 
     Args:
         model: Checkpoint model name (``"unet"``, ``"clay"``, ``"hybrid"``).
-        block: Block size in pixels (a multiple of 128).
+        block: Block size in pixels (a multiple of :data:`BLOCK_MULTIPLE`).
         overlap: Blend zone of chips, or context margin of cropped tiles (a multiple of 8).
+
+    Raises:
+        ValueError: For a block that is not a positive multiple of :data:`BLOCK_MULTIPLE`.
     """
+    if block <= 0 or block % BLOCK_MULTIPLE:
+        raise ValueError(f"block {block} is not a positive multiple of {BLOCK_MULTIPLE}")
     if model in FULLY_CONVOLUTIONAL:
-        core = math.gcd(block, MAX_TILE_CORE)
-        return ChipGrid(chip=core + 2 * overlap, overlap=0, margin=overlap)
+        return ChipGrid(chip=TILE_CORE + 2 * overlap, overlap=0, margin=overlap)
     return ChipGrid(chip=UNIT_CHIP, overlap=overlap)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,16 @@ def test_gpu_wheel_list_names_what_the_gpu_image_lacks() -> None:
         if line:
             names.add(line.split("==")[0].lower())
     assert wanted <= names
+
+
+def test_peak_rss_records_each_process_at_the_peak() -> None:
+    import numpy as np
+
+    from bench.memory import PeakTreeRSS
+
+    with PeakTreeRSS(interval_s=0.01) as rss:
+        block = np.ones(64 * 2**20 // 8)  # 64 MiB touched
+        time.sleep(0.05)
+        del block
+    assert "main" in rss.at_peak and sum(rss.at_peak.values()) == rss.peak_bytes
+    assert rss.at_peak_mb["main"] >= 64

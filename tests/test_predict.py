@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from pipeline.models.checkpoint import sha256_file
-from pipeline.predict import ModelRef, load_model, model_for
+from pipeline.models.ref import ModelRef
+from pipeline.predict import load_model, model_for
 from pipeline.sweep import REGION_MARGIN, Region, region_probability
 from pipeline.tiling import ChipGrid, blend_weights, grid_for_model, planned_chips, planned_pixels
 
@@ -46,6 +47,22 @@ def test_mosaic_is_independent_of_block_size(tiny_unet_checkpoint: Path) -> None
     stack = _stack(shape)
     a = _run(stack, tiny_unet_checkpoint, shape, 256)
     b = _run(stack, tiny_unet_checkpoint, shape, 512)
+    assert a.shape == shape and np.isfinite(a).all()
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["clay", "hybrid"])
+def test_clay_chips_mosaic_is_independent_of_block_size(tmp_path: Path, name: str) -> None:
+    """Clay-based models run blended 128-px chips: blocks of 512 and 1024 give one mosaic."""
+    from bench.checkpoints import bench_config, random_checkpoint
+
+    ckpt = random_checkpoint(name, bench_config(name, quick=True), tmp_path / f"{name}.safetensors")
+    shape = (512, 768)
+    stack = _stack(shape, seed=7)
+    grid = grid_for_model(name, 512)
+    assert grid == grid_for_model(name, 1024) and not grid.cropped
+    a = _run(stack, ckpt, shape, 512, grid=grid)
+    b = _run(stack, ckpt, shape, 1024, grid=grid)
     assert a.shape == shape and np.isfinite(a).all()
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
 
@@ -136,7 +153,7 @@ def test_unet_tiles_mosaic_is_independent_of_block_size(tiny_unet_checkpoint: Pa
 def test_unet_tiles_equal_direct_crops_of_each_tile(tiny_unet_checkpoint: Path) -> None:
     """Each pixel is the model's output on the one tile whose core holds it, with its margin."""
     shape = (512, 640)
-    grid = grid_for_model("unet", 256, overlap=16)
+    grid = ChipGrid(chip=256 + 2 * 16, overlap=0, margin=16)  # the U-Net's grid, at a smaller core
     stack = _stack(shape, seed=4)
     got = _run(stack, tiny_unet_checkpoint, shape, 256, grid=grid)
     model = load_model(tiny_unet_checkpoint, "cpu", 4)
@@ -199,3 +216,62 @@ def test_unet_one_small_trace_serves_every_tile_shape_bit_for_bit(tiny_unet_chec
     finally:
         torch.set_num_threads(before)
     assert len(model._graphs) == 1  # one graph for every shape and thread count
+
+
+def _imports_torch(module: str) -> bool:
+    """Whether importing ``module`` in a fresh interpreter imports torch."""
+    import subprocess
+    import sys
+
+    probe = f"import sys, {module}; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_the_pure_sweep_plan_and_the_model_reference_import_no_torch() -> None:
+    assert not _imports_torch("pipeline.sweep.plan")
+    assert not _imports_torch("pipeline.models.ref")
+    assert _imports_torch("pipeline.predict")  # the probe sees torch where it is imported
+
+
+def test_a_process_holds_one_copy_of_a_model_whoever_asks(tiny_unet_checkpoint: Path) -> None:
+    """The worker plugin, tasks outside it and the bench's probe share one model per process."""
+    from pipeline.predict import chips_run_here, process_model
+
+    ref = ModelRef(str(tiny_unet_checkpoint), sha256_file(tiny_unet_checkpoint), "cpu", 4)
+    other_spelling = str(tiny_unet_checkpoint.parent / "." / tiny_unet_checkpoint.name)
+    same_file = ModelRef(other_spelling, ref.sha256, "cpu", 4)
+    a = process_model(ref, prepare=True)
+    assert a.prepared and process_model(same_file) is a and model_for(ref) is a
+    before = chips_run_here()
+    a.probabilities(np.zeros((2, 13, 128, 128), dtype=np.float32))
+    assert chips_run_here() - before == 2  # counted once, however many names it has
+    assert process_model(ModelRef(ref.checkpoint, ref.sha256, "cpu", 2)) is not a  # another batch size
+
+
+def test_clay_graph_shares_the_weights_of_the_eager_model(tmp_path: Path) -> None:
+    """Clay-based models' CPU graph holds no second copy of the transformer's linear weights
+    (Clay-large: 1.2 GB); the U-Net keeps the full optimisation (it has no linear layers)."""
+    import torch
+
+    from bench.checkpoints import bench_config, random_checkpoint
+
+    ckpt = random_checkpoint("hybrid", bench_config("hybrid", quick=True), tmp_path / "hybrid.safetensors")
+    model = load_model(ckpt, "cpu", 2)
+    model.prepare()
+    (graph,) = model._graphs.values()
+    linear = {n: m.weight for n, m in model.model.named_modules() if isinstance(m, torch.nn.Linear)}
+    weights = {w.data_ptr() for n, w in linear.items() if ".transformer." in n}
+    constants = [
+        node.t("value") for node in graph.graph.findAllNodes("prim::Constant")
+        if node.output().type().kind() == "TensorType" and node.hasAttribute("value") and node.output().uses()
+    ]  # fmt: skip
+    # Each transformer weight is used by the graph as it is (a transposed copy would have left
+    # the original unused, and dropped).
+    used = {t.data_ptr() for t in constants if t.layout == torch.strided}
+    assert weights and weights <= used
+    x = np.random.default_rng(8).random((2, 13, 128, 128), dtype=np.float32)
+    with torch.inference_mode():
+        eager = torch.sigmoid(model.model(torch.from_numpy((x - model.mean) / model.std))).numpy()[:, 0]
+    np.testing.assert_allclose(model.probabilities(x), eager, atol=1e-5)

@@ -28,7 +28,7 @@ from pipeline import catalog, cube, geo
 from pipeline.cli import main
 from pipeline.demo import scene
 from pipeline.errors import UserError
-from pipeline.predict import ModelRef
+from pipeline.models.ref import ModelRef
 from pipeline.store import RunMeta, mark_region_done, open_result, prepare, template
 from pipeline.sweep import REGION_MARGIN, Region, area_geobox, plan_regions, region_probability, window_geobox
 from pipeline.tiling import ChipGrid
@@ -350,16 +350,16 @@ def test_the_plan_is_pure_and_sends_auto_to_the_workers(tiny_unet_checkpoint: Pa
     path = tiny_unet_checkpoint
     ckpt = Checkpoint(path, read_meta(path), sha256_file(path))
     cfg = SweepConfig(bbox=scene.DEMO_BBOX, start=scene.DEMO_START, end=scene.DEMO_END,
-                      out=Path("nowhere.zarr"), block=256, region_blocks=1)  # fmt: skip
+                      out=Path("nowhere.zarr"), block=512, region_blocks=1)  # fmt: skip
     a, b = plan_sweep(cfg, ckpt, scenes), plan_sweep(cfg, ckpt, scenes)
     assert a.fingerprint == b.fingerprint and a.regions == b.regions and a.shape == (384, 640)
-    assert len(a.regions) == 2 * 3
+    assert len(a.regions) == 1 * 2
     # "auto" travels to the workers unresolved: each resolves it where the model runs.
     assert a.model.device == "auto" and a.model.sha256 == ckpt.sha256
     meta = a.run_meta().to_attrs()
-    assert meta["landslide:regions_total"] == 6 and meta["landslide:bbox"] == list(scene.DEMO_BBOX)
+    assert meta["landslide:regions_total"] == 2 and meta["landslide:bbox"] == list(scene.DEMO_BBOX)
     assert not Path("nowhere.zarr").exists()
-    other = plan_sweep(SweepConfig(**{**cfg.__dict__, "block": 512}), ckpt, scenes)
+    other = plan_sweep(SweepConfig(**{**cfg.__dict__, "block": 1024}), ckpt, scenes)
     assert other.fingerprint != a.fingerprint
 
 
@@ -370,5 +370,5 @@ def test_each_command_states_its_own_block_default(capsys: pytest.CaptureFixture
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
-        assert f"a multiple of 128 (default {block})" in text, text
+        assert f"a multiple of 512 (default {block})" in text, text
     assert (DEFAULT_BLOCK, DEMO_BLOCK) == (2048, 512)

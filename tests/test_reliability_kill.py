@@ -2,9 +2,10 @@
 a damaged region found on resume, two sweeps on one store, Ctrl-C.
 
 Real processes throughout: the CLI runs as a subprocess, the cluster is a ``dask scheduler`` with
-``dask worker`` processes (each under its nanny, which restarts a killed worker). The demo is
-swept with 128-px blocks and one block per region (15 regions), so kills land between and inside
-region writes. Every finished store is compared byte for byte with an uninterrupted run.
+``dask worker`` processes (each under its nanny, which restarts a killed worker). A 1536-px square
+area (the demo's real COGs tiled 4 x 3, ``bench.scene``) is swept with 512-px blocks, the smallest
+the CLI accepts, and one block per region (9 regions), so kills land between and inside region
+writes. Every finished store is compared byte for byte with an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from pipeline.cli import main
 from pipeline.demo import scene
 from pipeline.errors import UserError
 from pipeline.models.checkpoint import IDENTITY, CheckpointMeta, save_checkpoint
+from pipeline.models.ref import plugin_name
 from pipeline.models.registry import build_model, default_config
-from pipeline.predict import plugin_name
 from pipeline.products.export import FILE_NAMES, products_complete
 from pipeline.store import open_result
 from pipeline.sweep import SweepConfig, run_sweep
@@ -46,16 +47,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 # Functions of this module run on the workers (Client.run), which cannot import ``tests``.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-W, S, E, N = scene.DEMO_BBOX
-#: The west 55 % of the demo: 384 x 384 px (padded to whole chips), 9 regions of one 128-px block.
-BBOX = (W, S, W + 0.55 * (E - W), N)
-BLOCK, REGION_BLOCKS, REGIONS = 128, 1, 9
+#: Copies of the demo scene in the swept scene (1536 x 1920 px); the sweep takes its west 80 %:
+#: 1536 x 1536 px, 9 regions of one 512-px block.
+SCENE_REPS, WEST_FRACTION, SIDE = (4, 3), 0.8, 1536
+BLOCK, REGION_BLOCKS, REGIONS = 512, 1, 9
+#: The scene's catalog and the swept bbox (set by the ``area`` fixture before any sweep).
+AREA: dict[str, Any] = {}
 #: Totals reported by the tests (docs/reliability.md quotes them).
 FIGURES: dict[str, float] = {
     "kills": 0, "bytes": 0, "reference_wall_s": 0.0, "reference_compute_s": 0.0, "damaged_regions": 0,
 }  # fmt: skip
-#: Bytes of the three arrays of one 384 x 384 store: float32 + uint8 + float32 per pixel.
-STORE_BYTES = 384 * 384 * (4 + 1 + 4)
+#: Bytes of the three arrays of one 1536 x 1536 store: float32 + uint8 + float32 per pixel.
+STORE_BYTES = SIDE * SIDE * (4 + 1 + 4)
 KILL_TESTS = (
     "test_cli_killed_after_first_region_resumes_to_identical_store",
     "test_cli_killed_at_a_random_time_resumes_to_identical_store",
@@ -65,11 +68,11 @@ KILL_TESTS = (
 
 @pytest.fixture(scope="module")
 def sweep_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A paper-width U-Net with seeded random weights: slow enough (~0.2 s a region on 2 cores)
-    that a kill or a Ctrl-C lands while the sweep is still computing. (With the tiny test U-Net
-    the nine regions take a fraction of a second once the model is loaded.)"""
+    """A quarter-width U-Net (16-128) with seeded random weights: slow enough (~0.2 s a 512-px
+    region on 2 cores) that a kill or a Ctrl-C lands while the sweep is still computing. (With the
+    tiny test U-Net the nine regions take a fraction of a second once the model is loaded.)"""
     torch.manual_seed(0)
-    config = default_config("unet")
+    config = {**default_config("unet"), "widths": [16, 32, 64, 128]}
     meta = CheckpointMeta(
         model="unet", config=config, bands=SWEEP_BANDS, norm_mean=tuple([1.0] * len(SWEEP_BANDS)),
         norm_std=tuple([0.5] * len(SWEEP_BANDS)), threshold=0.5, calibration=IDENTITY,
@@ -78,6 +81,16 @@ def sweep_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "unet-paper-width.safetensors"
     save_checkpoint(path, build_model("unet", config).eval().state_dict(), meta)
     return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def area(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The swept scene: the demo's real COGs tiled, with a local catalog; its west 80 %."""
+    from bench.scene import build_tiled_scene
+
+    tiled = build_tiled_scene(tmp_path_factory.mktemp("kill-scene"), *SCENE_REPS)
+    w, s, e, n = tiled.bbox
+    AREA.update(catalog=str(tiled.catalog), bbox=(w, s, w + WEST_FRACTION * (e - w), n))
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +107,8 @@ def client(cluster: tuple[str, list[subprocess.Popen[bytes]]]) -> Iterator[Clien
 
 def _cfg(out: Path, ckpt: Path) -> SweepConfig:
     return SweepConfig(
-        bbox=BBOX, start=scene.DEMO_START, end=scene.DEMO_END, out=out,
-        catalog=str(scene.DEMO_CATALOG), checkpoint=ckpt, block=BLOCK, region_blocks=REGION_BLOCKS,
+        bbox=AREA["bbox"], start=scene.DEMO_START, end=scene.DEMO_END, out=out,
+        catalog=AREA["catalog"], checkpoint=ckpt, block=BLOCK, region_blocks=REGION_BLOCKS,
         progress=False, device="cpu",
     )  # fmt: skip
 
@@ -114,9 +127,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory, client: Client, sweep_ch
 def _cli(out: Path, ckpt: Path, scheduler: str | None) -> list[str]:
     where = ["--scheduler", scheduler] if scheduler else ["--workers", "1"]
     return [
-        sys.executable, "-m", "pipeline.cli", "sweep", "--bbox", *map(str, BBOX),
+        sys.executable, "-m", "pipeline.cli", "sweep", "--bbox", *map(str, AREA["bbox"]),
         "--start", str(scene.DEMO_START), "--end", str(scene.DEMO_END),
-        "--catalog", str(scene.DEMO_CATALOG), "--checkpoint", str(ckpt), "--out", str(out),
+        "--catalog", AREA["catalog"], "--checkpoint", str(ckpt), "--out", str(out),
         "--block", str(BLOCK), "--region-blocks", str(REGION_BLOCKS), "--device", "cpu", *where,
     ]  # fmt: skip
 

@@ -110,6 +110,45 @@ def test_sweep_applies_the_checkpoint_calibration(
     np.testing.assert_allclose(p_cal[valid][~usable], np.round(raw[~usable]), atol=1e-3, rtol=0)
 
 
+def test_shipped_checkpoint_gives_one_mosaic_for_every_accepted_block_size(
+    tmp_path: Path, client: Client
+) -> None:
+    """The shipped model on the demo scene: blocks of 512, 1024 and 1536 px give one mosaic.
+
+    Blocks that are not a multiple of 512 are refused (they would change the U-Net's tiles and
+    its output by up to 0.06: the earlier ``--block 256`` vs ``512`` difference).
+    """
+    arrays = []
+    for block in (512, 1024, 1536):
+        out = tmp_path / f"b{block}.zarr"
+        run_sweep(_cfg(out, None, block), client=client)  # type: ignore[arg-type]
+        arrays.append(_arrays(out))
+    for prob, valid in arrays[1:]:
+        np.testing.assert_array_equal(valid, arrays[0][1])
+        np.testing.assert_allclose(prob, arrays[0][0], atol=1e-5, rtol=0)
+    assert arrays[0][1].mean() > 0.9
+
+
+@pytest.mark.parametrize("command", ["demo", "sweep"])
+def test_a_block_size_that_would_change_the_mosaic_is_refused_in_one_line(
+    tmp_path: Path, command: str
+) -> None:
+    out = tmp_path / "b256.zarr"
+    where = [] if command == "demo" else [
+        "--bbox", *map(str, scene.DEMO_BBOX), "--start", str(scene.DEMO_START), "--end", str(scene.DEMO_END),
+        "--catalog", str(scene.DEMO_CATALOG),
+    ]  # fmt: skip
+    cmd = [sys.executable, "-m", "pipeline.cli", command, *where, "--block", "256", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert lines == [
+        "landslide: error: --block 256 is not a multiple of 512: use 512, 1024, 2048, ... "
+        "(every multiple of 512 gives the same mosaic)"
+    ], proc.stderr
+    assert not out.exists()
+
+
 def test_store_layout_and_georeferencing(reference: Path) -> None:
     ds = xr.open_zarr(reference, decode_coords="all")
     assert ds.attrs["landslide:status"] == "complete"

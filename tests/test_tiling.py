@@ -199,6 +199,10 @@ def test_unet_tiles_meet_the_overlap_target_and_clay_keeps_128px_chips() -> None
         assert overlap_factor(unet, shape, 2048) <= 1.1, shape
     # Any block that is a multiple of 512 gives the same grid, hence the same mosaic.
     assert grid_for_model("unet", 512) == grid_for_model("unet", 1024) == unet
+    for name in ("unet", "clay"):  # other blocks would change the U-Net's tiles: refused for all
+        for block in (128, 256, 640, 0):
+            with pytest.raises(ValueError, match="multiple of 512"):
+                grid_for_model(name, block)
     for name in ("clay", "hybrid"):
         assert grid_for_model(name, 2048) == ChipGrid(chip=128, overlap=8)
     # Tiles cut at the area's edge are counted as what they are.

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import UserError
 from pipeline.sweep import config as C
+from pipeline.tiling import BLOCK_MULTIPLE
 
 if TYPE_CHECKING:
     from pipeline.sweep.config import SweepConfig
@@ -30,8 +31,7 @@ def _common(p: argparse.ArgumentParser, block: int) -> None:
     p.add_argument("--out", type=Path, required=True, help="output Zarr store (absent or an empty directory)")
     p.add_argument(
         "--block", type=int, default=block,
-        help=f"side in pixels of the square one model task computes, a multiple of {C.CHIP} "
-        f"(default {block}); larger blocks mean fewer, bigger tasks, not another map",
+        help=f"Dask block size in px, a multiple of {BLOCK_MULTIPLE} (default {block})",
     )  # fmt: skip
     p.add_argument(
         "--overlap", type=int, default=C.DEFAULT_OVERLAP,

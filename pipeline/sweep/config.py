@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 from pipeline.errors import UserError
 from pipeline.geo import BBox
-from pipeline.tiling import ChipGrid
+from pipeline.tiling import BLOCK_MULTIPLE, ChipGrid
 
 if TYPE_CHECKING:
     from pipeline.cluster import ClusterSpec
 
-#: Side of the model's square input chip (pixels); blocks are multiples of it.
+#: Side of the model's square input chip (pixels); the area is padded to whole chips.
 CHIP = 128
 #: Block size of a sweep (pixels): the unit of Dask work and the store's chunk size.
 DEFAULT_BLOCK = 2048
@@ -96,7 +96,8 @@ class SweepConfig:
         catalog: STAC API URL or local catalog file; None for Planetary Computer.
         checkpoint: Model checkpoint; None for the one shipped with the package.
         model: Expected model name (checked against the checkpoint), or None.
-        block: Block size in pixels (a multiple of :data:`CHIP`).
+        block: Block size in pixels, a multiple of
+            :data:`~pipeline.tiling.BLOCK_MULTIPLE` (512): every such block gives the same mosaic.
         overlap: Pixels shared by neighbouring chips (the blend zone).
         batch_size: Chips per forward pass.
         max_cloud: Maximum scene cloud cover (%), or None.
@@ -161,8 +162,12 @@ class SweepConfig:
             object.__setattr__(self, "checkpoint", Path(self.checkpoint))
         if self.end < self.start:
             raise UserError(f"--end {self.end} is before --start {self.start}")
-        if self.block < CHIP or self.block % CHIP:
-            raise UserError(f"--block {self.block} must be a positive multiple of {CHIP}")
+        if self.block < BLOCK_MULTIPLE or self.block % BLOCK_MULTIPLE:
+            m = BLOCK_MULTIPLE
+            raise UserError(
+                f"--block {self.block} is not a multiple of {m}: use {m}, {2 * m}, {4 * m}, ... "
+                f"(every multiple of {m} gives the same mosaic)"
+            )
         try:
             ChipGrid(chip=CHIP, overlap=self.overlap)
         except ValueError as exc:

@@ -17,6 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pystac
 from affine import Affine
@@ -24,11 +25,13 @@ from odc.geo.geobox import GeoBox
 
 from pipeline import __version__, cube
 from pipeline.geo import BBox, bbox_area_km2
-from pipeline.models.checkpoint import CheckpointMeta
-from pipeline.predict import ModelRef
+from pipeline.models.ref import ModelRef
 from pipeline.store.schema import RunMeta
 from pipeline.sweep.config import CHIP, READ_CHUNK_MAX, RESOLUTION, GridSpec, SweepConfig
 from pipeline.tiling import ChipGrid, grid_for_model, pad_to_multiple
+
+if TYPE_CHECKING:  # the plan is pure and imports no torch (tested in tests/test_predict.py)
+    from pipeline.models.checkpoint import CheckpointMeta
 
 COMPOSITE = "median of clear observations (SCL-masked, dilated)"
 

@@ -18,7 +18,8 @@ from distributed import Client, progress
 from pipeline import catalog, cube, store
 from pipeline.bands import S2_L2A_ASSETS
 from pipeline.errors import UserError
-from pipeline.predict import ModelRef, predict_block
+from pipeline.models.ref import ModelRef
+from pipeline.predict import predict_block
 from pipeline.sweep.config import REGION_MARGIN, SweepConfig
 from pipeline.sweep.plan import Region, Scenes, SweepPlan, margin_chunks, read_chunk, window_geobox
 from pipeline.tiling import ChipGrid, chunk_bounds
