@@ -33,9 +33,10 @@ import torch
 from pipeline.bands import SWEEP_BANDS
 from pipeline.models.checkpoint import Calibration
 from pipeline.train import calibration as cal
+from pipeline.train.config import TrainConfig
 from pipeline.train.data import ChipSet, band_statistics, detect_layout, read_mask
 from pipeline.train.domain import l2a_like
-from pipeline.train.loop import TrainConfig, fit, logit_batches
+from pipeline.train.loop import fit, logit_batches
 from pipeline.train.losses import LossConfig
 from pipeline.train.metrics import ConfusionAccumulator, Scores
 from pipeline.train.rule import fit_rule, score_rule
