@@ -87,6 +87,9 @@ class SweepConfig:
         read_retries: HTTP retries of every COG request (GDAL, exponential backoff).
         retry_delay_s: First wait between retries (seconds; doubles each retry).
         read_timeout_s: Timeout of one HTTP request (seconds).
+        base_rate: Landslide fraction expected over the area: the calibrated probabilities are
+            corrected to it (label shift, Saerens et al. 2002); None keeps the training base rate
+            stored in the checkpoint (no correction).
 
     Raises:
         UserError: On construction, naming the first thing that is wrong.
@@ -113,6 +116,7 @@ class SweepConfig:
     read_retries: int = DEFAULT_READ_RETRIES
     retry_delay_s: float = DEFAULT_RETRY_DELAY_S
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    base_rate: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bbox", BBox.parse(self.bbox))
@@ -133,5 +137,7 @@ class SweepConfig:
             raise UserError(f"--zarr-format must be 2 or 3, not {self.zarr_format}")
         if self.region_blocks < 1:
             raise UserError("--region-blocks must be at least 1")
+        if self.base_rate is not None and not 0.0 < self.base_rate < 1.0:
+            raise UserError(f"--base-rate must be a fraction between 0 and 1, not {self.base_rate}")
         if self.device not in DEVICES:
             raise UserError(f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}")

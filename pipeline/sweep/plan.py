@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pystac
 from affine import Affine
 from odc.geo.geobox import GeoBox
@@ -25,7 +26,7 @@ from pyproj import Geod
 
 from pipeline import __version__, cube
 from pipeline.catalog import BBox
-from pipeline.models.checkpoint import CheckpointMeta
+from pipeline.models.checkpoint import CheckpointMeta, shift_probability
 from pipeline.predict import ModelRef
 from pipeline.store.schema import RunMeta
 from pipeline.sweep.config import CHIP, READ_CHUNK_MAX, RESOLUTION, SweepConfig
@@ -89,6 +90,7 @@ class SweepPlan:
         regions: The regions, row-major.
         fingerprint: Identity of the output: a store with the same fingerprint may be resumed.
         model: The reference the workers load the model from.
+        prior_shift: Logit offset of the ``--base-rate`` correction (0: none).
     """
 
     config: SweepConfig
@@ -99,21 +101,30 @@ class SweepPlan:
     regions: tuple[Region, ...]
     fingerprint: str
     model: ModelRef
+    prior_shift: float = 0.0
 
     @property
     def shape(self) -> tuple[int, int]:
         """``(rows, cols)`` of the area's grid."""
         return (int(self.gbox.shape[0]), int(self.gbox.shape[1]))
 
+    @property
+    def threshold(self) -> float:
+        """The checkpoint's threshold, moved with the probabilities by ``--base-rate`` (same pixels)."""
+        if not self.prior_shift:
+            return self.checkpoint.meta.threshold
+        return float(shift_probability(np.asarray(self.checkpoint.meta.threshold), self.prior_shift))
+
     def run_meta(self) -> RunMeta:
         """What the store records about the run when it is created."""
         cfg, meta = self.config, self.checkpoint.meta
         return RunMeta(
             model=meta.model, checkpoint=self.checkpoint.path.name, checkpoint_sha256=self.checkpoint.sha256,
-            threshold=meta.threshold, bands=tuple(meta.bands), start=cfg.start.isoformat(),
+            threshold=self.threshold, bands=tuple(meta.bands), start=cfg.start.isoformat(),
             end=cfg.end.isoformat(), bbox=cfg.bbox.corners, event_id=cfg.event_id, block=cfg.block,
             overlap=cfg.overlap, composite=COMPOSITE, software_version=__version__,
-            regions_total=len(self.regions),
+            regions_total=len(self.regions), base_rate=cfg.base_rate,
+            training_base_rate=meta.calibration_or_identity.base_rate,
         )  # fmt: skip
 
 
@@ -166,6 +177,8 @@ def fingerprint(cfg: SweepConfig, sha256: str, shape: tuple[int, int], crs: str)
         "max_cloud": cfg.max_cloud, "zarr_format": cfg.zarr_format, "shape": list(shape), "crs": crs,
         "region_blocks": cfg.region_blocks,
     }  # fmt: skip
+    if cfg.base_rate is not None:  # absent by default, so stores written before it still resume
+        key["base_rate"] = cfg.base_rate
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -186,4 +199,5 @@ def plan_sweep(cfg: SweepConfig, checkpoint: Checkpoint, scenes: Scenes) -> Swee
         grid=grid_for_model(checkpoint.meta.model, cfg.block, cfg.overlap),
         regions=tuple(plan_regions(shape, cfg.block, cfg.region_blocks)),
         fingerprint=fingerprint(cfg, checkpoint.sha256, shape, str(gbox.crs)), model=model,
+        prior_shift=checkpoint.meta.calibration_or_identity.prior_shift(cfg.base_rate),
     )  # fmt: skip

@@ -14,6 +14,8 @@
   everywhere (0 = no better than a constant, 1 = perfect).
 * :func:`max_gap` is the largest ``|observed - mean predicted|`` over the bins holding at least
   1 % of the pixels (the middle of the range, which the pixel-weighted ECE hides).
+* :func:`label_shift_check` scores probabilities on pixels subsampled to a lower base rate,
+  uncorrected and corrected for it (Saerens et al. 2002).
 * :func:`reliability_png` draws the reliability diagram (observed frequency against mean
   predicted probability per bin, with the pixel count per bin).
 """
@@ -22,12 +24,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
-from pipeline.models.checkpoint import PROBABILITY_EPS, Calibration
+from pipeline.models.checkpoint import PROBABILITY_EPS, Calibration, shift_probability
 
 N_BINS = 10
 
@@ -67,34 +69,60 @@ def fit_calibration(
         knots, values = _isotonic(keys, weight, positives)
         return Calibration(method, fitted_on=fitted_on, knots=knots, values=values, base_rate=rate)
     # the log loss of the pixels, summed per rounded logit: exact up to the rounding, ~100x fewer terms
-    z = torch.as_tensor(keys * ISOTONIC_STEP)
-    w = torch.as_tensor(weight)
-    frac = torch.as_tensor(positives / weight)
-    n_params = {"temperature": 1, "platt": 2, "beta": 3}[method]
-    theta = torch.zeros(n_params, dtype=torch.float64, requires_grad=True)
-    lower, upper = -torch.nn.functional.softplus(-z), torch.nn.functional.softplus(z)  # ln p, -ln(1 - p)
+    z = keys * ISOTONIC_STEP
+    frac = positives / weight
+    if method == "temperature":
+        (scale,) = _logistic(z[:, None], frac, weight)
+        return Calibration(method, max(float(scale), 1e-6), 0.0, fitted_on, base_rate=rate)
+    if method == "platt":
+        scale, bias = _logistic(np.stack([z, np.ones_like(z)], axis=1), frac, weight)
+        return Calibration(method, max(float(scale), 1e-6), float(bias), fitted_on, base_rate=rate)
+    # beta: features ln p and -ln(1 - p) of p = sigmoid(z); a feature whose weight comes out
+    # negative is dropped (its weight 0), as in Kull et al.'s implementation, so the map stays monotone
+    features = np.stack([-np.logaddexp(0.0, -z), np.logaddexp(0.0, z), np.ones_like(z)], axis=1)
+    keep = [0, 1, 2]
+    while True:
+        fitted = _logistic(features[:, keep], frac, weight)
+        negative = [k for k, v in zip(keep, fitted, strict=True) if k < 2 and v < 0]
+        if not negative:
+            break
+        keep.remove(negative[0])
+    params = [0.0, 0.0, 0.0]
+    for k, v in zip(keep, fitted, strict=True):
+        params[k] = float(v)
+    return Calibration(method, fitted_on=fitted_on, params=tuple(params), base_rate=rate)
 
-    def mapped() -> torch.Tensor:
-        if method == "beta":  # a = e^t0, b = e^t1 keep the map monotone; a = b is Platt
-            return theta[0].exp() * lower + theta[1].exp() * upper + theta[2]
-        return z * theta[0].exp() + (theta[1] if method == "platt" else 0.0)
 
-    opt = torch.optim.LBFGS([theta], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+def _logistic(
+    x: NDArray[np.float64], y: NDArray[np.float64], w: NDArray[np.float64], iterations: int = 100
+) -> NDArray[np.float64]:
+    """Weighted logistic regression without intercept (columns of ``x``): Newton with step halving."""
+    beta = np.zeros(x.shape[1])
 
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(mapped(), frac, weight=w, reduction="sum")
-        loss = bce / w.sum()
-        loss.backward()  # type: ignore[no-untyped-call]
-        return loss
+    def loss(b: NDArray[np.float64]) -> float:
+        t = x @ b
+        return float(np.sum(w * (np.logaddexp(0.0, t) - y * t)))
 
-    opt.step(closure)  # type: ignore[no-untyped-call]
-    t = [float(v) for v in theta.detach()]
-    if method == "beta":
-        params = (float(np.exp(t[0])), float(np.exp(t[1])), t[2])
-        return Calibration(method, fitted_on=fitted_on, params=params, base_rate=rate)
-    bias = t[1] if method == "platt" else 0.0
-    return Calibration(method, float(np.exp(t[0])), bias, fitted_on, base_rate=rate)
+    current = loss(beta)
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(x @ beta)))
+        grad = x.T @ (w * (p - y))
+        hess = (x * (w * p * (1.0 - p))[:, None]).T @ x + 1e-9 * np.eye(x.shape[1])
+        step = np.linalg.solve(hess, grad)
+        size = 1.0
+        while size > 1e-6:
+            trial = beta - size * step
+            value = loss(trial)
+            if value <= current:
+                break
+            size /= 2
+        else:
+            break
+        converged = current - value < 1e-10 * max(abs(current), 1.0)
+        beta, current = trial, value
+        if converged:
+            break
+    return beta
 
 
 def _pooled(
@@ -193,6 +221,37 @@ def max_gap(
     gaps = [abs(f - m) for c, m, f in zip(table.count, table.mean_prob, table.frequency, strict=True)
             if c >= min_share * n]
     return float(max(gaps)) if gaps else 0.0
+
+
+def label_shift_check(
+    prob: NDArray[np.floating], labels: NDArray[np.generic], fitted_rate: float, target: float, seed: int = 0
+) -> dict[str, Any]:
+    """Subsample landslide pixels to ``target`` of the pixels; score probabilities uncorrected and corrected.
+
+    Dropping a random share of the positive pixels is a pure label shift (``p(x | y)`` unchanged),
+    as in a region with fewer landslides. The corrected probabilities move each calibrated logit
+    by ``logit(target) - logit(fitted_rate)`` (Saerens et al. 2002), ``fitted_rate`` being the
+    base rate the calibration was fitted at.
+
+    Returns:
+        ``observed`` (the subsample's landslide fraction) and :func:`summary` of the
+        ``uncorrected`` and ``corrected`` probabilities.
+    """
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    pos = y > 0.5
+    keep_share = target * (~pos).sum() / ((1.0 - target) * max(int(pos.sum()), 1))
+    keep = ~pos | (np.random.default_rng(seed).random(p.size) < min(keep_share, 1.0))
+    sub, truth = p[keep], y[keep]
+    shift = float(np.log(target / (1 - target)) - np.log(fitted_rate / (1 - fitted_rate)))
+    corrected = shift_probability(sub, shift).astype(np.float64)
+    return {
+        "target": target,
+        "fitted_rate": fitted_rate,
+        "observed": float(truth.mean()),
+        "uncorrected": summary(sub, truth),
+        "corrected": summary(corrected, truth),
+    }
 
 
 def summary(prob: NDArray[np.floating], labels: NDArray[np.generic]) -> dict[str, float]:

@@ -29,21 +29,29 @@ from numpy.typing import NDArray
 
 from pipeline.models.checkpoint import Calibration
 from pipeline.train import calibration as cal
-from pipeline.train.metrics import ConfusionAccumulator, Scores
+from pipeline.train.metrics import Scores
 
 #: Thresholds scanned on calibrated probabilities.
 OOF_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 + 0.01 * i, 2) for i in range(91))
+
+#: The lower regional base rate the label-shift correction is tested at (about 8x below the chips').
+BASE_RATE_TEST = 0.005
 
 Array = NDArray[Any]
 
 
 def scores_at(prob: Array, labels: Array, thresholds: Sequence[float]) -> list[Scores]:
-    """Pooled pixel scores of ``prob`` at each threshold."""
-    acc = ConfusionAccumulator(thresholds)
-    acc.update(
-        torch.from_numpy(np.asarray(prob, np.float32)), torch.from_numpy(np.asarray(labels, np.float32))
-    )
-    return acc.scores()
+    """Pooled pixel scores of ``prob >= t`` at each threshold (float32 comparison, as in training)."""
+    p = np.asarray(prob, np.float32).ravel()
+    truth = np.asarray(labels).ravel() > 0.5
+    pos, neg = np.sort(p[truth]), np.sort(p[~truth])
+    t = np.asarray(thresholds, np.float32)
+    tp = pos.size - np.searchsorted(pos, t, side="left")
+    fp = neg.size - np.searchsorted(neg, t, side="left")
+    return [
+        Scores(float(th), int(a), int(b), int(pos.size - a), int(neg.size - b))
+        for th, a, b in zip(thresholds, tp, fp, strict=True)
+    ]
 
 
 def best_threshold(prob: Array, labels: Array) -> Scores:
@@ -95,12 +103,18 @@ class Nested:
                 "fold_thresholds": list(self.thresholds),
                 "fold_methods": list(self.methods),
                 "fold_f1": list(self.fold_f1),
+                "reliability": asdict(cal.reliability(self.prob, labels)),
             }
         )
 
 
 def nested(
-    outer: Array, inner: Array, labels: Array, fold: Array, method: str, also: Array | None = None
+    outer: Array,
+    inner: Array,
+    labels: Array,
+    fold: Array,
+    method: str | Sequence[str],
+    also: Array | None = None,
 ) -> tuple[Nested, Nested | None]:
     """Calibrate and threshold each outer fold from its training chips' inner logits (module doc).
 
@@ -109,7 +123,8 @@ def nested(
         inner: ``[N, k, H, W]`` inner logits (NaN on each chip's own fold).
         labels: ``[N, H, W]`` {0, 1}.
         fold: ``[N]`` fold of each chip.
-        method: A calibration method, or ``select`` (chosen per fold by :func:`choose_method`).
+        method: A calibration method, ``select`` (chosen per fold by :func:`choose_method`), or
+            one method per fold (e.g. those another run selected).
         also: Other logits of the held chips (e.g. shifted the L2A way) scored with the same
             per-fold maps and thresholds.
 
@@ -125,8 +140,8 @@ def nested(
     for f in np.unique(fold):
         train, held = fold != f, fold == f
         z_in, y_in = inner[train, f], labels[train]
-        chosen = method
-        if method == "select":
+        chosen = method if isinstance(method, str) else method[int(f)]
+        if chosen == "select":
             groups = np.broadcast_to(fold[train][:, None, None], z_in.shape)
             chosen, _ = choose_method(z_in, y_in, groups)
         fitted = cal.fit_calibration(z_in, y_in, chosen)
@@ -181,12 +196,16 @@ def analyse(arrays: dict[str, Array]) -> dict[str, Any]:
     fold: the headline row); ``tta`` (the same on logits averaged over flips and turns);
     ``l2a_shifted`` (the held chips shifted the L2A way, maps and thresholds from plain inner
     logits); ``cross_fitted`` (selection on the other folds' outer logits, not nested);
-    ``ensemble`` (:func:`ensemble`, selection cross-fitted); ``calibration``, ``chosen_method``,
+    ``ensemble`` (:func:`ensemble`, selection cross-fitted); ``base_rate_test`` (the nested
+    probabilities on pixels subsampled to :data:`BASE_RATE_TEST`, before and after correction);
+    ``tta``, ``cross_fitted`` and ``ensemble`` use the methods the headline row chose per fold;
+    ``calibration``, ``chosen_method``,
     ``threshold``, ``criterion`` (the shipped map);
     ``in_sample`` (the shipped map and threshold scored on the logits they were fitted on).
     """
     z, y, fold = arrays["logits"].astype(np.float64), arrays["labels"], arrays["fold"]
-    inner = arrays["inner"].astype(np.float64)
+    screening = "inner" not in arrays  # outer models only: every selection cross-fitted, not nested
+    inner = repeat_folds(z, fold) if screening else arrays["inner"].astype(np.float64)
     raw = 1.0 / (1.0 + np.exp(-z))
     report: dict[str, Any] = {
         "raw": cal.summary(raw, y) | {"at_0.5": scores_at(raw, y, (0.5,))[0].as_dict()},
@@ -194,14 +213,17 @@ def analyse(arrays: dict[str, Array]) -> dict[str, Any]:
     }
     plain, shifted = nested(z, inner, y, fold, "select", also=arrays.get("logits_l2a"))
     report["nested"] = plain.report(y)
+    report["base_rate_test"] = cal.label_shift_check(plain.prob, y, float(np.mean(y)), BASE_RATE_TEST)
     if shifted is not None:
         report["l2a_shifted"] = shifted.report(y)
     if "logits_tta" in arrays:
-        tta, _ = nested(arrays["logits_tta"], arrays["inner_tta"], y, fold, "select")
-        report["tta"] = tta.report(y)
-    report["cross_fitted"] = nested(z, repeat_folds(z, fold), y, fold, "select")[0].report(y)
-    ens = ensemble(z, inner)
-    report["ensemble"] = nested(ens, repeat_folds(ens, fold), y, fold, "select")[0].report(y)
+        z_tta = arrays["logits_tta"].astype(np.float64)
+        inner_tta = repeat_folds(z_tta, fold) if screening else arrays["inner_tta"].astype(np.float64)
+        report["tta"] = nested(z_tta, inner_tta, y, fold, plain.methods)[0].report(y)
+    report["cross_fitted"] = nested(z, repeat_folds(z, fold), y, fold, plain.methods)[0].report(y)
+    if not screening:
+        ens = ensemble(z, inner)
+        report["ensemble"] = nested(ens, repeat_folds(ens, fold), y, fold, plain.methods)[0].report(y)
     calibration, locked, values = shipped(z, y, fold)
     prob = apply(calibration, z)
     report |= {

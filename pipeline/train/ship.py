@@ -3,17 +3,21 @@
 ``python -m pipeline.train.ship`` rebuilds ``pipeline/demo/data/unet-l4s-sample.safetensors``
 on CPU (recipe :class:`~pipeline.train.cv.Recipe`, its defaults are the shipped ones):
 
-1. 5-fold cross-validation (:func:`pipeline.train.cv.run_cv`): out-of-fold (OOF) logits of every
-   chip from a model that never saw it, and the NDVI + slope rule tuned on each fold's
-   training chips;
-2. calibration (temperature or Platt, the lower cross-fitted ECE) fitted on the OOF logits, and
-   the decision threshold that maximises OOF F1 of the calibrated probabilities;
+1. nested 5-fold cross-validation (:func:`pipeline.train.cv.run_cv`, 15 trainings): out-of-fold
+   (OOF) logits of every chip from a model that never saw it, scored with a calibration map and
+   threshold chosen inside each fold (:mod:`pipeline.train.nested`), and the NDVI + slope rule
+   tuned on each fold's training chips;
+2. the shipped calibration (temperature, Platt, beta or isotonic: the lowest cross-fitted
+   ECE + largest gap) fitted on the OOF logits, and the decision threshold that maximises OOF
+   F1 of the calibrated probabilities;
 3. the final model trained with the same recipe on all 15 chips (statistics from all 15), saved
    with that calibration and threshold in its metadata, plus the CV report
-   (``unet-l4s-sample.json``) and the reliability diagram (``docs/img/reliability.png``).
+   (``unet-l4s-sample.json``) and the reliability diagram (``docs/img/reliability.png``, the
+   nested OOF curve: each fold calibrated by a map it did not contribute to).
 
 ``--smoke`` runs everything with 1 epoch and tiny widths into ``--out`` (for CI); ``--cv-only``
-stops after step 2 (recipe search).
+stops after step 2. ``--resume`` reuses the trainings already in ``--out`` (e.g. a finished
+``python -m pipeline.train.search`` variant directory), so only what is missing is trained.
 """
 
 from __future__ import annotations
@@ -73,12 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--held-terrain", choices=("sweep", "l4s"),
                         help="slope fed to the held chips (default: --terrain), for the terrain ablation")
     parser.add_argument("--cv-only", action="store_true", help="cross-validate only (no final model)")
-    parser.add_argument(
-        "--folds",
-        type=int,
-        nargs="+",
-        help="run only these folds (0-4); the calibration then rests on their chips only",
-    )
+    parser.add_argument("--folds", type=int, default=5, help="number of outer folds (default 5)")
     parser.add_argument("--smoke", action="store_true", help="1 epoch, tiny widths, 1 repeat (CI)")
     parser.add_argument("--resume", action="store_true", help="continue killed fold/final runs in --out")
     return parser
@@ -106,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         recipe = replace(recipe, widths=(4, 8, 16, 32), epochs=1, repeats=1)
     started = time.monotonic()
-    cv = run_cv(
-        recipe, args.data, args.out, resume=args.resume, only=args.folds, held_terrain=args.held_terrain
-    )
+    cv = run_cv(recipe, args.data, args.out, k=args.folds, resume=args.resume, held_terrain=args.held_terrain)
     print(_cv_line(cv))
     if args.cv_only:
         return 0
@@ -121,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     sha = train_final(
         recipe, args.data, args.out / "final", dest, calibration, cv["threshold"], report, resume=args.resume
     )
-    _reliability(args.out / "oof.npz", calibration, cv["threshold"], png)
+    _reliability(args.out / "oof.npz", cv["threshold"], png)
     report |= {
         "sha256": sha,
         "size_bytes": dest.stat().st_size,
@@ -133,15 +130,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cv_line(cv: dict[str, Any]) -> str:
-    model, rule = cv["calibrated"]["locked"], cv["rule"]
+    model, rule = cv["nested"], cv["rule"]
     return (
-        f"OOF F1 {model['f1']:.3f} (P {model['precision']:.3f} R {model['recall']:.3f} "
-        f"IoU {model['iou']:.3f}) "
-        f"at {cv['threshold']:.2f}; rule F1 {rule['f1']:.3f}; ECE raw {cv['raw']['ece']:.3f} -> "
-        f"{cv['chosen_method']} {cv['calibrated']['ece']:.3f} "
-        f"(cross-fitted {cv['cross_fitted']['ece']:.3f}); "
-        f"Brier skill {cv['cross_fitted']['brier_skill']:.3f}; "
-        f"L2A-shifted F1 {cv['l2a_shifted']['locked']['f1']:.3f}; {cv['minutes']} min"
+        f"nested OOF F1 {model['f1']:.3f} (P {model['precision']:.3f} R {model['recall']:.3f} "
+        f"IoU {model['iou']:.3f}; thresholds {model['fold_thresholds']}); rule F1 {rule['f1']:.3f}; "
+        f"ECE raw {cv['raw']['ece']:.3f} -> nested {model['ece']:.3f} (max gap {model['max_gap']:.3f}); "
+        f"Brier skill {model['brier_skill']:.3f}; L2A-shifted F1 {cv['l2a_shifted']['f1']:.3f}; "
+        f"shipped {cv['chosen_method']} at {cv['threshold']:.2f}; {cv['minutes']} min"
     )
 
 
@@ -187,12 +182,16 @@ def train_final(
             k: cv[k]
             for k in (
                 "folds",
-                "folds_used",
                 "threshold",
                 "chosen_method",
+                "criterion",
                 "raw",
-                "calibrated",
+                "nested",
+                "methods",
+                "tta",
+                "ensemble",
                 "cross_fitted",
+                "in_sample",
                 "l2a_shifted",
                 "rule",
             )
@@ -212,17 +211,19 @@ def train_final(
     return save_checkpoint(dest, result.model.state_dict(), meta)
 
 
-def _reliability(oof: Path, calibration: Calibration, threshold: float, png: Path) -> None:
+def _reliability(oof: Path, threshold: float, png: Path) -> None:
+    """The nested OOF reliability diagram (the calibrated curve is the honest, nested one)."""
     from pipeline.train.calibration import reliability_png
+    from pipeline.train.nested import nested
 
     arrays = np.load(oof)
-    z, y = arrays["logits"], arrays["labels"]
-    raw = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
-    calibrated = calibration.probabilities(torch.from_numpy(z)).double().numpy()
+    z, y, fold = arrays["logits"].astype(np.float64), arrays["labels"], arrays["fold"]
+    raw = 1.0 / (1.0 + np.exp(-z))
+    crossed, _ = nested(z, arrays["inner"].astype(np.float64), y, fold, "select")
     reliability_png(
         png,
-        {"raw sigmoid": (raw, y), f"{calibration.method} (OOF)": (calibrated, y)},
-        "Out-of-fold reliability, 15 L4S chips (5-fold CV)",
+        {"raw sigmoid": (raw, y), "calibrated, nested OOF": (crossed.prob, y)},
+        f"Out-of-fold reliability, {len(arrays['chip_ids'])} L4S chips (nested CV)",
         threshold,
     )
 
