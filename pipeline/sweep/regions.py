@@ -143,7 +143,7 @@ def compute_region(
     stack = cube.stack_bands(cb, plan.checkpoint.meta.bands)
     prob = region_probability(stack, plan.grid, region, plan.shape, cfg.block, plan.model)
     if plan.prior_shift:  # --base-rate: every probability moved by the same logit offset
-        prob = prob.map_blocks(shift_probability, shift=plan.prior_shift, dtype=np.float32)
+        prob = da.map_blocks(shift_probability, prob, shift=plan.prior_shift, dtype=np.float32)
     slope = cb["slope_deg"].data.astype(np.float32)[m:-m, m:-m].rechunk(prob.chunks)
     valid = da.isfinite(prob).astype(np.uint8)
     write = store.region_write(cfg.out, prob, valid, slope, region.window, cfg.zarr_format)

@@ -69,7 +69,7 @@ def fit_calibration(
         knots, values = _isotonic(keys, weight, positives)
         return Calibration(method, fitted_on=fitted_on, knots=knots, values=values, base_rate=rate)
     # the log loss of the pixels, summed per rounded logit: exact up to the rounding, ~100x fewer terms
-    z = keys * ISOTONIC_STEP
+    z = (keys * ISOTONIC_STEP).astype(np.float64)
     frac = positives / weight
     if method == "temperature":
         (scale,) = _logistic(z[:, None], frac, weight)
@@ -130,7 +130,7 @@ def _pooled(
 ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
     """Logits rounded to :data:`ISOTONIC_STEP` (integer keys, ascending); pixels and positives per key."""
     keys, inverse = np.unique(np.round(z / ISOTONIC_STEP).astype(np.int64), return_inverse=True)
-    return keys, np.bincount(inverse).astype(np.float64), np.bincount(inverse, weights=y)
+    return keys, np.bincount(inverse).astype(np.float64), np.bincount(inverse, weights=y).astype(np.float64)
 
 
 def _isotonic(

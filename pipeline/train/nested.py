@@ -12,9 +12,9 @@ nothing was chosen on the pixels it scores. With ``method="select"`` the calibra
 is chosen inside each fold: the one whose map, cross-fitted over the inner folds, has the lowest
 ``ECE + max gap`` (:func:`choose_method`).
 
-The shipped checkpoint's calibration is chosen the same way one level up (:func:`shipped`): the
-method with the lowest cross-fitted ``ECE + max gap`` on the outer logits, refitted on all of
-them, and the threshold with the best F1 of those calibrated outer probabilities.
+The shipped checkpoint's calibration (:func:`shipped`): the method whose nested row has the
+lowest ``ECE + max gap``, fitted on all outer logits, and the threshold with the best F1 of those
+calibrated outer probabilities.
 """
 
 from __future__ import annotations
@@ -181,10 +181,19 @@ def ensemble(outer: Array, inner: Array) -> Array:
     return np.nanmean(stacked, axis=1)
 
 
-def shipped(outer: Array, labels: Array, fold: Array) -> tuple[Calibration, Scores, dict[str, float]]:
-    """The shipped calibration (method chosen by cross-fitting over the outer folds) and threshold."""
-    groups = np.broadcast_to(fold[:, None, None], outer.shape)
-    method, values = choose_method(outer, labels, groups)
+def shipped(
+    outer: Array, labels: Array, methods: dict[str, dict[str, Any]]
+) -> tuple[Calibration, Scores, dict[str, float]]:
+    """The shipped calibration and threshold.
+
+    The method is the one whose nested row (``methods``: each method's :func:`nested` report)
+    has the lowest ``ECE + max gap``: fitted on logits of models trained on fewer chips and
+    applied to a model trained on more, which is what shipping does (the map is fitted on the
+    outer models' OOF logits and applied to the final model trained on every chip). It is then
+    fitted on all outer logits, and the threshold is the best F1 of those calibrated probabilities.
+    """
+    values = {m: float(r["ece"] + r["max_gap"]) for m, r in methods.items()}
+    method = min(values, key=lambda m: values[m])
     fitted = cal.fit_calibration(outer, labels, method, fitted_on="out-of-fold logits, nested 5-fold CV")
     return fitted, best_threshold(apply(fitted, outer), labels), values
 
@@ -224,7 +233,7 @@ def analyse(arrays: dict[str, Array]) -> dict[str, Any]:
     if not screening:
         ens = ensemble(z, inner)
         report["ensemble"] = nested(ens, repeat_folds(ens, fold), y, fold, plain.methods)[0].report(y)
-    calibration, locked, values = shipped(z, y, fold)
+    calibration, locked, values = shipped(z, y, report["methods"])
     prob = apply(calibration, z)
     report |= {
         "calibration": asdict(calibration),

@@ -7,9 +7,9 @@ on CPU (recipe :class:`~pipeline.train.cv.Recipe`, its defaults are the shipped 
    (OOF) logits of every chip from a model that never saw it, scored with a calibration map and
    threshold chosen inside each fold (:mod:`pipeline.train.nested`), and the NDVI + slope rule
    tuned on each fold's training chips;
-2. the shipped calibration (temperature, Platt, beta or isotonic: the lowest cross-fitted
-   ECE + largest gap) fitted on the OOF logits, and the decision threshold that maximises OOF
-   F1 of the calibrated probabilities;
+2. the shipped calibration (temperature, Platt, beta or isotonic: the lowest nested ECE +
+   largest gap, :func:`pipeline.train.nested.shipped`) fitted on the OOF logits, and the
+   decision threshold that maximises OOF F1 of the calibrated probabilities;
 3. the final model trained with the same recipe on all 15 chips (statistics from all 15), saved
    with that calibration and threshold in its metadata, plus the CV report
    (``unet-l4s-sample.json``) and the reliability diagram (``docs/img/reliability.png``, the
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     sha = train_final(
         recipe, args.data, args.out / "final", dest, calibration, cv["threshold"], report, resume=args.resume
     )
-    _reliability(args.out / "oof.npz", cv["threshold"], png)
+    _reliability(args.out / "oof.npz", cv["chosen_method"], cv["threshold"], png)
     report |= {
         "sha256": sha,
         "size_bytes": dest.stat().st_size,
@@ -211,18 +211,18 @@ def train_final(
     return save_checkpoint(dest, result.model.state_dict(), meta)
 
 
-def _reliability(oof: Path, threshold: float, png: Path) -> None:
-    """The nested OOF reliability diagram (the calibrated curve is the honest, nested one)."""
+def _reliability(oof: Path, method: str, threshold: float, png: Path) -> None:
+    """The nested OOF reliability diagram: the shipped method, each fold's map fitted inside the fold."""
     from pipeline.train.calibration import reliability_png
     from pipeline.train.nested import nested
 
     arrays = np.load(oof)
     z, y, fold = arrays["logits"].astype(np.float64), arrays["labels"], arrays["fold"]
     raw = 1.0 / (1.0 + np.exp(-z))
-    crossed, _ = nested(z, arrays["inner"].astype(np.float64), y, fold, "select")
+    crossed, _ = nested(z, arrays["inner"].astype(np.float64), y, fold, method)
     reliability_png(
         png,
-        {"raw sigmoid": (raw, y), "calibrated, nested OOF": (crossed.prob, y)},
+        {"raw sigmoid": (raw, y), f"{method}, nested OOF": (crossed.prob, y)},
         f"Out-of-fold reliability, {len(arrays['chip_ids'])} L4S chips (nested CV)",
         threshold,
     )

@@ -6,6 +6,7 @@ import json
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ def test_reliability_png(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
 
 
-def _meta(**kw: object) -> CheckpointMeta:
+def _meta(**kw: Any) -> CheckpointMeta:
     return CheckpointMeta(
         model="unet",
         config=dict(TINY_UNET),
@@ -81,7 +82,7 @@ def _meta(**kw: object) -> CheckpointMeta:
         norm_std=(1.0,) * 13,
         threshold=0.4,
         **kw,
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_calibration_round_trip_in_the_checkpoint(tmp_path: Path) -> None:
