@@ -74,6 +74,7 @@ def _row(
         "l2a_f1": cv["l2a_shifted"]["f1"],
         "rule_f1": cv["rule"]["f1"],
         "minutes": cv["minutes"],
+        "trainings": cv.get("trainings", 0),
     }  # fmt: skip
     if base is not None:  # like with like: cross-fitted selection exists for both protocols
         mine, theirs = cv["cross_fitted"], base["cross_fitted"]
@@ -87,7 +88,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     """The search table (Markdown); rows screened on the outer models only say so."""
     head = (
         "| variant | protocol | GFLOP/chip | F1 | IoU | ECE | max gap | Brier skill | cross-fitted F1 "
-        "| dF1 vs baseline (+/- fold SE) | TTA F1 / ECE | ensemble F1 / ECE | L2A F1 | minutes |\n"
+        "| dF1 vs baseline (+/- fold SE) | TTA F1 / ECE | ensemble F1 / ECE | L2A F1 | trainings |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
@@ -100,7 +101,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| {r['iou']:.3f} "
             f"| {r['ece']:.3f} | {r['max_gap']:.3f} | {r['brier_skill']:.2f} | {r['cross_fitted']['f1']:.3f} "
             f"| {delta} | {r['tta']['f1']:.3f} / {r['tta']['ece']:.3f} | {ens_cell} | {r['l2a_f1']:.3f} "
-            f"| {r['minutes']:.0f} |"
+            f"| {r['trainings']} |"
         )
     return head + "\n".join(lines) + "\n"
 
