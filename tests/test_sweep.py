@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,13 @@ from distributed import Client, LocalCluster
 
 from pipeline.cli import main
 from pipeline.demo import scene
+from pipeline.models.checkpoint import (
+    Calibration,
+    read_meta,
+    read_state_dict,
+    save_checkpoint,
+    shift_probability,
+)
 from pipeline.products.export import products_complete
 from pipeline.store import open_result
 from pipeline.sweep import SweepConfig, run_sweep
@@ -241,6 +249,8 @@ BAD = [
     (["--start", "2018-09-30", "--end", "2018-09-07"], "before"),
     (["--start", "2019-01-01", "--end", "2019-01-31"], "no sentinel-2-l2a scenes"),
     (["--catalog", "http://127.0.0.1:9"], "cannot reach"),
+    (["--base-rate", "1.5"], "--base-rate must be a fraction between 0 and 1"),
+    (["--base-rate", "0.005"], "records no training base rate"),  # the tiny checkpoint has none
 ]
 
 
@@ -284,3 +294,31 @@ def test_existing_non_store_output_is_never_touched(tmp_path: Path, tiny_unet_ch
         ])  # fmt: skip
         assert code == 2
     assert (out / "notes.txt").read_text() == "a user's file"
+
+
+def test_base_rate_moves_every_probability_and_the_threshold_by_one_logit_offset(
+    reference: Path, tmp_path: Path, client: Client, tiny_unet_checkpoint: Path
+) -> None:
+    # the same weights, with a calibration that records the base rate it was fitted at
+    meta = read_meta(tiny_unet_checkpoint)
+    ckpt = tmp_path / "rated.safetensors"
+    save_checkpoint(ckpt, read_state_dict(tiny_unet_checkpoint),
+                    replace(meta, calibration=Calibration(base_rate=0.04)))  # fmt: skip
+    out = tmp_path / "rate.zarr"
+    summary = run_sweep(_cfg(out, ckpt, 512, base_rate=0.005), client=client)
+    shift = np.log(0.005 / 0.995) - np.log(0.04 / 0.96)
+    p_ref, v_ref = _arrays(reference)
+    p, v = _arrays(out)
+    np.testing.assert_array_equal(v, v_ref)
+    np.testing.assert_allclose(p, shift_probability(p_ref, shift), atol=2e-6, rtol=1e-5)
+    assert np.nanmean(p) < np.nanmean(p_ref) / 4  # an 8x lower prior: far lower probabilities
+    attrs = open_result(out).attrs
+    assert attrs["landslide:base_rate"] == 0.005 and attrs["landslide:training_base_rate"] == 0.04
+    threshold = float(shift_probability(np.asarray(0.5), shift))
+    assert attrs["landslide:threshold"] == pytest.approx(threshold)
+    assert summary.threshold == pytest.approx(threshold)
+    # the same pixels stay above the (moved) threshold: polygons and area do not change
+    ref_attrs = open_result(reference).attrs
+    assert attrs["landslide:landslide_km2"] == pytest.approx(ref_attrs["landslide:landslide_km2"], abs=1e-3)
+    assert summary.base_rate == 0.005 and any("--base-rate" in line for line in summary.lines())
+    assert attrs["landslide:fingerprint"] != ref_attrs["landslide:fingerprint"]

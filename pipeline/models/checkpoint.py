@@ -12,7 +12,8 @@ The model's input contract, which the sweep and training share::
 
 where ``l4s_scaled`` is the Landslide4Sense scaling of :mod:`pipeline.bands`. The model's output
 is a logit ``z``; the probability every consumer (sweep, evaluation, notebooks) reports is
-``sigmoid(scale * z + bias)`` with the checkpoint's :class:`Calibration` (:func:`calibrated_probabilities`).
+the checkpoint's :class:`Calibration` applied to it (:func:`calibrated_probabilities`): a scaling
+``sigmoid(scale * z + bias)``, beta calibration or an isotonic table.
 A checkpoint without calibration (written before it existed) loads with the identity
 (``scale=1, bias=0``) and a warning.
 
@@ -27,14 +28,17 @@ without touching its tensor bytes.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import struct
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -47,7 +51,9 @@ FORMAT = "landslide-checkpoint/1"
 _META_KEY = "landslide"
 #: Header metadata key of the SHA-256 of the tensor data (the bytes after the header).
 DIGEST_KEY = "tensor_sha256"
-CALIBRATION_METHODS = ("identity", "temperature", "platt")
+CALIBRATION_METHODS = ("identity", "temperature", "platt", "beta", "isotonic")
+#: Isotonic probabilities are kept within this distance of 0 and 1 (finite logits, prior shifts).
+PROBABILITY_EPS = 1e-6
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +68,40 @@ class CheckpointError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class Calibration:
-    """Map from the model's logit ``z`` to a calibrated probability ``sigmoid(scale * z + bias)``.
+    """Map from the model's logit ``z`` to a calibrated probability.
+
+    * ``identity``, ``temperature``, ``platt``: ``sigmoid(scale * z + bias)`` (temperature:
+      ``scale = 1/T``, ``bias = 0``).
+    * ``beta`` (Kull et al. 2017), on ``p = sigmoid(z)``: ``sigmoid(a ln p - b ln(1 - p) + c)``
+      with ``params = (a, b, c)``, ``a, b >= 0`` (so the map is monotone).
+    * ``isotonic``: the non-decreasing step map fitted by pool-adjacent-violators, stored as
+      ``knots`` (logits, ascending) and ``values`` (probabilities at the knots), linear between
+      knots and constant beyond them; values are kept within :data:`PROBABILITY_EPS` of 0 and 1.
+
+    A different base rate (label shift, Saerens et al. 2002): when the calibration was fitted
+    where ``base_rate`` of the pixels were landslides, the probability for a region whose rate is
+    ``r`` is the calibrated one with its logit moved by ``logit(r) - logit(base_rate)``
+    (:meth:`prior_shift`).
 
     Attributes:
-        method: ``identity`` (scale 1, bias 0), ``temperature`` (scale ``1/T``, bias 0) or
-            ``platt`` (both fitted).
-        scale: Multiplier of the logit.
-        bias: Added to the scaled logit.
+        method: One of :data:`CALIBRATION_METHODS`.
+        scale: Multiplier of the logit (scaling methods).
+        bias: Added to the scaled logit (scaling methods).
         fitted_on: Where it was fitted (e.g. out-of-fold predictions of a cross-validation).
+        params: ``(a, b, c)`` of ``beta``.
+        knots: Logit knots of ``isotonic``.
+        values: Probabilities at the knots of ``isotonic``.
+        base_rate: Landslide fraction of the pixels it was fitted on (None: not recorded).
     """
 
     method: str = "identity"
     scale: float = 1.0
     bias: float = 0.0
     fitted_on: str = ""
+    params: tuple[float, ...] = ()
+    knots: tuple[float, ...] = ()
+    values: tuple[float, ...] = ()
+    base_rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in CALIBRATION_METHODS:
@@ -84,14 +110,72 @@ class Calibration:
             )
         if not (self.scale > 0.0 and abs(self.bias) < 1e6):
             raise CheckpointError(f"calibration scale {self.scale} must be > 0 and bias {self.bias} finite")
+        for name in ("params", "knots", "values"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        if self.method == "beta" and (len(self.params) != 3 or min(self.params[:2]) < 0):
+            raise CheckpointError(f"beta calibration needs (a, b, c) with a, b >= 0, not {self.params}")
+        if self.method == "isotonic":
+            z, p = self.knots, self.values
+            ordered = all(b >= a for a, b in itertools.pairwise(z)) and all(
+                b >= a for a, b in itertools.pairwise(p)
+            )
+            if not z or len(z) != len(p) or not ordered or not all(0.0 <= v <= 1.0 for v in p):
+                raise CheckpointError("isotonic calibration needs ascending knots, rising values in [0, 1]")
+        if self.base_rate is not None and not 0.0 < self.base_rate < 1.0:
+            raise CheckpointError(f"calibration base rate {self.base_rate} is not in (0, 1)")
 
     def logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """Calibrated logits ``scale * z + bias`` (float32)."""
-        return logits.float() * self.scale + self.bias
+        """Calibrated logits (float32)."""
+        z = logits.float()
+        if self.method == "beta":
+            a, b, c = self.params
+            softplus = torch.nn.functional.softplus
+            return -a * softplus(-z) + b * softplus(z) + c
+        if self.method == "isotonic":
+            p = _interp(z, self.knots, self.values).clamp(PROBABILITY_EPS, 1.0 - PROBABILITY_EPS)
+            return torch.log(p) - torch.log1p(-p)
+        return z * self.scale + self.bias
 
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Calibrated probabilities ``sigmoid(scale * z + bias)``."""
-        return torch.sigmoid(self.logits(logits))
+    def prior_shift(self, base_rate: float | None) -> float:
+        """Logit offset that moves this calibration to a region whose landslide fraction is ``base_rate``.
+
+        ``logit(base_rate) - logit(self.base_rate)``; 0 when ``base_rate`` is None.
+
+        Raises:
+            CheckpointError: If ``base_rate`` is not in (0, 1), or the calibration records no
+                base rate of its own.
+        """
+        if base_rate is None:
+            return 0.0
+        if not 0.0 < base_rate < 1.0:
+            raise CheckpointError(f"base rate {base_rate} is not in (0, 1)")
+        if self.base_rate is None:
+            raise CheckpointError("the checkpoint's calibration records no training base rate to correct")
+        return math.log(base_rate / (1.0 - base_rate)) - math.log(self.base_rate / (1.0 - self.base_rate))
+
+    def probabilities(self, logits: torch.Tensor, base_rate: float | None = None) -> torch.Tensor:
+        """Calibrated probabilities, corrected to ``base_rate`` when given (see :meth:`prior_shift`)."""
+        return torch.sigmoid(self.logits(logits) + self.prior_shift(base_rate))
+
+
+def _interp(z: torch.Tensor, knots: tuple[float, ...], values: tuple[float, ...]) -> torch.Tensor:
+    """Piecewise-linear interpolation of ``values`` at ``knots``, constant beyond the ends."""
+    xk = torch.tensor(knots, dtype=torch.float64)
+    yk = torch.tensor(values, dtype=torch.float64)
+    x = z.double().clamp(xk[0], xk[-1])
+    if len(knots) == 1:
+        return torch.full_like(z, values[0])
+    i = torch.searchsorted(xk, x, right=True).clamp(1, len(knots) - 1)
+    x0, x1, y0, y1 = xk[i - 1], xk[i], yk[i - 1], yk[i]
+    w = torch.where(x1 > x0, (x - x0) / (x1 - x0).clamp_min(1e-12), torch.zeros_like(x))
+    return (y0 + w * (y1 - y0)).float()
+
+
+def shift_probability(prob: np.ndarray, shift: float) -> np.ndarray:
+    """Move probabilities by ``shift`` in logit space (a prior shift); NaN stays NaN, float32."""
+    p = np.clip(np.asarray(prob, dtype=np.float64), PROBABILITY_EPS, 1.0 - PROBABILITY_EPS)
+    out = 1.0 / (1.0 + np.exp(-(np.log(p) - np.log1p(-p) + shift)))
+    return out.astype(np.float32)
 
 
 IDENTITY = Calibration()
@@ -157,7 +241,7 @@ class CheckpointMeta:
             raw["norm_mean"] = tuple(float(v) for v in raw["norm_mean"])
             raw["norm_std"] = tuple(float(v) for v in raw["norm_std"])
             if raw.get("calibration") is not None:
-                raw["calibration"] = Calibration(**raw["calibration"])
+                raw["calibration"] = Calibration(**raw["calibration"])  # older files: scaling fields only
             return cls(**raw)
         except CheckpointError:
             raise

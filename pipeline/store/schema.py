@@ -57,6 +57,8 @@ class Keys:
     requested_area_km2: str = "landslide:requested_area_km2"
     valid_fraction: str = "landslide:valid_fraction"
     landslide_km2: str = "landslide:landslide_km2"
+    base_rate: str = "landslide:base_rate"
+    training_base_rate: str = "landslide:training_base_rate"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -101,6 +103,9 @@ class RunMeta:
         composite: How scenes were composited.
         software_version: ``pipeline.__version__``.
         regions_total: Number of regions of the plan.
+        base_rate: Landslide fraction the probabilities were corrected to (``--base-rate``), or
+            None (the training base rate, no correction).
+        training_base_rate: The checkpoint calibration's base rate, or None (not recorded).
     """
 
     model: str
@@ -117,6 +122,8 @@ class RunMeta:
     composite: str
     software_version: str
     regions_total: int
+    base_rate: float | None = None
+    training_base_rate: float | None = None
 
     def to_attrs(self) -> dict[str, Any]:
         """The attributes as written (``landslide:<field>`` -> JSON value)."""

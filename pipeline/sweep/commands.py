@@ -85,6 +85,12 @@ def register(sub: Any) -> None:
         help=f"blocks per region side (default {C.DEFAULT_REGION_BLOCKS})",
     )  # fmt: skip
     p.add_argument("--event-id", help="event identifier recorded in the outputs")
+    p.add_argument(
+        "--base-rate", type=float, metavar="FRACTION",
+        help="landslide fraction expected over the area (e.g. 0.005): probabilities are corrected to it "
+        "(label shift, Saerens et al. 2002; the same pixels stay above the threshold); "
+        "default: the training base rate stored in the checkpoint (no correction)",
+    )  # fmt: skip
     _common(p, C.DEFAULT_BLOCK)
     p.set_defaults(func=cmd_sweep)
 
@@ -155,7 +161,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     cfg = _config(
         args, bbox=tuple(args.bbox), start=args.start, end=args.end, catalog=args.catalog,
         checkpoint=args.checkpoint, model=args.model, max_cloud=args.max_cloud,
-        region_blocks=args.region_blocks, event_id=args.event_id,
+        region_blocks=args.region_blocks, event_id=args.event_id, base_rate=args.base_rate,
     )  # fmt: skip
     _report(_run(cfg, export=bool(args.export)), args)
     if args.export:

@@ -117,6 +117,9 @@ class SweepConfig:
             taken from ``base`` or, without one, left unwritten (reads as not valid).
         base: A complete store on the same lattice (an earlier version) whose chunks of the
             regions not computed are hard-linked into ``out``, not copied.
+        base_rate: Landslide fraction expected over the area: the calibrated probabilities are
+            corrected to it (label shift, Saerens et al. 2002); None keeps the training base rate
+            stored in the checkpoint (no correction).
 
     Raises:
         UserError: On construction, naming the first thing that is wrong.
@@ -146,6 +149,7 @@ class SweepConfig:
     grid: GridSpec | None = None
     only_regions: tuple[int, ...] | None = None
     base: Path | None = None
+    base_rate: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bbox", BBox.parse(self.bbox))
@@ -178,5 +182,7 @@ class SweepConfig:
             raise UserError(f"--zarr-format must be 2 or 3, not {self.zarr_format}")
         if self.region_blocks < 1:
             raise UserError("--region-blocks must be at least 1")
+        if self.base_rate is not None and not 0.0 < self.base_rate < 1.0:
+            raise UserError(f"--base-rate must be a fraction between 0 and 1, not {self.base_rate}")
         if self.device not in DEVICES:
             raise UserError(f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pystac
 from affine import Affine
 from odc.geo.geobox import GeoBox
@@ -91,6 +92,7 @@ class SweepPlan:
         regions: The regions, row-major.
         fingerprint: Identity of the output: a store with the same fingerprint may be resumed.
         model: The reference the workers load the model from.
+        prior_shift: Logit offset of the ``--base-rate`` correction (0: none).
     """
 
     config: SweepConfig
@@ -101,21 +103,32 @@ class SweepPlan:
     regions: tuple[Region, ...]
     fingerprint: str
     model: ModelRef
+    prior_shift: float = 0.0
 
     @property
     def shape(self) -> tuple[int, int]:
         """``(rows, cols)`` of the area's grid."""
         return (int(self.gbox.shape[0]), int(self.gbox.shape[1]))
 
+    @property
+    def threshold(self) -> float:
+        """The checkpoint's threshold, moved with the probabilities by ``--base-rate`` (same pixels)."""
+        if not self.prior_shift:
+            return self.checkpoint.meta.threshold
+        from pipeline.models.checkpoint import shift_probability  # torch: not at import time
+
+        return float(shift_probability(np.asarray(self.checkpoint.meta.threshold), self.prior_shift))
+
     def run_meta(self) -> RunMeta:
         """What the store records about the run when it is created."""
         cfg, meta = self.config, self.checkpoint.meta
         return RunMeta(
             model=meta.model, checkpoint=self.checkpoint.path.name, checkpoint_sha256=self.checkpoint.sha256,
-            threshold=meta.threshold, bands=tuple(meta.bands), start=cfg.start.isoformat(),
+            threshold=self.threshold, bands=tuple(meta.bands), start=cfg.start.isoformat(),
             end=cfg.end.isoformat(), bbox=cfg.bbox.corners, event_id=cfg.event_id, block=cfg.block,
             overlap=cfg.overlap, composite=COMPOSITE, software_version=__version__,
-            regions_total=len(self.regions),
+            regions_total=len(self.regions), base_rate=cfg.base_rate,
+            training_base_rate=meta.calibration_or_identity.base_rate,
         )  # fmt: skip
 
 
@@ -177,6 +190,8 @@ def fingerprint(cfg: SweepConfig, sha256: str, shape: tuple[int, int], crs: str)
     if cfg.grid is not None:  # an event's sweep; other sweeps keep their fingerprints
         base = str(cfg.base) if cfg.base else None
         key.update(grid=cfg.grid.key(), only_regions=cfg.only_regions, base=base)
+    if cfg.base_rate is not None:  # absent by default, so stores written before it still resume
+        key["base_rate"] = cfg.base_rate
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -195,4 +210,5 @@ def plan_sweep(cfg: SweepConfig, checkpoint: Checkpoint, scenes: Scenes) -> Swee
         grid=grid_for_model(checkpoint.meta.model, cfg.block, cfg.overlap),
         regions=tuple(plan_regions(shape, cfg.block, cfg.region_blocks)),
         fingerprint=fingerprint(cfg, checkpoint.sha256, shape, str(gbox.crs)), model=model,
+        prior_shift=checkpoint.meta.calibration_or_identity.prior_shift(cfg.base_rate),
     )  # fmt: skip

@@ -18,6 +18,7 @@ from distributed import Client, progress
 from pipeline import catalog, cube, store
 from pipeline.bands import S2_L2A_ASSETS
 from pipeline.errors import UserError
+from pipeline.models.checkpoint import shift_probability
 from pipeline.models.ref import ModelRef
 from pipeline.predict import predict_block
 from pipeline.sweep.config import REGION_MARGIN, SweepConfig
@@ -142,6 +143,8 @@ def compute_region(
     )
     stack = cube.stack_bands(cb, plan.checkpoint.meta.bands)
     prob = region_probability(stack, plan.grid, region, plan.shape, cfg.block, plan.model)
+    if plan.prior_shift:  # --base-rate: every probability moved by the same logit offset
+        prob = da.map_blocks(shift_probability, prob, shift=plan.prior_shift, dtype=np.float32)
     slope = cb["slope_deg"].data.astype(np.float32)[m:-m, m:-m].rechunk(prob.chunks)
     valid = da.isfinite(prob).astype(np.uint8)
     write = store.region_write(cfg.out, prob, valid, slope, region.window, cfg.zarr_format)

@@ -195,7 +195,7 @@ def _complete(
 ) -> SweepSummary:
     """Record the outcome, mark the store complete and say what was done."""
     cfg = plan.config
-    stats = result_stats(cfg.out, plan.checkpoint.meta.threshold)
+    stats = result_stats(cfg.out, plan.threshold)
     warnings = result_warnings(usable.skipped, stats.valid_fraction)
     requested = requested_area_km2(cfg.bbox)
     scenes_meta = tuple(
@@ -218,11 +218,11 @@ def _complete(
     return SweepSummary(
         out=str(cfg.out), area_km2=stats.area_km2, requested_area_km2=requested,
         valid_fraction=stats.valid_fraction, landslide_km2=stats.landslide_km2,
-        threshold=plan.checkpoint.meta.threshold, wall_s=time.perf_counter() - t0, chips=chips,
+        threshold=plan.threshold, wall_s=time.perf_counter() - t0, chips=chips,
         chips_per_s=chips / compute_s if compute_s > 0 else 0.0,
         overlap_factor=chips / needed if needed else math.nan, regions_computed=computed,
         regions_total=len(regions), scenes=[it.id for it in usable.s2],
-        skipped_scenes=sorted(usable.skipped), warnings=warnings,
+        skipped_scenes=sorted(usable.skipped), warnings=warnings, base_rate=cfg.base_rate,
     )  # fmt: skip
 
 

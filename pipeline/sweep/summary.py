@@ -22,7 +22,7 @@ class SweepSummary:
         landslide_km2: Area of every valid pixel with probability >= threshold.
             ``landslide export`` sums its polygons instead, which leave out patches smaller
             than its ``--min-area``, so it reports the same or a smaller area.
-        threshold: The checkpoint's threshold.
+        threshold: The checkpoint's threshold (moved with the probabilities by ``base_rate``).
         wall_s: Wall time of the whole run (s).
         chips: Chips the model ran in this run.
         chips_per_s: Chips per second of compute.
@@ -32,6 +32,7 @@ class SweepSummary:
         scenes: Sentinel-2 scenes used.
         skipped_scenes: Scenes left out as unreadable.
         warnings: What a responder must know about the result.
+        base_rate: The ``--base-rate`` the probabilities were corrected to, or None.
     """
 
     out: str
@@ -49,6 +50,7 @@ class SweepSummary:
     skipped_scenes: list[str]
     warnings: list[str] = field(default_factory=list)
     requested_area_km2: float = 0.0
+    base_rate: float | None = None
 
     def lines(self) -> list[str]:
         """Human-readable summary lines (warnings last, each on its own line)."""
@@ -58,6 +60,11 @@ class SweepSummary:
             f"{self.requested_area_km2:,.2f} km2 on the UTM grid, padded to whole {CHIP}-px chips",
             f"landslide area    {self.landslide_km2:,.4f} km2 at p >= {self.threshold:.2f} "
             "(every such pixel; 'landslide export' sums polygons, leaving out those under --min-area)",
+            *(
+                [f"base rate         probabilities corrected to {self.base_rate:g} of pixels (--base-rate)"]
+                if self.base_rate is not None
+                else []
+            ),
             f"scenes            {len(self.scenes)} used, {len(self.skipped_scenes)} skipped",
             f"regions           {self.regions_computed} computed of {self.regions_total}",
             f"wall time         {self.wall_s:,.1f} s; {self.chips} chips, {self.chips_per_s:,.2f} chips/s "

@@ -112,8 +112,8 @@ def _read_split_ids(path: Path | None) -> dict[str, list[int]] | None:
 
 def run_train(args: argparse.Namespace) -> int:
     """``landslide train``."""
+    from pipeline.train.config import TrainConfig
     from pipeline.train.experiment import prepare_data, run_experiment
-    from pipeline.train.loop import TrainConfig
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     bands = tuple(args.bands)

@@ -1,4 +1,4 @@
-"""k-fold cross-validation over a small pool of chips: out-of-fold scores, the rule, calibration.
+"""Nested k-fold cross-validation over a small pool of chips: every choice made inside the fold.
 
 Used to choose the shipped model's recipe and to fit its calibration and threshold on the 15
 real L4S sample chips, where a single 9/3/3 split is far too noisy:
@@ -7,14 +7,18 @@ real L4S sample chips, where a single 9/3/3 split is far too noisy:
   consecutive chips, each group dealt to the ``k`` folds in a seeded random order; so every fold
   gets one chip of every stratum (the two empty chips land in different folds), folds are
   disjoint and cover the pool.
-* :func:`run_cv`: for each fold, the normalisation statistics and the model come from the other
-  folds only; the model trains a fixed number of epochs (no selection on the held fold); the
-  held chips' logits are kept (also with inputs shifted the Level-2A way). The NDVI + slope rule
-  is tuned on the same training chips and scored on the held chips.
-* :func:`analyse`: pooled out-of-fold precision/recall/F1/IoU; temperature and Platt scaling
-  fitted on the pooled OOF logits, with a *cross-fitted* estimate (each fold calibrated by a map
-  fitted on the other folds' logits) so the reported ECE is not measured on the data it was
-  fitted on; the threshold that maximises OOF F1 of calibrated probabilities.
+* :func:`run_cv`: the **outer** models: for each fold ``f`` a model trained on the other folds
+  (statistics from those chips only) predicts the held chips (also with inputs shifted the
+  Level-2A way, and averaged over the 8 flips and turns). The **inner** models: for each pair of
+  folds ``{f, g}`` a model trained on the remaining ``k - 2`` folds predicts the chips of ``f``
+  and of ``g``. For outer fold ``f``, the inner models ``{f, g}`` (``g != f``) are exactly an
+  inner ``k - 1``-fold cross-validation of ``f``'s training chips: their predictions are
+  out-of-fold logits of those chips from models that never saw fold ``f``. So each pair model
+  serves two outer folds, and a nested run costs ``k + k (k - 1) / 2`` trainings (15 for k = 5),
+  not ``k + k (k - 1)``. The NDVI + slope rule is tuned on each outer fold's training chips.
+* :mod:`pipeline.train.nested` chooses the calibration map and the threshold of outer fold ``f``
+  from the inner logits of its training chips only, and scores the outer logits of its held
+  chips with them: the pooled table is out of fold in every choice.
 """
 
 from __future__ import annotations
@@ -31,20 +35,15 @@ import numpy as np
 import torch
 
 from pipeline.bands import SWEEP_BANDS
-from pipeline.models.checkpoint import Calibration
-from pipeline.train import calibration as cal
+from pipeline.train.config import TrainConfig
 from pipeline.train.data import ChipSet, band_statistics, detect_layout, read_mask
 from pipeline.train.domain import l2a_like
-from pipeline.train.loop import TrainConfig, fit, logit_batches
+from pipeline.train.loop import fit
 from pipeline.train.losses import LossConfig
 from pipeline.train.metrics import ConfusionAccumulator, Scores
 from pipeline.train.rule import fit_rule, score_rule
 
 log = logging.getLogger(__name__)
-
-#: Thresholds scanned on OOF calibrated probabilities.
-OOF_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 + 0.01 * i, 2) for i in range(91))
-
 
 @dataclass(frozen=True)
 class Recipe:
@@ -121,23 +120,60 @@ def stratified_folds(pixel_counts: dict[int, int], k: int = 5, seed: int = 0) ->
 
 @dataclass
 class OofPredictions:
-    """Out-of-fold logits of every chip (clean and L2A-shifted inputs), labels and fold index."""
+    """Outer and inner out-of-fold logits of every chip, labels and fold index.
+
+    ``inner[c][o]`` is chip ``c``'s logit from the model trained without its own fold and fold
+    ``o`` (NaN where ``o`` is its own fold): the inner cross-validation of outer fold ``o``.
+    ``*_tta`` are the same logits averaged over the 8 flips and 90-degree turns.
+    """
 
     chip_ids: list[int] = field(default_factory=list)
     fold: list[int] = field(default_factory=list)
     logits: list[np.ndarray] = field(default_factory=list)
+    logits_tta: list[np.ndarray] = field(default_factory=list)
     logits_l2a: list[np.ndarray] = field(default_factory=list)
+    inner: list[np.ndarray] = field(default_factory=list)
+    inner_tta: list[np.ndarray] = field(default_factory=list)
     labels: list[np.ndarray] = field(default_factory=list)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Stacked arrays ``[N, 128, 128]`` (and ``chip_ids``, ``fold`` of length N)."""
+        """Stacked arrays: ``[N, 128, 128]`` logits and labels, ``[N, k, 128, 128]`` inner logits."""
+        order = np.argsort(self.chip_ids, kind="stable")
         return {
-            "chip_ids": np.asarray(self.chip_ids),
-            "fold": np.asarray(self.fold),
-            "logits": np.stack(self.logits),
-            "logits_l2a": np.stack(self.logits_l2a),
-            "labels": np.stack(self.labels),
+            "chip_ids": np.asarray(self.chip_ids)[order],
+            "fold": np.asarray(self.fold)[order],
+            "logits": np.stack(self.logits)[order],
+            "logits_tta": np.stack(self.logits_tta)[order],
+            "logits_l2a": np.stack(self.logits_l2a)[order],
+            "inner": np.stack(self.inner)[order],
+            "inner_tta": np.stack(self.inner_tta)[order],
+            "labels": np.stack(self.labels)[order],
         }
+
+
+@torch.no_grad()
+def tta_logits(model: torch.nn.Module, images: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    """Logits averaged over the 8 flips and 90-degree turns of ``images`` ``[N, C, H, W]``.
+
+    Each transformed prediction is transformed back before averaging (square chips only).
+    """
+    model.eval()
+    total = torch.zeros((images.shape[0], 1, *images.shape[-2:]))
+    for flip in (False, True):
+        for k in range(4):
+            x = images.flip(-1) if flip else images
+            x = torch.rot90(x, k, (-2, -1))
+            z = torch.cat([model(x[i : i + batch]).float() for i in range(0, len(x), batch)])
+            z = torch.rot90(z, -k, (-2, -1))
+            total += z.flip(-1) if flip else z
+    return total / 8.0
+
+
+@torch.no_grad()
+def plain_logits(model: torch.nn.Module, images: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    """Logits of ``images`` ``[N, C, H, W]`` in eval mode, in batches."""
+    model.eval()
+    return torch.cat([model(images[i : i + batch]).float() for i in range(0, len(images), batch)])
 
 
 def run_cv(
@@ -147,74 +183,104 @@ def run_cv(
     k: int = 5,
     resume: bool = False,
     device: torch.device | None = None,
-    only: Sequence[int] | None = None,
     held_terrain: str | None = None,
+    inner_models: bool = True,
 ) -> dict[str, Any]:
-    """Train ``k`` fold models with ``recipe``, collect OOF logits, tune and score the rule per fold.
+    """Train the outer and inner models of a nested ``k``-fold CV; collect their logits; analyse.
 
-    ``only`` restricts the run to some folds (a partial comparison: the pooled scores then cover
-    only their held chips). Writes ``out/oof.npz`` and ``out/cv.json`` and returns the analysis
-    (see :func:`analyse`) with per-fold details. ``held_terrain`` feeds the held chips a slope
-    made another way than the training chips' (a model trained on the L4S slope channel, fed the
-    sweep's slope as a sweep would); the rule keeps the recipe's terrain.
+    ``inner_models=False`` trains the ``k`` outer models only (a screening run: the analysis then
+    chooses each fold's map and threshold on the other folds' outer logits, cross-fitted but not
+    nested).
+
+    Writes ``out/oof.npz`` (see :class:`OofPredictions`) and ``out/cv.json`` and returns the
+    analysis (:func:`pipeline.train.nested.analyse`) with per-fold details. ``held_terrain``
+    feeds the held chips a slope made another way than the training chips' (a model trained on
+    the L4S slope channel, fed the sweep's slope as a sweep would); the rule keeps the recipe's
+    terrain.
     """
+    from pipeline.train.nested import analyse
+
     device = device or torch.device("cpu")
     out = Path(out)
     pool = detect_layout(data_dir, None)
     everything = {c.chip_id: c for chips in pool.splits.values() for c in chips}
     counts = {i: int(read_mask(c).sum()) for i, c in everything.items()}
     folds = stratified_folds(counts, k)
+    fold_of = {c: f for f, held in enumerate(folds) for c in held}
     bands = tuple(SWEEP_BANDS)
-    oof = OofPredictions()
+    config = recipe.train_config(bands)
+    outer: dict[int, dict[str, np.ndarray]] = {}
+    inner: dict[int, np.ndarray] = {}
+    inner_tta: dict[int, np.ndarray] = {}
+    labels: dict[int, np.ndarray] = {}
     rule_acc = ConfusionAccumulator((0.5,))
     per_fold: list[dict[str, Any]] = []
     started = time.monotonic()
-    for f, held in enumerate(folds):
-        if only is not None and f not in only:
-            continue
-        train_ids = sorted(i for i in everything if i not in held)
-        train_chips = [everything[i] for i in train_ids]
-        held_chips = [everything[i] for i in held]
+
+    def train(left_out: tuple[int, ...]) -> tuple[torch.nn.Module, Any]:
+        train_chips = [everything[i] for i in sorted(everything) if fold_of[i] not in left_out]
         stats = band_statistics(train_chips, bands, recipe.terrain)
-        train_set = ChipSet(train_chips, bands, stats, recipe.terrain)
+        name = "fold_" + "_".join(str(f) for f in left_out)
+        result = fit(config, ChipSet(train_chips, bands, stats, recipe.terrain), None, out / name,
+                     resume=resume, device=device)
+        return result.model, stats
+
+    for f, held in enumerate(folds):
+        model, stats = train((f,))
+        held_chips = [everything[i] for i in held]
         held_set = ChipSet(held_chips, bands, stats, held_terrain or recipe.terrain)
-        result = fit(
-            recipe.train_config(bands), train_set, None, out / f"fold_{f}", resume=resume, device=device
-        )
         shifted = l2a_like(held_set.images, bands, stats.mean, stats.std, 1.0)
-        clean = torch.cat([z for z, _ in logit_batches(result.model, held_set, 8, device)])
-        moved = torch.cat([z for z, _ in logit_batches(result.model, held_set, 8, device, images=shifted)])
+        clean, moved = plain_logits(model, held_set.images), plain_logits(model, shifted)
+        turned = tta_logits(model, held_set.images)
         for j, chip_id in enumerate(held):
-            oof.chip_ids.append(chip_id)
-            oof.fold.append(f)
-            oof.logits.append(clean[j, 0].numpy())
-            oof.logits_l2a.append(moved[j, 0].numpy())
-            oof.labels.append(held_set.masks[j, 0].numpy().astype(np.uint8))
+            outer[chip_id] = {"logits": clean[j, 0].numpy(), "logits_l2a": moved[j, 0].numpy(),
+                              "logits_tta": turned[j, 0].numpy()}
+            labels[chip_id] = held_set.masks[j, 0].numpy().astype(np.uint8)
+        train_chips = [everything[i] for i in sorted(everything) if fold_of[i] != f]
         rule, _ = fit_rule(train_chips, recipe.terrain)
         rule_scores = score_rule(rule, held_chips, recipe.terrain)
         _add(rule_acc, rule_scores)
-        per_fold.append(
-            {
-                "fold": f,
-                "held": held,
-                "rule": {
-                    "ndvi_max": rule.ndvi_max,
-                    "slope_min_deg": rule.slope_min,
-                    "held": rule_scores.as_dict(),
-                },
-            }
-        )
-        log.info("fold %d/%d done (%.1f min)", f + 1, k, (time.monotonic() - started) / 60)
+        per_fold.append({"fold": f, "held": held, "rule": {
+            "ndvi_max": rule.ndvi_max, "slope_min_deg": rule.slope_min, "held": rule_scores.as_dict()}})
+        log.info("outer fold %d/%d done (%.1f min)", f + 1, k, (time.monotonic() - started) / 60)
+    shape = next(iter(labels.values())).shape
+    for c in everything:
+        inner[c] = np.full((k, *shape), np.nan, np.float32)
+        inner_tta[c] = np.full((k, *shape), np.nan, np.float32)
+    pairs = [(f, g) for f in range(k) for g in range(f + 1, k)] if inner_models else []
+    for f, g in pairs:
+        model, stats = train((f, g))
+        for mine, other in ((f, g), (g, f)):
+            ids = folds[mine]
+            chip_set = ChipSet([everything[i] for i in ids], bands, stats, held_terrain or recipe.terrain)
+            clean, turned = plain_logits(model, chip_set.images), tta_logits(model, chip_set.images)
+            for j, chip_id in enumerate(ids):
+                inner[chip_id][other] = clean[j, 0].numpy()
+                inner_tta[chip_id][other] = turned[j, 0].numpy()
+        log.info("inner pair (%d, %d) done (%.1f min)", f, g, (time.monotonic() - started) / 60)
+    oof = OofPredictions()
+    for c in sorted(everything):
+        oof.chip_ids.append(c)
+        oof.fold.append(fold_of[c])
+        oof.logits.append(outer[c]["logits"])
+        oof.logits_tta.append(outer[c]["logits_tta"])
+        oof.logits_l2a.append(outer[c]["logits_l2a"])
+        oof.inner.append(inner[c])
+        oof.inner_tta.append(inner_tta[c])
+        oof.labels.append(labels[c])
     arrays = oof.arrays()
+    if not inner_models:
+        del arrays["inner"], arrays["inner_tta"]
     np.savez_compressed(out / "oof.npz", **arrays)  # type: ignore[arg-type]
     analysis = analyse(arrays)
     analysis |= {
         "recipe": asdict(recipe),
         "folds": folds,
         "per_fold": per_fold,
-        "folds_used": sorted(set(oof.fold)),
         "rule": rule_acc.at(0.5).as_dict(),
         "minutes": round((time.monotonic() - started) / 60, 2),
+        "trainings": k + len(pairs),
+        "protocol": "nested" if inner_models else "cross-fitted (outer models only)",
     }
     (out / "cv.json").write_text(json.dumps(analysis, indent=2, sort_keys=True))
     return analysis
@@ -225,73 +291,3 @@ def _add(acc: ConfusionAccumulator, scores: Scores) -> None:
     acc._fp[0] += scores.fp
     acc._fn[0] += scores.fn
     acc._tn[0] += scores.tn
-
-
-def scores_at(prob: np.ndarray, labels: np.ndarray, thresholds: Sequence[float]) -> list[Scores]:
-    """Pooled pixel scores of ``prob`` at each threshold."""
-    acc = ConfusionAccumulator(thresholds)
-    acc.update(
-        torch.from_numpy(np.asarray(prob, np.float32)), torch.from_numpy(np.asarray(labels, np.float32))
-    )
-    return acc.scores()
-
-
-def best_threshold(prob: np.ndarray, labels: np.ndarray) -> Scores:
-    """The threshold of :data:`OOF_THRESHOLDS` with the highest pooled F1 (ties: the lower one)."""
-    return max(scores_at(prob, labels, OOF_THRESHOLDS), key=lambda s: (round(s.f1, 12), -s.threshold))
-
-
-def cross_fitted(logits: np.ndarray, labels: np.ndarray, fold: np.ndarray, method: str) -> np.ndarray:
-    """Probabilities where each fold's logits are calibrated by a map fitted on the other folds."""
-    prob = np.empty(logits.shape, np.float64)
-    for f in np.unique(fold):
-        mine = fold == f
-        fitted = cal.fit_calibration(logits[~mine], labels[~mine], method)
-        prob[mine] = fitted.probabilities(torch.from_numpy(logits[mine])).double().numpy()
-    return prob
-
-
-def analyse(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Pooled OOF metrics before and after calibration, the chosen calibration and threshold.
-
-    The shipped calibration is the method (temperature or Platt) with the lower cross-fitted
-    ECE, refitted on all OOF logits; the threshold maximises OOF F1 of those calibrated
-    probabilities. Scores under the L2A shift use the same calibration and threshold.
-    """
-    z, y, fold = arrays["logits"].astype(np.float64), arrays["labels"], arrays["fold"]
-    folds = np.broadcast_to(fold[:, None, None], z.shape)
-    raw = 1.0 / (1.0 + np.exp(-z))
-    report: dict[str, Any] = {
-        "raw": cal.summary(raw, y)
-        | {"best": best_threshold(raw, y).as_dict(), "at_0.5": scores_at(raw, y, (0.5,))[0].as_dict()}
-    }
-    candidates: dict[str, Calibration] = {}
-    for method in ("temperature", "platt"):
-        crossed = cross_fitted(z, y, folds, method)
-        fitted = cal.fit_calibration(z, y, method, fitted_on="out-of-fold logits, 5-fold CV")
-        prob = fitted.probabilities(torch.from_numpy(z)).double().numpy()
-        report[method] = {
-            "cross_fitted": cal.summary(crossed, y),
-            "in_sample": cal.summary(prob, y),
-            "scale": fitted.scale,
-            "bias": fitted.bias,
-        }
-        candidates[method] = fitted
-    chosen = min(candidates, key=lambda m: report[m]["cross_fitted"]["ece"])
-    calibration = candidates[chosen]
-    prob = calibration.probabilities(torch.from_numpy(z)).double().numpy()
-    locked = best_threshold(prob, y)
-    prob_l2a = calibration.probabilities(torch.from_numpy(arrays["logits_l2a"])).double().numpy()
-    crossed_prob = cross_fitted(z, y, folds, chosen)
-    report |= {
-        "calibration": asdict(calibration),
-        "chosen_method": chosen,
-        "threshold": locked.threshold,
-        "calibrated": cal.summary(prob, y)
-        | {"locked": locked.as_dict(), "at_0.5": scores_at(prob, y, (0.5,))[0].as_dict()},
-        "cross_fitted": cal.summary(crossed_prob, y)
-        | {"locked": scores_at(crossed_prob, y, (locked.threshold,))[0].as_dict()},
-        "l2a_shifted": cal.summary(prob_l2a, y)
-        | {"locked": scores_at(prob_l2a, y, (locked.threshold,))[0].as_dict()},
-    }
-    return report

@@ -20,8 +20,9 @@ import torch
 
 from pipeline import __version__
 from pipeline.models.checkpoint import CheckpointMeta, save_checkpoint
+from pipeline.train.config import TrainConfig
 from pipeline.train.data import BandStatistics, ChipSet, DataLayout, band_statistics, detect_layout
-from pipeline.train.loop import TrainConfig, evaluate_counts, fit
+from pipeline.train.loop import evaluate_counts, fit
 from pipeline.train.metrics import SELECTION_THRESHOLD, SWEEP_THRESHOLDS, choose_threshold, mean_std
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,10 @@ from pipeline.models.checkpoint import IDENTITY, Calibration
 from pipeline.models.registry import build_model
 from pipeline.store.atomic import atomic_output, write_atomic
 from pipeline.train import stages
+from pipeline.train.config import TrainConfig
 from pipeline.train.data import ChipSet, augment
 from pipeline.train.domain import l2a_like
-from pipeline.train.losses import LossConfig, SegmentationLoss
+from pipeline.train.losses import SegmentationLoss
 from pipeline.train.metrics import SELECTION_THRESHOLD, ConfusionAccumulator, Scores
 
 log = logging.getLogger(__name__)
@@ -57,69 +58,6 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
 BEST_FILE = "best.safetensors"
 HISTORY_FILE = "metrics.jsonl"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a training run (JSON-serialisable).
-
-    Attributes:
-        model: Registry name.
-        model_config: Registry constructor arguments.
-        seed: Seed of initialisation, shuffling, augmentation and dropout.
-        epochs: Maximum number of epochs.
-        batch_size: Chips per step.
-        lr: Stage-1 learning rate (whole model; Clay frozen).
-        stage2_lr: Stage-2 learning rate of everything but LoRA.
-        lora_lr: Stage-2 learning rate of the LoRA weights.
-        stage1_epochs: Length of stage 1 for models with a Clay encoder.
-        weight_decay: AdamW weight decay.
-        grad_clip: Max gradient norm.
-        patience: Epochs without validation improvement before stopping.
-        augment: Random flips and 90-degree rotations.
-        repeats: Passes over the train set per epoch, each with fresh augmentation (1 = method).
-        intensity_jitter: Std of a random per-chip, per-channel gain (1 + N(0, s)) and offset
-            (N(0, s), in z-units) applied to training inputs; 0 (the method) disables it.
-        crop: Train on random ``crop`` x ``crop`` windows of the (augmented) chips, one window per
-            batch; 0 (the method) trains on whole chips. The network is fully convolutional, so
-            it still predicts whole chips.
-        radiometric: Largest fraction of the Level-1C -> Level-2A shift applied to a training
-            chip (drawn uniformly per chip); 0 (the method) disables it.
-        loss: Loss weights.
-        lora: LoRA settings (rank, alpha, dropout).
-        clay_checkpoint: Clay v1.5 weights for the encoder; None keeps the random initialisation.
-        amp: Autocast on CUDA (ignored on CPU).
-        progress: Show a tqdm bar.
-    """
-
-    model: str
-    model_config: dict[str, Any]
-    seed: int = 42
-    epochs: int = 50
-    batch_size: int = 8
-    lr: float = 3e-4
-    stage2_lr: float = 1e-4
-    lora_lr: float = 3e-5
-    stage1_epochs: int = 10
-    weight_decay: float = 1e-3
-    grad_clip: float = 1.0
-    patience: int = 10
-    augment: bool = True
-    repeats: int = 1
-    intensity_jitter: float = 0.0
-    radiometric: float = 0.0
-    crop: int = 0
-    loss: LossConfig = field(default_factory=LossConfig)
-    lora: stages.LoraSettings = field(default_factory=stages.LoraSettings)
-    clay_checkpoint: str | None = None
-    amp: bool = True
-    progress: bool = True
-
-    def fingerprint(self) -> str:
-        """JSON of the settings that must match for a run to be resumed."""
-        raw = asdict(self)
-        raw.pop("progress")
-        return json.dumps(raw, sort_keys=True, default=str)
 
 
 @dataclass

@@ -28,9 +28,9 @@ from typing import Any
 
 from pipeline.bands import L4S_BANDS
 from pipeline.errors import UserError
+from pipeline.train.config import TrainConfig
 from pipeline.train.data import shared_sample_dir
 from pipeline.train.experiment import markdown_table, prepare_data, run_experiment
-from pipeline.train.loop import TrainConfig
 
 MODELS = ("unet", "clay", "hybrid")
 SAMPLE_DIR = shared_sample_dir()

@@ -3,19 +3,23 @@
 ``python -m pipeline.train.ship`` rebuilds ``pipeline/demo/data/unet-l4s-sample.safetensors``
 on CPU (recipe :class:`~pipeline.train.cv.Recipe`, its defaults are the shipped ones):
 
-1. 5-fold cross-validation (:func:`pipeline.train.cv.run_cv`): out-of-fold (OOF) logits of every
-   chip from a model that never saw it, and the NDVI + slope rule tuned on each fold's
-   training chips;
-2. calibration (temperature or Platt, the lower cross-fitted ECE) fitted on the OOF logits, and
-   the decision threshold that maximises OOF F1 of the calibrated probabilities;
+1. nested 5-fold cross-validation (:func:`pipeline.train.cv.run_cv`, 15 trainings): out-of-fold
+   (OOF) logits of every chip from a model that never saw it, scored with a calibration map and
+   threshold chosen inside each fold (:mod:`pipeline.train.nested`), and the NDVI + slope rule
+   tuned on each fold's training chips;
+2. the shipped calibration (temperature, Platt, beta or isotonic: the lowest nested ECE +
+   largest gap, :func:`pipeline.train.nested.shipped`) fitted on the OOF logits, and the
+   decision threshold that maximises OOF F1 of the calibrated probabilities;
 3. the final model trained with the same recipe on all 15 chips (statistics from all 15), saved
    with that calibration and threshold in its metadata, plus the CV report
-   (``unet-l4s-sample.json``), the OOF logits beside it (``unet-l4s-sample.oof.npz``, from which
-   ``python -m pipeline.figures`` redraws the diagram) and the reliability diagram
-   (``docs/img/reliability.png``, its PNG text naming the checkpoint's SHA-256 and this command).
+   (``unet-l4s-sample.json``), the OOF logits beside it (``unet-l4s-sample.oof.npz``, outer and
+   inner, from which ``python -m pipeline.figures`` redraws the diagram) and the reliability
+   diagram (``docs/img/reliability.png``: the nested OOF curve, each fold calibrated by a map it
+   did not contribute to; its PNG text names the checkpoint's SHA-256 and this command).
 
 ``--smoke`` runs everything with 1 epoch and tiny widths into ``--out`` (for CI); ``--cv-only``
-stops after step 2 (recipe search).
+stops after step 2. ``--resume`` reuses the trainings already in ``--out`` (e.g. a finished
+``python -m pipeline.train.search`` variant directory), so only what is missing is trained.
 """
 
 from __future__ import annotations
@@ -76,12 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--held-terrain", choices=("sweep", "l4s"),
                         help="slope fed to the held chips (default: --terrain), for the terrain ablation")
     parser.add_argument("--cv-only", action="store_true", help="cross-validate only (no final model)")
-    parser.add_argument(
-        "--folds",
-        type=int,
-        nargs="+",
-        help="run only these folds (0-4); the calibration then rests on their chips only",
-    )
+    parser.add_argument("--folds", type=int, default=5, help="number of outer folds (default 5)")
     parser.add_argument("--smoke", action="store_true", help="1 epoch, tiny widths, 1 repeat (CI)")
     parser.add_argument("--resume", action="store_true", help="continue killed fold/final runs in --out")
     return parser
@@ -109,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         recipe = replace(recipe, widths=(4, 8, 16, 32), epochs=1, repeats=1)
     started = time.monotonic()
-    cv = run_cv(
-        recipe, args.data, args.out, resume=args.resume, only=args.folds, held_terrain=args.held_terrain
-    )
+    cv = run_cv(recipe, args.data, args.out, k=args.folds, resume=args.resume, held_terrain=args.held_terrain)
     print(_cv_line(cv))
     if args.cv_only:
         return 0
@@ -138,15 +135,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cv_line(cv: dict[str, Any]) -> str:
-    model, rule = cv["calibrated"]["locked"], cv["rule"]
+    model, rule = cv["nested"], cv["rule"]
     return (
-        f"OOF F1 {model['f1']:.3f} (P {model['precision']:.3f} R {model['recall']:.3f} "
-        f"IoU {model['iou']:.3f}) "
-        f"at {cv['threshold']:.2f}; rule F1 {rule['f1']:.3f}; ECE raw {cv['raw']['ece']:.3f} -> "
-        f"{cv['chosen_method']} {cv['calibrated']['ece']:.3f} "
-        f"(cross-fitted {cv['cross_fitted']['ece']:.3f}); "
-        f"Brier skill {cv['cross_fitted']['brier_skill']:.3f}; "
-        f"L2A-shifted F1 {cv['l2a_shifted']['locked']['f1']:.3f}; {cv['minutes']} min"
+        f"nested OOF F1 {model['f1']:.3f} (P {model['precision']:.3f} R {model['recall']:.3f} "
+        f"IoU {model['iou']:.3f}; thresholds {model['fold_thresholds']}); rule F1 {rule['f1']:.3f}; "
+        f"ECE raw {cv['raw']['ece']:.3f} -> nested {model['ece']:.3f} (max gap {model['max_gap']:.3f}); "
+        f"Brier skill {model['brier_skill']:.3f}; L2A-shifted F1 {cv['l2a_shifted']['f1']:.3f}; "
+        f"shipped {cv['chosen_method']} at {cv['threshold']:.2f}; {cv['minutes']} min"
     )
 
 
@@ -192,12 +187,16 @@ def train_final(
             k: cv[k]
             for k in (
                 "folds",
-                "folds_used",
                 "threshold",
                 "chosen_method",
+                "criterion",
                 "raw",
-                "calibrated",
+                "nested",
+                "methods",
+                "tta",
+                "ensemble",
                 "cross_fitted",
+                "in_sample",
                 "l2a_shifted",
                 "rule",
             )

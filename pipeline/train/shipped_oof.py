@@ -67,6 +67,7 @@ def write_shipped_oof(oof_npz: str | Path, checkpoint: str | Path) -> Path:
         labels=np.packbits(labels.ravel()),
         shape=np.array(labels.shape, dtype=np.int64),
         fold=np.asarray(arrays["fold"]),
+        **({"inner": np.asarray(arrays["inner"]).astype(np.float16)} if "inner" in arrays.files else {}),
         fit=_fit_record(read_meta(checkpoint)),
         checkpoint_sha256=np.array(sha256_file(checkpoint)),
     )
@@ -75,7 +76,7 @@ def write_shipped_oof(oof_npz: str | Path, checkpoint: str | Path) -> Path:
 
 
 def load_shipped_oof(checkpoint: str | Path) -> dict[str, Any]:
-    """The OOF ``logits`` (float32), ``labels`` (uint8) and ``fold`` kept beside ``checkpoint``.
+    """The OOF ``logits`` (float32), ``labels`` (uint8), ``fold`` (and ``inner``) beside ``checkpoint``.
 
     Raises:
         UserError: When there is no such file, or its calibration and threshold are not the
@@ -93,7 +94,10 @@ def load_shipped_oof(checkpoint: str | Path) -> dict[str, Any]:
         )
     shape = tuple(int(n) for n in arrays["shape"])
     labels = np.unpackbits(arrays["labels"], count=int(np.prod(shape))).reshape(shape)
-    return {"logits": arrays["logits"].astype(np.float32), "labels": labels, "fold": arrays["fold"]}
+    out = {"logits": arrays["logits"].astype(np.float32), "labels": labels, "fold": arrays["fold"]}
+    if "inner" in arrays.files:  # nested CV: each fold's inner logits (NaN on its own chips)
+        out["inner"] = arrays["inner"].astype(np.float32)
+    return out
 
 
 def reliability_figure(checkpoint: str | Path, png: str | Path) -> Path:
@@ -105,11 +109,20 @@ def reliability_figure(checkpoint: str | Path, png: str | Path) -> Path:
     oof = load_shipped_oof(checkpoint)
     z, y = oof["logits"], oof["labels"]
     raw = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
-    calibrated = calibration.probabilities(torch.from_numpy(z)).double().numpy()
     folds = len(np.unique(oof["fold"]))
+    if "inner" in oof:  # the nested curve: each fold calibrated by a map fitted without it
+        from pipeline.train.nested import nested
+
+        crossed, _ = nested(
+            z.astype(np.float64), oof["inner"].astype(np.float64), y, oof["fold"], calibration.method
+        )
+        curve, label, how = crossed.prob, f"{calibration.method}, nested OOF", "nested CV"
+    else:
+        curve = calibration.probabilities(torch.from_numpy(z)).double().numpy()
+        label, how = f"{calibration.method} (OOF)", f"{folds}-fold CV"
     return reliability_png(
         png,
-        {"raw sigmoid": (raw, y), f"{calibration.method} (OOF)": (calibrated, y)},
-        f"Out-of-fold reliability, {len(z)} L4S chips ({folds}-fold CV)",
+        {"raw sigmoid": (raw, y), label: (curve, y)},
+        f"Out-of-fold reliability, {len(z)} L4S chips ({how})",
         meta.threshold,
     )

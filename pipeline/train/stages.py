@@ -12,29 +12,17 @@ from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from pipeline.errors import UserError
-
-if TYPE_CHECKING:
-    from pipeline.train.loop import TrainConfig
+from pipeline.train.config import LoraSettings, TrainConfig
 
 log = logging.getLogger(__name__)
 
 CLAY_CLASS_NAME = "ClayEncoder"
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    """LoRA adapters of stage 2 (the method: r=8, alpha=8, dropout 0.1)."""
-
-    rank: int = 8
-    alpha: float = 8.0
-    dropout: float = 0.1
 
 
 def clay_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:

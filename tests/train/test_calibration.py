@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,7 +73,7 @@ def test_reliability_png(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
 
 
-def _meta(**kw: object) -> CheckpointMeta:
+def _meta(**kw: Any) -> CheckpointMeta:
     return CheckpointMeta(
         model="unet",
         config=dict(TINY_UNET),
@@ -80,7 +82,7 @@ def _meta(**kw: object) -> CheckpointMeta:
         norm_std=(1.0,) * 13,
         threshold=0.4,
         **kw,
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_calibration_round_trip_in_the_checkpoint(tmp_path: Path) -> None:
@@ -151,3 +153,104 @@ def test_the_sample_folds_separate_the_empty_chips() -> None:
     folds = stratified_folds(counts, 5)
     assert [len(f) for f in folds] == [3] * 5
     assert not any({3, 45} <= set(f) for f in folds)
+
+
+def test_beta_and_isotonic_follow_a_curve_platt_cannot() -> None:
+    # the truth bends: below 0.5 one slope, above another, which a two-parameter sigmoid cannot follow
+    rng = np.random.default_rng(1)
+    z = rng.normal(-2.0, 2.5, 300_000)
+    p = np.exp(-np.logaddexp(0.0, -z)) ** 0.5 * 0.6  # a bent, monotone map of z, capped at 0.6
+    y = (rng.random(z.size) < p).astype(np.uint8)
+    gaps = {}
+    for method in cal.METHODS:
+        fitted = cal.fit_calibration(z, y, method)
+        prob = fitted.probabilities(torch.from_numpy(z)).double().numpy()
+        gaps[method] = cal.max_gap(prob, y)
+        assert fitted.base_rate == pytest.approx(y.mean())
+    assert gaps["isotonic"] < 0.02 and gaps["beta"] < gaps["platt"] and gaps["platt"] > 0.03
+    iso = cal.fit_calibration(z, y, "isotonic")
+    assert list(iso.knots) == sorted(iso.knots) and list(iso.values) == sorted(iso.values)
+
+
+def test_beta_recovers_platt_when_the_truth_is_platt() -> None:
+    z, y = _synthetic(0.6, -2.0)
+    a, b, c = cal.fit_calibration(z, y, "beta").params
+    # a ln p - b ln(1 - p) + c with a = b = s is s z + c
+    assert a == pytest.approx(0.6, abs=0.05) and b == pytest.approx(0.6, abs=0.05)
+    assert c == pytest.approx(-2.0, abs=0.1)
+
+
+def test_max_gap_counts_only_bins_with_one_percent_of_the_pixels() -> None:
+    prob = np.r_[np.full(990, 0.05), np.full(10, 0.95)]
+    labels = np.r_[np.zeros(940), np.ones(50), np.zeros(10)]  # bin 0: 0.05 vs 0.0505; bin 9: 0.95 vs 0
+    assert cal.max_gap(prob, labels) == pytest.approx(0.95)
+    assert cal.max_gap(prob, labels, min_share=0.02) == pytest.approx(abs(0.05 - 50 / 990))
+
+
+@pytest.mark.parametrize(
+    "calibration",
+    [
+        Calibration("beta", params=(0.8, 1.3, -2.0), base_rate=0.04),
+        Calibration("isotonic", knots=(-3.0, 0.0, 2.0), values=(0.0, 0.3, 1.0), base_rate=0.04),
+    ],
+)
+def test_beta_and_isotonic_round_trip_in_the_checkpoint(tmp_path: Path, calibration: Calibration) -> None:
+    model = build_model("unet", TINY_UNET)
+    save_checkpoint(tmp_path / "c.safetensors", model.state_dict(), _meta(calibration=calibration))
+    _, meta = load_checkpoint(tmp_path / "c.safetensors")
+    assert meta.calibration == calibration
+    z = torch.linspace(-6, 6, 49)
+    prob = calibrated_probabilities(z, meta)
+    assert bool((prob[1:] >= prob[:-1]).all()) and bool(((prob > 0) & (prob < 1)).all())
+    if calibration.method == "isotonic":  # linear between knots, constant beyond
+        torch.testing.assert_close(calibration.probabilities(torch.tensor([-1.5, 1.0, 9.0])),
+                                   torch.tensor([0.15, 0.65, 1 - 1e-6]))  # fmt: skip
+    else:
+        p = torch.sigmoid(z)
+        expected = torch.sigmoid(0.8 * torch.log(p) - 1.3 * torch.log1p(-p) - 2.0)
+        torch.testing.assert_close(prob, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_a_checkpoint_written_before_beta_and_isotonic_still_loads(tmp_path: Path) -> None:
+    # the calibration record as older files hold it: four keys, no base rate
+    meta = _meta(calibration=Calibration("platt", 2.0, -3.0, "old"))
+    raw = json.loads(meta.to_json())
+    raw["calibration"] = {"method": "platt", "scale": 2.0, "bias": -3.0, "fitted_on": "old"}
+    loaded = CheckpointMeta.from_json(json.dumps(raw))
+    assert loaded.calibration == Calibration("platt", 2.0, -3.0, "old")
+    assert loaded.calibration.base_rate is None
+    with pytest.raises(CheckpointError, match="no training base rate"):
+        loaded.calibration.prior_shift(0.005)
+    assert loaded.calibration.prior_shift(None) == 0.0
+
+
+def test_bad_beta_and_isotonic_records_are_checkpoint_errors() -> None:
+    with pytest.raises(CheckpointError, match="beta"):
+        Calibration("beta", params=(-1.0, 1.0, 0.0))
+    with pytest.raises(CheckpointError, match="isotonic"):
+        Calibration("isotonic", knots=(0.0, 1.0), values=(0.5, 0.2))
+    with pytest.raises(CheckpointError, match="base rate"):
+        Calibration("platt", base_rate=1.5)
+
+
+def test_prior_shift_is_the_saerens_correction() -> None:
+    c = Calibration("platt", 1.0, 0.0, base_rate=0.04)
+    z = torch.tensor([-4.0, -1.0, 0.0, 2.0])
+    p, q = c.probabilities(z).double(), c.probabilities(z, base_rate=0.005).double()
+    # Saerens et al. 2002: q = (r'/r) p / ((r'/r) p + ((1 - r')/(1 - r)) (1 - p))
+    ratio, other = 0.005 / 0.04, 0.995 / 0.96
+    torch.testing.assert_close(q, ratio * p / (ratio * p + other * (1 - p)), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(c.probabilities(z, base_rate=0.04), c.probabilities(z))
+
+
+def test_corrected_probabilities_stay_calibrated_at_a_lower_base_rate() -> None:
+    # calibrated probabilities at the sample's base rate (about 20 %); the region has 0.5 %
+    z, y = _synthetic(1.0, -1.0)
+    rate = float(y.mean())
+    prob = cal.fit_calibration(z, y, "platt").probabilities(torch.from_numpy(z)).double().numpy()
+    check = cal.label_shift_check(prob, y, rate, 0.005)
+    assert check["observed"] == pytest.approx(0.005, rel=0.1)
+    assert check["uncorrected"]["mean_prob"] > 4 * check["observed"]  # overstates
+    assert check["uncorrected"]["ece"] > 0.02
+    assert check["corrected"]["mean_prob"] == pytest.approx(check["observed"], rel=0.25)
+    assert check["corrected"]["ece"] < 0.005

@@ -14,9 +14,10 @@ from safetensors.torch import load_file
 from pipeline.bands import SWEEP_BANDS
 from pipeline.errors import UserError
 from pipeline.models.checkpoint import load_checkpoint
+from pipeline.train.config import TrainConfig
 from pipeline.train.data import detect_layout
 from pipeline.train.experiment import prepare_data, run_seed
-from pipeline.train.loop import BEST_FILE, HISTORY_FILE, STATE_FILE, TrainConfig, fit
+from pipeline.train.loop import BEST_FILE, HISTORY_FILE, STATE_FILE, fit
 from pipeline.train.losses import SegmentationLoss
 
 from .conftest import TINY_UNET, build_official

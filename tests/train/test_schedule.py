@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from pipeline.bands import SWEEP_BANDS
+from pipeline.train.config import TrainConfig
 from pipeline.train.data import ChipSet, band_statistics, detect_layout
-from pipeline.train.loop import STATE_FILE, TrainConfig, fit
+from pipeline.train.loop import STATE_FILE, fit
 
 from .conftest import TINY_UNET
 

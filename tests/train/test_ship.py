@@ -17,7 +17,7 @@ from .conftest import SAMPLE
 POOL = (3, 16, 28, 72, 512)
 
 
-@pytest.mark.timeout(1500)  # six 1-epoch trainings + calibration fits; 12.7 min on the shared box at load 24
+@pytest.mark.timeout(1500)  # seven 1-epoch trainings + calibration fits (old six: 12.7 min at load 24)
 def test_ship_smoke_writes_a_calibrated_checkpoint(tmp_path: Path) -> None:
     pool = tmp_path / "pool"
     for sub, name in (("img", "image"), ("mask", "mask")):
@@ -29,6 +29,8 @@ def test_ship_smoke_writes_a_calibrated_checkpoint(tmp_path: Path) -> None:
         ship.main(
             [
                 "--smoke",
+                "--folds",
+                "3",
                 "--data",
                 str(pool),
                 "--out",
@@ -42,17 +44,26 @@ def test_ship_smoke_writes_a_calibrated_checkpoint(tmp_path: Path) -> None:
         == 0
     )
     _, meta = load_checkpoint(dest)
-    assert meta.calibration is not None and meta.calibration.method in ("temperature", "platt")
+    assert meta.calibration is not None
+    assert meta.calibration.method in ("temperature", "platt", "beta", "isotonic")
+    assert meta.calibration.base_rate is not None and 0 < meta.calibration.base_rate < 1
     assert meta.training["terrain"] == "sweep" and meta.training["split_ids"]["train"] == list(POOL)
     report = json.loads(dest.with_suffix(".json").read_text())
     cv = report["cv"]
     assert sorted(i for f in cv["folds"] for i in f) == list(POOL)
     assert cv["threshold"] == meta.threshold
-    for key in ("raw", "calibrated", "cross_fitted", "l2a_shifted"):
-        assert {"ece", "brier", "brier_skill"} <= set(cv[key])
+    for key in ("raw", "nested", "tta", "ensemble", "cross_fitted", "in_sample", "l2a_shifted"):
+        assert {"ece", "max_gap", "brier", "brier_skill"} <= set(cv[key])
+    assert set(cv["methods"]) == {"temperature", "platt", "beta", "isotonic"}
+    assert len(cv["nested"]["fold_thresholds"]) == 3 and len(cv["nested"]["fold_methods"]) == 3
     assert {"f1", "precision", "recall", "iou"} <= set(cv["rule"])
     oof = np.load(tmp_path / "run" / "oof.npz")
     assert sorted(oof["chip_ids"].tolist()) == list(POOL) and oof["logits"].shape == (5, 128, 128)
+    # each chip has an inner logit for every outer fold but its own (NaN there)
+    inner = oof["inner"]
+    assert inner.shape == (5, 3, 128, 128)
+    for c, f in enumerate(oof["fold"]):
+        assert np.isnan(inner[c, f]).all() and np.isfinite(np.delete(inner[c], f, axis=0)).all()
     assert png.read_bytes()[:4] == b"\x89PNG"
     # the diagram names the checkpoint it shows, and the OOF logits to redraw it stay beside it
     from pipeline.figures import CHECKPOINT_KEY, read_stamp
