@@ -100,6 +100,12 @@ class Recipe:
         )
 
 
+#: The recipe of the shipped checkpoint: the search's baseline (:class:`Recipe`'s defaults) with
+#: the stronger per-channel jitter that won the search (nested OOF F1 0.695 against 0.658,
+#: docs/model.md "Recipe search"). ``python -m pipeline.train.ship`` uses it by default.
+SHIPPED_RECIPE = Recipe(intensity_jitter=0.15)
+
+
 def stratified_folds(pixel_counts: dict[int, int], k: int = 5, seed: int = 0) -> list[list[int]]:
     """Deal chips to ``k`` folds, stratified by landslide pixel count (see the module doc).
 

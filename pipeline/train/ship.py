@@ -1,7 +1,7 @@
 """Build the shipped checkpoint: 5-fold CV on the 15 L4S sample chips, then one model on all 15.
 
 ``python -m pipeline.train.ship`` rebuilds ``pipeline/demo/data/unet-l4s-sample.safetensors``
-on CPU (recipe :class:`~pipeline.train.cv.Recipe`, its defaults are the shipped ones):
+on CPU (recipe :data:`~pipeline.train.cv.SHIPPED_RECIPE`, the defaults of its options):
 
 1. nested 5-fold cross-validation (:func:`pipeline.train.cv.run_cv`, 15 trainings): out-of-fold
    (OOF) logits of every chip from a model that never saw it, scored with a calibration map and
@@ -40,7 +40,7 @@ from pipeline import __version__
 from pipeline.bands import SWEEP_BANDS
 from pipeline.figures import FigureSource, stamp_png
 from pipeline.models.checkpoint import Calibration, CheckpointMeta, save_checkpoint, shipped_checkpoint
-from pipeline.train.cv import Recipe, run_cv
+from pipeline.train.cv import SHIPPED_RECIPE, Recipe, run_cv
 from pipeline.train.data import ChipSet, band_statistics, detect_layout, shared_sample_dir
 from pipeline.train.loop import fit
 from pipeline.train.shipped_oof import reliability_figure, write_shipped_oof
@@ -50,7 +50,7 @@ RELIABILITY_PNG = Path(__file__).resolve().parents[2] / "docs" / "img" / "reliab
 
 
 def _parser() -> argparse.ArgumentParser:
-    defaults = Recipe()
+    defaults = SHIPPED_RECIPE
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.train.ship", description=__doc__.splitlines()[0]
     )
