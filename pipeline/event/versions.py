@@ -220,11 +220,9 @@ def _write_version(
 
 def _grid(rec: EventRecord, opts: WatchOptions) -> EventGrid:
     """The event's grid: the epicentre's UTM zone over every planned tile, holding earlier grids."""
-    from pipeline.errors import UserError
-    from pipeline.sweep.config import CHIP
+    from pipeline.sweep.config import check_block
 
-    if opts.block < CHIP or opts.block % CHIP:  # the sweep's own rule, before the grid needs it
-        raise UserError(f"--block {opts.block} must be a positive multiple of {CHIP}")
+    check_block(opts.block)  # the sweep's own rule, before the grid needs it
     tiles = [t.bbox for t in plan_tiles(rec) if t.skip is None]
     if rec.lon is not None and rec.lat is not None:
         centre = (rec.lon, rec.lat)

@@ -78,6 +78,22 @@ class GridSpec:
         return [self.epsg, self.west, self.north, list(self.shape), self.resolution]
 
 
+def check_block(block: int) -> None:
+    """The one rule for a sweep's block size: a positive multiple of ``BLOCK_MULTIPLE``.
+
+    Every such block gives the same mosaic (the U-Net's tile core does not depend on it).
+
+    Raises:
+        UserError: For any other block, with the one-line message the CLI prints.
+    """
+    if block < BLOCK_MULTIPLE or block % BLOCK_MULTIPLE:
+        m = BLOCK_MULTIPLE
+        raise UserError(
+            f"--block {block} is not a multiple of {m}: use {m}, {2 * m}, {4 * m}, ... "
+            f"(every multiple of {m} gives the same mosaic)"
+        )
+
+
 def _default_cluster() -> ClusterSpec:
     from pipeline.cluster import ClusterSpec
 
@@ -166,12 +182,7 @@ class SweepConfig:
             object.__setattr__(self, "checkpoint", Path(self.checkpoint))
         if self.end < self.start:
             raise UserError(f"--end {self.end} is before --start {self.start}")
-        if self.block < BLOCK_MULTIPLE or self.block % BLOCK_MULTIPLE:
-            m = BLOCK_MULTIPLE
-            raise UserError(
-                f"--block {self.block} is not a multiple of {m}: use {m}, {2 * m}, {4 * m}, ... "
-                f"(every multiple of {m} gives the same mosaic)"
-            )
+        check_block(self.block)
         try:
             ChipGrid(chip=CHIP, overlap=self.overlap)
         except ValueError as exc:
