@@ -31,9 +31,9 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import struct
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any

@@ -61,16 +61,17 @@ def write_shipped_oof(oof_npz: str | Path, checkpoint: str | Path) -> Path:
     _check_fit(logits, labels, read_meta(checkpoint))
     dest = oof_path(checkpoint)
     tmp = dest.with_name(f".{dest.name}.tmp.npz")
-    np.savez_compressed(
-        tmp,
-        logits=logits.astype(np.float16),
-        labels=np.packbits(labels.ravel()),
-        shape=np.array(labels.shape, dtype=np.int64),
-        fold=np.asarray(arrays["fold"]),
-        **({"inner": np.asarray(arrays["inner"]).astype(np.float16)} if "inner" in arrays.files else {}),
-        fit=_fit_record(read_meta(checkpoint)),
-        checkpoint_sha256=np.array(sha256_file(checkpoint)),
-    )
+    fields: dict[str, Any] = {
+        "logits": logits.astype(np.float16),
+        "labels": np.packbits(labels.ravel()),
+        "shape": np.array(labels.shape, dtype=np.int64),
+        "fold": np.asarray(arrays["fold"]),
+        "fit": _fit_record(read_meta(checkpoint)),
+        "checkpoint_sha256": np.array(sha256_file(checkpoint)),
+    }
+    if "inner" in arrays.files:  # nested CV: each chip's inner logits (NaN on its own fold)
+        fields["inner"] = np.asarray(arrays["inner"]).astype(np.float16)
+    np.savez_compressed(tmp, **fields)
     tmp.replace(dest)
     return dest
 
