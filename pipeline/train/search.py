@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.train.cv import Recipe, run_cv
+from pipeline.train.cv import SHIPPED_RECIPE, Recipe, run_cv
 from pipeline.train.data import shared_sample_dir
 
 #: Variants: name -> changes to :class:`~pipeline.train.cv.Recipe` (one factor at a time).
@@ -46,6 +46,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lovasz-0.5": {"lovasz_weight": 0.5},
     "pos-weight-5": {"pos_weight": 5.0},
     "jitter-0.15": {"intensity_jitter": 0.15},
+}
+#: The second round: one factor at a time from the first round's winner (the shipped recipe).
+SHIPPED_VARIANTS: dict[str, dict[str, Any]] = {
+    "shipped": {},
+    "jitter-0.3": {"intensity_jitter": 0.3},
+    "lr-3e-3": {"lr": 3e-3},
+    "epochs-40": {"epochs": 40},
+    "widths-16-128": {"widths": (16, 32, 64, 128)},
+}
+#: Where each round starts (``--start``): its base recipe and its variants (the base: no changes).
+ROUNDS: dict[str, tuple[Recipe, dict[str, dict[str, Any]]]] = {
+    "first": (Recipe(), VARIANTS),
+    "shipped": (SHIPPED_RECIPE, SHIPPED_VARIANTS),
 }
 
 log = logging.getLogger(__name__)
@@ -120,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data", type=Path, default=shared_sample_dir(), help="flat pool of L4S chips")
     parser.add_argument("--out", type=Path, default=Path("build/search"), help="one directory per variant")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="run only these")
+    parser.add_argument(
+        "--start", choices=list(ROUNDS), default="first",
+        help="first: from the first guesses (VARIANTS); shipped: from the shipped recipe (SHIPPED_VARIANTS)",
+    )  # fmt: skip
+    parser.add_argument("--variants", nargs="+", help="run only these (names of the round's variants)")
     parser.add_argument("--rerun", action="store_true", help="rerun variants that already have a cv.json")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--smoke", action="store_true", help="1 epoch, tiny widths, 1 repeat (CI)")
@@ -132,37 +149,42 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     command = "python -m pipeline.train.search " + shlex.join(argv if argv is not None else sys.argv[1:])
+    start, variants = ROUNDS[args.start]
+    unknown = sorted(set(args.variants or ()) - set(variants))
+    if unknown:
+        parser.error(f"unknown variants {', '.join(unknown)}; this round has {', '.join(variants)}")
+    base_name = next(n for n, c in variants.items() if not c)
     results: dict[str, dict[str, Any]] = {}
-    for name in args.variants or list(VARIANTS):
-        changes = VARIANTS[name]
+    for name in args.variants or list(variants):
+        changes = variants[name]
         out = args.out / name
         done = out / "cv.json"
         if done.is_file() and not args.rerun:
             results[name] = json.loads(done.read_text())
             continue
-        recipe = replace(Recipe(), **changes)
+        recipe = replace(start, **changes)
         if args.smoke:
             recipe = replace(recipe, widths=tuple(max(w // 4, 2) for w in recipe.widths), epochs=1, repeats=1)
         load_before, started = _load(), time.monotonic()
-        inner = not args.screen or name == "baseline"
+        inner = not args.screen or name == base_name
         results[name] = run_cv(recipe, args.data, out, resume=True, inner_models=inner)
         results[name] |= {"load_before": load_before, "load_after": _load(),
                           "wall_minutes": round((time.monotonic() - started) / 60, 2)}  # fmt: skip
         done.write_text(json.dumps(results[name], indent=2, sort_keys=True))
         log.info("%s: nested F1 %.3f", name, results[name]["nested"]["f1"])
-    for name in VARIANTS:  # every finished variant goes into the table, in the table's order
+    for name in variants:  # every finished variant goes into the table, in the table's order
         done = args.out / name / "cv.json"
         if name not in results and done.is_file():
             results[name] = json.loads(done.read_text())
-    base = results.get("baseline")
+    base = results.get(base_name)
     rows = [
-        _row(n, VARIANTS[n], results[n], base if n != "baseline" else None) for n in VARIANTS if n in results
+        _row(n, variants[n], results[n], base if n != base_name else None) for n in variants if n in results
     ]
     table = markdown(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "search.md").write_text(f"`{command.strip()}`\n\n" + table)
     (args.out / "search.json").write_text(json.dumps({"command": command.strip(), "rows": rows,
-                                                      "recipe": asdict(Recipe())}, indent=2))  # fmt: skip
+                                                      "recipe": asdict(start)}, indent=2))  # fmt: skip
     print(table)
     return 0
 
