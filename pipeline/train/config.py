@@ -48,6 +48,15 @@ class TrainConfig:
             it still predicts whole chips.
         radiometric: Largest fraction of the Level-1C -> Level-2A shift applied to a training
             chip (drawn uniformly per chip); 0 (the method) disables it.
+        swa_epochs: Average the weights at the end of each of the last ``swa_epochs`` epochs
+            (equal weights: stochastic weight averaging, Izmailov et al. 2018), then recompute the
+            BatchNorm statistics of the averaged weights over one augmented pass of the training
+            batches; the averaged network is the result. 0 (the method) disables it. Only for
+            one-stage models trained without a validation set (a fixed schedule).
+        swa_lr: With ``swa_epochs``: None keeps the cosine schedule over all epochs (tail
+            averaging); a value anneals the cosine from ``lr`` to ``swa_lr`` over the epochs
+            before the averaging window and holds ``swa_lr`` constant inside it (the paper's
+            SWA schedule).
         loss: Loss weights.
         lora: LoRA settings (rank, alpha, dropout).
         clay_checkpoint: Clay v1.5 weights for the encoder; None keeps the random initialisation.
@@ -72,6 +81,8 @@ class TrainConfig:
     intensity_jitter: float = 0.0
     radiometric: float = 0.0
     crop: int = 0
+    swa_epochs: int = 0
+    swa_lr: float | None = None
     loss: LossConfig = field(default_factory=LossConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     clay_checkpoint: str | None = None
@@ -79,7 +90,14 @@ class TrainConfig:
     progress: bool = True
 
     def fingerprint(self) -> str:
-        """JSON of the settings that must match for a run to be resumed."""
+        """JSON of the settings that must match for a run to be resumed.
+
+        The SWA settings appear only when SWA is on, so runs without it keep the fingerprints
+        (and so the resumability) they had before the option existed.
+        """
         raw = asdict(self)
         raw.pop("progress")
+        if self.swa_epochs == 0 and self.swa_lr is None:
+            raw.pop("swa_epochs")
+            raw.pop("swa_lr")
         return json.dumps(raw, sort_keys=True, default=str)

@@ -62,6 +62,9 @@ class Recipe:
         terrain: ``sweep`` (slope recomputed with the sweep's operator) or ``l4s``.
         dropout: U-Net dropout.
         seed: Seed of initialisation, shuffling and augmentation.
+        swa_epochs: Average the weights of the last ``swa_epochs`` epochs into the result
+            (:attr:`TrainConfig.swa_epochs <pipeline.train.config.TrainConfig>`; 0: off).
+        swa_lr: Constant learning rate inside the averaging window (None keeps the cosine).
     """
 
     widths: tuple[int, ...] = (8, 16, 32, 64)
@@ -76,6 +79,8 @@ class Recipe:
     terrain: str = "sweep"
     dropout: float = 0.1
     seed: int = 42
+    swa_epochs: int = TrainConfig.swa_epochs
+    swa_lr: float | None = TrainConfig.swa_lr
 
     def train_config(self, bands: Sequence[str] = SWEEP_BANDS) -> TrainConfig:
         """The :class:`TrainConfig` of this recipe."""
@@ -91,6 +96,8 @@ class Recipe:
             crop=self.crop,
             intensity_jitter=self.intensity_jitter,
             radiometric=self.radiometric,
+            swa_epochs=self.swa_epochs,
+            swa_lr=self.swa_lr,
             loss=LossConfig(
                 bce_weight=1.0 - self.lovasz_weight,
                 lovasz_weight=self.lovasz_weight,

@@ -22,6 +22,15 @@
   dropout) continues exactly.
 * ``radiometric`` > 0 shifts each training chip a random fraction (uniform in [0, radiometric])
   of the way from Level-1C to Level-2A (:mod:`pipeline.train.domain`).
+* ``swa_epochs`` > 0 (one-stage models, no validation set): stochastic weight averaging
+  (Izmailov et al. 2018). After each of the last ``swa_epochs`` epochs the weights join an
+  equal-weight running mean (:class:`torch.optim.swa_utils.AveragedModel`; the mean lives in
+  ``state.pt``, so a resumed run averages the same weights); after the last epoch the BatchNorm
+  statistics of the mean are recomputed (:func:`torch.optim.swa_utils.update_bn`) over one more
+  pass of the training batches, augmented like the epochs' (flips, crops, jitter, L2A shift,
+  seeded from ``(seed, epochs)``), and the averaged network is the result: one network, the
+  same FLOPs. ``swa_lr`` None keeps the cosine schedule; a value anneals to ``swa_lr`` before the
+  window and holds it inside (:func:`swa_schedule`).
 * AMP (bf16, or fp16 with a gradient scaler) on CUDA only; fp32 and deterministic algorithms on CPU.
 """
 
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Iterator
@@ -40,6 +50,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, update_bn
 from tqdm import tqdm
 
 from pipeline.errors import UserError
@@ -127,6 +138,73 @@ def evaluate_counts(
     return acc
 
 
+def train_batches(
+    config: TrainConfig, train_set: ChipSet, epoch: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The training batches ``(x, y)`` of ``epoch`` (CPU): shuffled, augmented, cropped, jittered.
+
+    Drawn only from generators seeded by ``(config.seed, epoch)``: the same call gives the same
+    batches (the global RNG is not touched).
+    """
+    shuffle_gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, 1))
+    order = torch.cat([torch.randperm(len(train_set), generator=shuffle_gen)
+                       for _ in range(max(config.repeats, 1))])
+    aug_gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, 2))
+    for start in range(0, len(order), config.batch_size):
+        idx = order[start : start + config.batch_size]
+        x, y = train_set.images[idx], train_set.masks[idx]
+        if config.augment:
+            x, y = augment(x, y, aug_gen)
+        if 0 < config.crop < x.shape[-1]:
+            top, left = (int(v) for v in torch.randint(0, x.shape[-1] - config.crop + 1, (2,),
+                                                       generator=aug_gen))
+            x = x[..., top : top + config.crop, left : left + config.crop]
+            y = y[..., top : top + config.crop, left : left + config.crop]
+        if config.intensity_jitter > 0:
+            shape = (x.shape[0], x.shape[1], 1, 1)
+            gain = 1.0 + config.intensity_jitter * torch.randn(shape, generator=aug_gen)
+            x = x * gain + config.intensity_jitter * torch.randn(shape, generator=aug_gen)
+        if config.radiometric > 0:
+            frac = config.radiometric * torch.rand((x.shape[0], 1), generator=aug_gen)
+            x = l2a_like(x, train_set.bands, train_set.stats.mean, train_set.stats.std, frac)
+        yield x, y
+
+
+def swa_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine from ``lr`` to ``swa_lr`` over the epochs before the SWA window, then ``swa_lr``."""
+    if config.swa_lr is None:
+        raise ValueError("swa_schedule needs config.swa_lr")
+    ratio = config.swa_lr / config.lr
+    decay = config.epochs - config.swa_epochs
+
+    def factor(epoch: int) -> float:
+        if epoch >= decay:
+            return ratio
+        return ratio + (1.0 - ratio) * 0.5 * (1.0 + math.cos(math.pi * epoch / decay))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def check_swa(config: TrainConfig, two_stage: bool, has_validation: bool) -> None:
+    """Reject SWA settings the loop cannot honour.
+
+    Raises:
+        UserError: If ``swa_epochs`` is outside ``[0, epochs]``, ``swa_lr`` is not positive or is
+            given without ``swa_epochs``, or SWA is asked of a two-stage model or of a run that
+            selects on a validation set.
+    """
+    if not 0 <= config.swa_epochs <= config.epochs:
+        raise UserError(f"swa_epochs must be between 0 and epochs ({config.epochs}), not {config.swa_epochs}")
+    if config.swa_lr is not None and (config.swa_lr <= 0 or config.swa_epochs == 0):
+        raise UserError("swa_lr must be positive and needs swa_epochs > 0")
+    if config.swa_epochs and two_stage:
+        raise UserError("weight averaging (swa_epochs) is implemented for one-stage models only")
+    if config.swa_epochs and has_validation:
+        raise UserError(
+            "weight averaging (swa_epochs) averages a fixed schedule: train without a validation set"
+        )
+
+
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {
         "torch_rng": torch.get_rng_state(),
@@ -209,6 +287,7 @@ def fit(
     model = build_model(config.model, config.model_config)
     stages.load_clay_weights(model, config.clay_checkpoint)
     two_stage = stages.has_clay(model)
+    check_swa(config, two_stage, val_set is not None)
     loss_fn = SegmentationLoss(config.loss).to(device)
 
     state: dict[str, Any] | None = None
@@ -226,6 +305,10 @@ def fit(
         stages.enter_stage2(model, config.lora)
     model.to(device)
     optimizer, scheduler = stages.build_optimizer(model, config, stage, two_stage)
+    if config.swa_lr is not None:
+        scheduler = swa_schedule(optimizer, config)
+    swa_model: AveragedModel | None = None
+    swa_from = config.epochs - config.swa_epochs if config.swa_epochs else config.epochs
     start_epoch, best_f1, best_epoch, best_stage, since_best = 0, -1.0, -1, 1, 0
     history: list[dict[str, Any]] = []
     finished = False
@@ -238,6 +321,9 @@ def fit(
         best_stage, since_best = int(state["best_stage"]), int(state["since_best"])
         history = list(state["history"])
         finished = bool(state["finished"])
+        if "swa" in state:
+            swa_model = AveragedModel(model)
+            swa_model.load_state_dict(state["swa"])
         _restore_rng(state)
         log.info("resuming %s at epoch %d (best F1 %.4f at epoch %d)", run_dir, start_epoch + 1, best_f1,
                  best_epoch + 1)
@@ -255,33 +341,14 @@ def fit(
             since_best = 0  # the LoRA stage gets its full patience
         started = time.monotonic()
         torch.manual_seed(_epoch_seed(config.seed, epoch, 0))
-        shuffle_gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, 1))
-        order = torch.cat([torch.randperm(len(train_set), generator=shuffle_gen)
-                           for _ in range(max(config.repeats, 1))])
-        aug_gen = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, 2))
         model.train()
         total_loss, n_batches = 0.0, 0
-        steps = range(0, len(order), config.batch_size)
-        bar = tqdm(steps, desc=f"seed {config.seed} epoch {epoch + 1}/{config.epochs}",
+        steps = math.ceil(len(train_set) * max(config.repeats, 1) / config.batch_size)
+        bar = tqdm(train_batches(config, train_set, epoch), total=steps,
+                   desc=f"seed {config.seed} epoch {epoch + 1}/{config.epochs}",
                    disable=not config.progress, leave=False)
-        for start in bar:
-            idx = order[start : start + config.batch_size]
-            x, y = train_set.images[idx], train_set.masks[idx]
-            if config.augment:
-                x, y = augment(x, y, aug_gen)
-            if 0 < config.crop < x.shape[-1]:
-                top, left = (int(v) for v in torch.randint(0, x.shape[-1] - config.crop + 1, (2,),
-                                                           generator=aug_gen))
-                x = x[..., top : top + config.crop, left : left + config.crop]
-                y = y[..., top : top + config.crop, left : left + config.crop]
-            if config.intensity_jitter > 0:
-                shape = (x.shape[0], x.shape[1], 1, 1)
-                gain = 1.0 + config.intensity_jitter * torch.randn(shape, generator=aug_gen)
-                x = x * gain + config.intensity_jitter * torch.randn(shape, generator=aug_gen)
-            if config.radiometric > 0:
-                frac = config.radiometric * torch.rand((x.shape[0], 1), generator=aug_gen)
-                x = l2a_like(x, train_set.bands, train_set.stats.mean, train_set.stats.std, frac)
-            x, y = x.to(device), y.to(device)
+        for x_cpu, y_cpu in bar:
+            x, y = x_cpu.to(device), y_cpu.to(device)
             optimizer.zero_grad(set_to_none=True)
             with _autocast(device, use_amp):
                 logits = model(x)
@@ -298,6 +365,9 @@ def fit(
             bar.set_postfix(loss=f"{total_loss / n_batches:.4f}")
         epoch_lrs = [g["lr"] for g in optimizer.param_groups]
         scheduler.step()
+        if epoch >= swa_from:
+            swa_model = swa_model or AveragedModel(model)
+            swa_model.update_parameters(model)
         if val_set is not None:
             val = evaluate_counts(model, val_set, (SELECTION_THRESHOLD,), config.batch_size, device, use_amp)
             scores = val.at(SELECTION_THRESHOLD)
@@ -318,6 +388,8 @@ def fit(
             "lr": epoch_lrs, "seconds": round(time.monotonic() - started, 3),
             "best": improved,
         }
+        if swa_model is not None:
+            row["swa_averaged"] = int(swa_model.n_averaged)
         history.append(row)
         tqdm.write(f"seed {config.seed} epoch {epoch + 1}: loss {row['train_loss']:.4f} "
                    f"val F1@0.70 {scores.f1:.4f}{' *' if improved else ''}") if config.progress else None
@@ -329,6 +401,7 @@ def fit(
             "epoch": epoch, "stage": stage, "best_f1": best_f1, "best_epoch": best_epoch,
             "best_stage": best_stage, "since_best": since_best, "history": history,
             "finished": finished, **_rng_state(),
+            **({"swa": swa_model.state_dict()} if swa_model is not None else {}),
         })
         _write_history(run_dir / HISTORY_FILE, history)
         epoch += 1
@@ -336,6 +409,8 @@ def fit(
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs and not finished:
             raise KeyboardInterrupt(f"stopped after {epochs_this_call} epochs (stop_after_epochs)")
 
+    if swa_model is not None:
+        _save_averaged(swa_model, config, train_set, device, use_amp, run_dir / BEST_FILE)
     best = build_model(config.model, config.model_config)
     if best_stage == 2:
         stages.enter_stage2(best, config.lora)
@@ -343,3 +418,22 @@ def fit(
     best = stages.merge(best).to(device).eval()
     return FitResult(best, best_epoch + 1, best_f1, len(history), history)
 
+
+
+def _save_averaged(
+    swa_model: AveragedModel, config: TrainConfig, train_set: ChipSet, device: torch.device, amp: bool,
+    path: Path,
+) -> None:
+    """Recompute the BatchNorm statistics of the averaged weights and save them to ``path``.
+
+    One pass of :func:`train_batches` of the virtual epoch ``config.epochs`` (augmented like the
+    training epochs), dropout drawn from the global RNG seeded the same way: a resumed run
+    writes the same network.
+    """
+    network = swa_model.module
+    torch.manual_seed(_epoch_seed(config.seed, config.epochs, 0))
+    with _autocast(device, amp):
+        update_bn((x for x, _ in train_batches(config, train_set, config.epochs)), network, device)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp))

@@ -54,6 +54,10 @@ SHIPPED_VARIANTS: dict[str, dict[str, Any]] = {
     "lr-3e-3": {"lr": 3e-3},
     "epochs-40": {"epochs": 40},
     "widths-16-128": {"widths": (16, 32, 64, 128)},
+    # weight averaging over the last quarter (5 of 20 epochs): cosine kept, and the paper's
+    # constant SWA learning rate (cosine 1e-3 -> 3e-4 over 15 epochs, then 3e-4)
+    "swa": {"swa_epochs": 5},
+    "swa-const": {"swa_epochs": 5, "swa_lr": 3e-4},
 }
 #: Where each round starts (``--start``): its base recipe and its variants (the base: no changes).
 ROUNDS: dict[str, tuple[Recipe, dict[str, dict[str, Any]]]] = {
@@ -164,7 +168,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         recipe = replace(start, **changes)
         if args.smoke:
-            recipe = replace(recipe, widths=tuple(max(w // 4, 2) for w in recipe.widths), epochs=1, repeats=1)
+            recipe = replace(
+                recipe,
+                widths=tuple(max(w // 4, 2) for w in recipe.widths),
+                epochs=1,
+                repeats=1,
+                swa_epochs=min(recipe.swa_epochs, 1),
+            )
         load_before, started = _load(), time.monotonic()
         inner = not args.screen or name == base_name
         results[name] = run_cv(recipe, args.data, out, resume=True, inner_models=inner)

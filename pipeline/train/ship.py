@@ -17,6 +17,9 @@ on CPU (recipe :data:`~pipeline.train.cv.SHIPPED_RECIPE`, the defaults of its op
    diagram (``docs/img/reliability.png``: the nested OOF curve, each fold calibrated by a map it
    did not contribute to; its PNG text names the checkpoint's SHA-256 and this command).
 
+``--swa-epochs N`` (and ``--swa-lr``) ships the weights averaged over the last ``N`` epochs, with
+their BatchNorm statistics recomputed (:attr:`TrainConfig.swa_epochs
+<pipeline.train.config.TrainConfig>`): one network, the same FLOPs.
 ``--smoke`` runs everything with 1 epoch and tiny widths into ``--out`` (for CI); ``--cv-only``
 stops after step 2. ``--resume`` reuses the trainings already in ``--out`` (e.g. a finished
 ``python -m pipeline.train.search`` variant directory), so only what is missing is trained.
@@ -75,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--lovasz-weight", type=float, default=defaults.lovasz_weight)
     parser.add_argument("--radiometric", type=float, default=defaults.radiometric)
     parser.add_argument("--jitter", type=float, default=defaults.intensity_jitter)
+    parser.add_argument("--swa-epochs", type=int, default=defaults.swa_epochs,
+                        help="average the weights of the last N epochs into the model (SWA; 0: off)")
+    parser.add_argument("--swa-lr", type=float, default=defaults.swa_lr,
+                        help="constant learning rate inside the SWA window (default: keep the cosine)")
     parser.add_argument("--terrain", choices=("sweep", "l4s"), default=defaults.terrain)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--held-terrain", choices=("sweep", "l4s"),
@@ -92,21 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     command = "python -m pipeline.train.ship " + shlex.join(argv if argv is not None else sys.argv[1:])
     torch.set_num_threads(args.threads)
-    recipe = Recipe(
-        widths=tuple(args.widths),
-        epochs=args.epochs,
-        repeats=args.repeats,
-        crop=args.crop,
-        lr=args.lr,
-        pos_weight=args.pos_weight,
-        lovasz_weight=args.lovasz_weight,
-        intensity_jitter=args.jitter,
-        radiometric=args.radiometric,
-        terrain=args.terrain,
-        seed=args.seed,
-    )
-    if args.smoke:
-        recipe = replace(recipe, widths=(4, 8, 16, 32), epochs=1, repeats=1)
+    recipe = recipe_from_args(args)
     started = time.monotonic()
     cv = run_cv(recipe, args.data, args.out, k=args.folds, resume=args.resume, held_terrain=args.held_terrain)
     print(_cv_line(cv))
@@ -132,6 +125,30 @@ def main(argv: list[str] | None = None) -> int:
     dest.with_suffix(".json").write_text(json.dumps(report, indent=2, sort_keys=True))
     print(f"wrote {dest} ({report['minutes']} min)")
     return 0
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    """The :class:`Recipe` of parsed command-line ``args`` (``--smoke``: 1 epoch, tiny widths)."""
+    recipe = Recipe(
+        widths=tuple(args.widths),
+        epochs=args.epochs,
+        repeats=args.repeats,
+        crop=args.crop,
+        lr=args.lr,
+        pos_weight=args.pos_weight,
+        lovasz_weight=args.lovasz_weight,
+        intensity_jitter=args.jitter,
+        radiometric=args.radiometric,
+        terrain=args.terrain,
+        seed=args.seed,
+        swa_epochs=args.swa_epochs,
+        swa_lr=args.swa_lr,
+    )
+    if args.smoke:
+        recipe = replace(
+            recipe, widths=(4, 8, 16, 32), epochs=1, repeats=1, swa_epochs=min(recipe.swa_epochs, 1)
+        )
+    return recipe
 
 
 def _cv_line(cv: dict[str, Any]) -> str:
