@@ -366,7 +366,8 @@ def fit(
         epoch_lrs = [g["lr"] for g in optimizer.param_groups]
         scheduler.step()
         if epoch >= swa_from:
-            swa_model = swa_model or AveragedModel(model)
+            if swa_model is None:
+                swa_model = AveragedModel(model)
             swa_model.update_parameters(model)
         if val_set is not None:
             val = evaluate_counts(model, val_set, (SELECTION_THRESHOLD,), config.batch_size, device, use_amp)
