@@ -43,6 +43,7 @@ from odc.loader.types import RasterLoadParams, RasterSource
 from rasterio.windows import Window
 
 from pipeline.cube.items import S2_NODATA, _options, redact, transformer
+from pipeline.cube.reproject import SourceGrid, cached_taps, read_window, resample, supported
 from pipeline.cube.s2 import clear_block, solar_day_slices
 from pipeline.cube.upsample import axis_taps, upsample_bilinear
 
@@ -233,7 +234,11 @@ class BandReads:
                 if isinstance(asset, WarpedAsset) or (
                     tuple(src.transform)[:6] != asset.transform or src.shape != asset.shape
                 ):  # needs a warp, or the file's grid is not what its metadata said
-                    self._warp_tiles(src, href, dst, rows, cols, where, filled)
+                    grid = _source_grid(src)
+                    if grid is not None and supported(grid, self.geobox):
+                        self._reproject(src, grid, dst, rows, cols, where, filled)
+                    else:
+                        self._warp_tiles(src, href, dst, rows, cols, where, filled)
                 elif asset.factor > 1 and not self.nearest:
                     k = asset.factor
                     rt = axis_taps(rows[0] + where[0].start, rows[0] + where[0].stop, asset.row_shift, k,
@@ -261,6 +266,35 @@ class BandReads:
                 raise
             log.warning("unreadable asset %s (%s) left as nodata", redact(href), redact(str(e)))
             dst[...] = S2_NODATA
+
+    def _reproject(
+        self, src: rasterio.io.DatasetReader, grid: SourceGrid, dst: np.ndarray, rows: tuple[int, int],
+        cols: tuple[int, int], where: tuple[slice, slice], filled: np.ndarray | None,
+    ) -> None:  # fmt: skip
+        """Resample ``src`` onto block slice ``where`` with :mod:`pipeline.cube.reproject`.
+
+        Only the pixels that ``filled`` (what earlier assets of the day wrote) leaves at 0 are
+        computed; the taps are shared by every band on the same source grid (:func:`cached_taps`).
+        """
+        r0, c0 = rows[0] + where[0].start, cols[0] + where[1].start
+        region = ((r0, rows[0] + where[0].stop), (c0, cols[0] + where[1].stop))
+        needed = None if filled is None else filled == S2_NODATA
+        taps = cached_taps(grid, self.geobox, *region, needed, self.nearest)
+        if taps is None:
+            return
+
+        def read(a: int, b: int, c: int, d: int) -> np.ndarray:
+            window = src.read(1, window=Window(c, a, d - c, b - a))
+            _nodata_to_zero(src, window)
+            return window
+
+        values = resample(read_window(taps, grid.shape, read), taps)
+        if dst.flags.c_contiguous:
+            dst.reshape(-1)[taps.pixels] = values
+        else:
+            flat = np.zeros(dst.size, dtype=np.uint16)
+            flat[taps.pixels] = values
+            dst[...] = flat.reshape(dst.shape)
 
     def _warp_tiles(
         self, src: rasterio.io.DatasetReader, href: str, dst: np.ndarray, rows: tuple[int, int],
@@ -301,6 +335,14 @@ class BandReads:
                     with rio_env(VSI_CACHE=False):
                         _do_read(rasterio.band(src, 1), cfg, box, rr, dst=tile)
                 dst[ra - r0 : rb - r0, ca - c0 : cb - c0] = tile[ra - tr : rb - tr, ca - tc : cb - tc]
+
+
+def _source_grid(src: rasterio.io.DatasetReader) -> SourceGrid | None:
+    """The file's grid, or None when it has no CRS (then GDAL warps it)."""
+    if src.crs is None:
+        return None
+    a, b, c, d, e, f = (float(v) for v in tuple(src.transform)[:6])
+    return SourceGrid(str(src.crs), (a, b, c, d, e, f), (int(src.height), int(src.width)))
 
 
 def _nodata_to_zero(src: rasterio.io.DatasetReader, arr: np.ndarray) -> None:
