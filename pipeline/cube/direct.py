@@ -27,8 +27,9 @@ sorted by time, then id; the first valid pixel wins), so the two readers agree (
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -57,6 +58,8 @@ MAX_FACTOR: Final[int] = 8
 WARP_TILE: Final[int] = 512
 #: Output pixels added around a warped asset's footprint when deciding which tiles it touches.
 FOOTPRINT_PAD: Final[int] = 2
+#: Numbers the :func:`plan_bands` calls of this process.
+_PLANS: Final[Iterator[int]] = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,8 @@ class BandReads:
         gdal_options: GDAL configuration for the reads, as sorted pairs.
         fail_on_error: ``False`` turns an unreadable asset into nodata (0), as odc-stac does.
         patch_url: Optional href rewrite applied just before opening (signing).
+        plan: Which :func:`plan_bands` call made it: the reprojection's taps are shared between
+            the bands of one plan (one cube), never with another cube's.
     """
 
     band: str
@@ -180,6 +185,7 @@ class BandReads:
     gdal_options: tuple[tuple[str, str], ...] = ()
     fail_on_error: bool = True
     patch_url: Callable[[str], str] | None = None
+    plan: int = 0
 
     def read(self, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
         """Digital numbers ``(T, h, w)`` uint16 of output ``rows x cols``, 0 where no source."""
@@ -279,7 +285,7 @@ class BandReads:
         r0, c0 = rows[0] + where[0].start, cols[0] + where[1].start
         region = ((r0, rows[0] + where[0].stop), (c0, cols[0] + where[1].stop))
         needed = None if filled is None else filled == S2_NODATA
-        taps = cached_taps(grid, self.geobox, *region, needed, self.nearest)
+        taps = cached_taps(self.plan, grid, self.geobox, *region, needed, self.nearest)
         if taps is None:
             return
 
@@ -439,6 +445,7 @@ def plan_bands(
     """
     groups = solar_day_slices(items, geobox)
     options = tuple(sorted(_options(gdal_options).items()))
+    plan = next(_PLANS)
     plans: dict[str, BandReads | None] = {}
     for band in bands:
         slices: list[tuple[Asset, ...]] | None = []
@@ -457,6 +464,7 @@ def plan_bands(
                 gdal_options=options,
                 fail_on_error=fail_on_error,
                 patch_url=patch_url,
+                plan=plan,
             )
             if slices
             else None

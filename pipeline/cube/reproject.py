@@ -66,6 +66,8 @@ MIN_SCALE: Final[float] = 0.95
 SNAP: Final[float] = 1e-10
 #: GDAL's smallest sum of valid bilinear weights that still writes a pixel.
 MIN_WEIGHT: Final[float] = 1e-5
+#: Output pixels per strip of :func:`plan_taps` (its temporaries stay in the CPU's cache).
+STRIP_PX: Final[int] = 16384
 #: Tap plans kept per thread (one block's bands: 10, 20 and 60 m grids, SCL's halo, a few days).
 CACHE_SIZE: Final[int] = 8
 
@@ -103,6 +105,37 @@ def axis_lattice(start: int, stop: int, anchor: int, step: int) -> tuple[np.ndar
     return nodes, left, frac
 
 
+class _Lattice:
+    """The anchored lattice over an output window: exact nodes, interpolated a strip of rows at a time."""
+
+    def __init__(
+        self, grid: SourceGrid, out_box: GeoBox, rows: tuple[int, int], cols: tuple[int, int], step: int
+    ) -> None:
+        t = out_box.transform
+        assert out_box.crs is not None and t.b == 0 and t.d == 0
+        anchor_r, anchor_c = round(t.f / t.e), round(t.c / t.a)
+        node_r, self.left_r, frac_r = axis_lattice(rows[0], rows[1], anchor_r, step)
+        node_c, left_c, frac_c = axis_lattice(cols[0], cols[1], anchor_c, step)
+        gx, gy = np.meshgrid(t.c + t.a * (node_c + 0.5), t.f + t.e * (node_r + 0.5))
+        sx, sy = transformer(str(out_box.crs), grid.crs).transform(gx, gy)
+        inv = ~Affine(*grid.transform)
+        sx, sy = np.asarray(sx, dtype=np.float64), np.asarray(sy, dtype=np.float64)
+        self.nodes = (inv.d * sx + inv.e * sy + inv.f, inv.a * sx + inv.b * sy + inv.c)
+        # Interpolated along each node row first (small), then between node rows per strip.
+        self.across = tuple(f[:, left_c] * (1.0 - frac_c) + f[:, left_c + 1] * frac_c for f in self.nodes)
+        self.fr0, self.fr1 = (1.0 - frac_r)[:, None], frac_r[:, None]
+
+    def strip(self, i0: int, i1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Source ``(row, col)`` of window rows ``[i0, i1)``: the same operations for every pixel."""
+        left, fr0, fr1 = self.left_r[i0:i1], self.fr0[i0:i1], self.fr1[i0:i1]
+        out = []
+        for across in self.across:
+            dst = across[left] * fr0
+            dst += across[left + 1] * fr1
+            out.append(dst)
+        return out[0], out[1]
+
+
 def source_pixels(
     grid: SourceGrid, out_box: GeoBox, rows: tuple[int, int], cols: tuple[int, int], step: int = LATTICE_STEP
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -119,24 +152,7 @@ def source_pixels(
         float64 ``(h, w)`` arrays of source rows and columns in pixel-edge units (the centre of
         source pixel ``(i, j)`` is ``(i + 0.5, j + 0.5)``).
     """
-    t = out_box.transform
-    assert out_box.crs is not None and t.b == 0 and t.d == 0
-    anchor_r, anchor_c = round(t.f / t.e), round(t.c / t.a)
-    node_r, left_r, frac_r = axis_lattice(rows[0], rows[1], anchor_r, step)
-    node_c, left_c, frac_c = axis_lattice(cols[0], cols[1], anchor_c, step)
-    gx, gy = np.meshgrid(t.c + t.a * (node_c + 0.5), t.f + t.e * (node_r + 0.5))
-    sx, sy = transformer(str(out_box.crs), grid.crs).transform(gx, gy)
-    inv = ~Affine(*grid.transform)
-    sx, sy = np.asarray(sx, dtype=np.float64), np.asarray(sy, dtype=np.float64)
-    fields = (inv.d * sx + inv.e * sy + inv.f, inv.a * sx + inv.b * sy + inv.c)
-    fr0, fr1 = (1.0 - frac_r)[:, None], frac_r[:, None]
-    out = []
-    for field in fields:  # columns, then rows: the same operations for every pixel
-        across = field[:, left_c] * (1.0 - frac_c) + field[:, left_c + 1] * frac_c
-        dst = across[left_r] * fr0
-        dst += across[left_r + 1] * fr1
-        out.append(dst)
-    return out[0], out[1]
+    return _Lattice(grid, out_box, rows, cols, step).strip(0, rows[1] - rows[0])
 
 
 def supported(grid: SourceGrid, out_box: GeoBox) -> bool:
@@ -179,19 +195,16 @@ class Taps:
         pixels: Flat indices (row-major in the requested window) of the output pixels whose
             centres lie on the source raster (the only ones that may be written).
         window: Source ``(row0, row1, col0, col1)`` holding every tap (it may pass the raster's
-            edge by a pixel: :func:`read_window` pads it with no data).
+            edge by a pixel: :func:`read_window` repeats the edge pixels there).
         centre: Per pixel, the flat index (in the window) of the source pixel holding its centre.
         matrix: Bilinear weights, ``(pixels, window pixels)`` CSR, 4 entries a row; None for
             nearest neighbour.
-        weight: Per pixel, the sum of its taps' weights (the denominator when every tap is
-            valid); None when the window passes the raster's edge (then the padding is no data).
     """
 
     pixels: np.ndarray
     window: tuple[int, int, int, int]
     centre: np.ndarray
     matrix: scipy.sparse.csr_matrix | None
-    weight: np.ndarray | None
 
 
 def plan_taps(
@@ -219,56 +232,78 @@ def plan_taps(
         if any_r.size == 0:
             return None
         r0, r1, c0, c1 = int(any_r[0]), int(any_r[-1]) + 1, int(any_c[0]), int(any_c[-1]) + 1
-    sr, sc = source_pixels(grid, out_box, (rows[0] + r0, rows[0] + r1), (cols[0] + c0, cols[0] + c1), step)
+    lattice = _Lattice(grid, out_box, (rows[0] + r0, rows[0] + r1), (cols[0] + c0, cols[0] + c1), step)
     height, width = grid.shape
-    ir, ic = np.floor(sr + SNAP), np.floor(sc + SNAP)
-    keep = (sr >= 0) & (sc >= 0) & (ir < height) & (ic < width)
-    if needed is not None:
-        keep &= needed[r0:r1, c0:c1]
-    bw = c1 - c0
-    if keep.all():
-        pixels = (np.arange(r0, r1)[:, None] * w + np.arange(c0, c1)).ravel()
-        sr, sc, ir, ic = sr.ravel(), sc.ravel(), ir.ravel(), ic.ravel()
-    else:
-        sel = np.flatnonzero(keep)
-        if sel.size == 0:
-            return None
-        pixels = (sel // bw + r0) * w + (sel % bw + c0)
-        sr, sc, ir, ic = sr.ravel()[sel], sc.ravel()[sel], ir.ravel()[sel], ic.ravel()[sel]
-    if nearest:
-        wr0, wr1, wc0, wc1 = int(ir.min()), int(ir.max()) + 1, int(ic.min()), int(ic.max()) + 1
-        centre = ((ir - wr0) * (wc1 - wc0) + (ic - wc0)).astype(np.intp)
-        return Taps(pixels, (wr0, wr1, wc0, wc1), centre, None, None)
-    iy, ix = np.floor(sr - 0.5), np.floor(sc - 0.5)
-    ry, rx = 1.5 - (sr - iy), 1.5 - (sc - ix)  # GDAL's weights of the upper and left taps
-    # The window spans every tap; where it passes the raster's edge it is padded with no data,
-    # so taps outside the raster drop out like no-data ones (GDAL drops both alike).
-    wr0, wr1, wc0, wc1 = int(iy.min()), int(iy.max()) + 2, int(ix.min()), int(ix.max()) + 2
+    # Every pixel's coordinates are a convex combination of its nodes': the nodes bound the
+    # window, which holds every tap of a pixel whose centre is on the raster (one pixel past it).
+    lo_r, hi_r = (np.floor(f - 0.5) for f in (lattice.nodes[0].min(), lattice.nodes[0].max()))
+    lo_c, hi_c = (np.floor(f - 0.5) for f in (lattice.nodes[1].min(), lattice.nodes[1].max()))
+    wr0, wr1 = max(int(lo_r), -1), min(int(hi_r) + 2, height + 1)
+    wc0, wc1 = max(int(lo_c), -1), min(int(hi_c) + 2, width + 1)
+    if wr0 >= wr1 or wc0 >= wc1:
+        return None
     ww = wc1 - wc0
-    n = pixels.size
-    index = np.empty((n, 4), dtype=np.int32)
-    index[:, 0] = (iy - wr0) * ww + (ix - wc0)
-    index[:, 1:] = index[:, :1] + np.array([1, ww, ww + 1], dtype=np.int32)
-    data = np.empty((n, 4), dtype=np.float64)
-    qy, qx = 1.0 - ry, 1.0 - rx
-    np.multiply(rx, ry, out=data[:, 0])  # GDAL's order: upper left, upper right, lower left, lower right
-    np.multiply(qx, ry, out=data[:, 1])
-    np.multiply(rx, qy, out=data[:, 2])
-    np.multiply(qx, qy, out=data[:, 3])
-    inside = wr0 >= 0 and wc0 >= 0 and wr1 <= height and wc1 <= width
-    weight = ((data[:, 0] + data[:, 1]) + data[:, 2]) + data[:, 3] if inside else None
+    bw = c1 - c0
+    size = (r1 - r0) * bw
+    pixels = np.empty(size, dtype=np.intp)
+    centre = np.empty(size, dtype=np.intp)
+    index = np.empty((0 if nearest else size, 4), dtype=np.int32)
+    data = np.empty((0 if nearest else size, 4), dtype=np.float64)
+    offsets = np.array([0, 1, ww, ww + 1], dtype=np.int32)
+    n = 0
+    for i0 in range(0, r1 - r0, max(STRIP_PX // bw, 1)):  # strips that stay in the CPU's cache
+        i1 = min(i0 + max(STRIP_PX // bw, 1), r1 - r0)
+        sr, sc = lattice.strip(i0, i1)
+        ir, ic = np.floor(sr + SNAP), np.floor(sc + SNAP)
+        keep = (sr >= 0) & (sc >= 0) & (ir < height) & (ic < width)
+        if needed is not None:
+            keep &= needed[r0 + i0 : r0 + i1, c0:c1]
+        if keep.all():
+            local = None
+            sr, sc, ir, ic = sr.ravel(), sc.ravel(), ir.ravel(), ic.ravel()
+        else:
+            local = np.flatnonzero(keep)
+            sr, sc, ir, ic = sr.ravel()[local], sc.ravel()[local], ir.ravel()[local], ic.ravel()[local]
+        m = sr.size
+        if m == 0:
+            continue
+        first = (r0 + i0) * w + c0
+        if local is None:
+            pixels[n : n + m] = (np.arange(i1 - i0)[:, None] * w + np.arange(bw) + first).ravel()
+        else:
+            pixels[n : n + m] = local // bw * w + local % bw + first
+        centre[n : n + m] = (ir - wr0) * ww + (ic - wc0)
+        if not nearest:
+            iy, ix = np.floor(sr - 0.5), np.floor(sc - 0.5)
+            ry, rx = 1.5 - (sr - iy), 1.5 - (sc - ix)  # GDAL's weights of the upper and left taps
+            np.add(((iy - wr0) * ww + (ix - wc0)).astype(np.int32)[:, None], offsets, out=index[n : n + m])
+            qy, qx = 1.0 - ry, 1.0 - rx
+            block = data[n : n + m]
+            np.multiply(rx, ry, out=block[:, 0])  # GDAL's order: UL, UR, LL, LR
+            np.multiply(qx, ry, out=block[:, 1])
+            np.multiply(rx, qy, out=block[:, 2])
+            np.multiply(qx, qy, out=block[:, 3])
+        n += m
+    if n == 0:
+        return None
+    window = (wr0, wr1, wc0, wc1)
+    if nearest:
+        return Taps(pixels[:n], window, centre[:n], None)
+    # Where the window passes the raster's edge (by a pixel) it repeats the edge: GDAL drops taps
+    # outside the raster and renormalises, and as the weights are a product of one per axis, that
+    # is the same as the outside tap taking its inside neighbour's value (and validity). So every
+    # pixel has its 4 taps at fixed offsets in the window.
     matrix = scipy.sparse.csr_matrix(
-        (data.reshape(-1), index.reshape(-1), np.arange(0, 4 * n + 1, 4, dtype=np.int32)),
+        (data[:n].reshape(-1), index[:n].reshape(-1), np.arange(0, 4 * n + 1, 4, dtype=np.int32)),
         shape=(n, (wr1 - wr0) * ww),
     )
-    centre = ((ir - wr0) * ww + (ic - wc0)).astype(np.intp)
-    return Taps(pixels, (wr0, wr1, wc0, wc1), centre, matrix, weight)
+    return Taps(pixels[:n], window, centre[:n], matrix)
 
 
 def read_window(
     taps: Taps, shape: tuple[int, int], read: Callable[[int, int, int, int], np.ndarray]
 ) -> np.ndarray:
-    """The source pixels of ``taps.window``, no data (0) where it passes the raster's edge.
+    """The source pixels of ``taps.window``, the edge pixels repeated where it passes the raster.
 
     Args:
         taps: From :func:`plan_taps`.
@@ -277,12 +312,9 @@ def read_window(
     """
     wr0, wr1, wc0, wc1 = taps.window
     r0, r1, c0, c1 = max(wr0, 0), min(wr1, shape[0]), max(wc0, 0), min(wc1, shape[1])
-    if (r0, r1, c0, c1) == taps.window:
-        return read(r0, r1, c0, c1)
-    window = np.zeros((wr1 - wr0, wc1 - wc0), dtype=np.uint16)
-    if r0 < r1 and c0 < c1:
-        window[r0 - wr0 : r1 - wr0, c0 - wc0 : c1 - wc0] = read(r0, r1, c0, c1)
-    return window
+    window = read(r0, r1, c0, c1)
+    pad = ((r0 - wr0, wr1 - r1), (c0 - wc0, wc1 - c1))
+    return np.pad(window, pad, mode="edge") if any(pad[0] + pad[1]) else window
 
 
 def resample(window: np.ndarray, taps: Taps) -> np.ndarray:
@@ -295,16 +327,13 @@ def resample(window: np.ndarray, taps: Taps) -> np.ndarray:
     flat = window.reshape(-1)
     if taps.matrix is None:
         return flat[taps.centre]
-    values = flat.astype(np.float64)
-    num = taps.matrix @ values
-    if taps.weight is not None and flat.all():
-        den = taps.weight
-        write = None
-    else:
+    num = taps.matrix @ flat.astype(np.float64)
+    write = None
+    if not flat.all():
         den = taps.matrix @ (flat != 0).astype(np.float64)
         write = (flat[taps.centre] != 0) & (den >= MIN_WEIGHT)
-        den = np.where(write, den, 1.0)
-    num /= den
+        num /= np.where(write, den, 1.0)
+    # Every tap valid: the weights sum to 1 (up to rounding; GDAL divides unless exactly 1).
     num += 0.5
     out = np.floor(num, out=num).astype(np.uint16)
     if write is not None:
@@ -316,19 +345,21 @@ _local = threading.local()
 
 
 def cached_taps(
-    grid: SourceGrid, out_box: GeoBox, rows: tuple[int, int], cols: tuple[int, int],
+    plan: int, grid: SourceGrid, out_box: GeoBox, rows: tuple[int, int], cols: tuple[int, int],
     needed: np.ndarray | None, nearest: bool,
 ) -> Taps | None:  # fmt: skip
     """:func:`plan_taps`, remembered per thread for the last :data:`CACHE_SIZE` requests.
 
     A block's bands on one source grid ask for the same pixels (the same ``needed`` mask), so
-    the taps are computed once per grid and block. The key holds everything they depend on.
+    the taps are computed once per grid and block. The key holds everything they depend on, and
+    ``plan`` (one cube's reads): another cube (a sweep's next region, a benchmark's next run)
+    computes its own.
     """
     digest = (
         None if needed is None else hashlib.blake2b(np.packbits(needed).tobytes(), digest_size=16).digest()
     )
     t = out_box.transform
-    key = (grid, str(out_box.crs), tuple(t)[:6], rows, cols, None if needed is None else needed.shape,
+    key = (plan, grid, str(out_box.crs), tuple(t)[:6], rows, cols, None if needed is None else needed.shape,
            digest, nearest)  # fmt: skip
     cache: OrderedDict[tuple[object, ...], Taps | None] | None = getattr(_local, "cache", None)
     if cache is None:
