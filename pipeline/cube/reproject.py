@@ -68,8 +68,9 @@ SNAP: Final[float] = 1e-10
 MIN_WEIGHT: Final[float] = 1e-5
 #: Output pixels per strip of :func:`plan_taps` (its temporaries stay in the CPU's cache).
 STRIP_PX: Final[int] = 16384
-#: Tap plans kept per thread (one block's bands: 10, 20 and 60 m grids, SCL's halo, a few days).
-CACHE_SIZE: Final[int] = 8
+#: Memory (bytes) of the tap plans kept per thread: a 2048-px block's four grids (10, 20, 60 m
+#: and SCL's) at ~60 bytes per output pixel where a quarter of the block needs them.
+CACHE_BYTES: Final[int] = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -245,8 +246,8 @@ def plan_taps(
     ww = wc1 - wc0
     bw = c1 - c0
     size = (r1 - r0) * bw
-    pixels = np.empty(size, dtype=np.intp)
-    centre = np.empty(size, dtype=np.intp)
+    pixels = np.empty(size, dtype=np.int32)
+    centre = np.empty(size, dtype=np.int32)
     index = np.empty((0 if nearest else size, 4), dtype=np.int32)
     data = np.empty((0 if nearest else size, 4), dtype=np.float64)
     offsets = np.array([0, 1, ww, ww + 1], dtype=np.int32)
@@ -348,12 +349,12 @@ def cached_taps(
     plan: int, grid: SourceGrid, out_box: GeoBox, rows: tuple[int, int], cols: tuple[int, int],
     needed: np.ndarray | None, nearest: bool,
 ) -> Taps | None:  # fmt: skip
-    """:func:`plan_taps`, remembered per thread for the last :data:`CACHE_SIZE` requests.
+    """:func:`plan_taps`, remembered per thread (the most recent, up to :data:`CACHE_BYTES`).
 
     A block's bands on one source grid ask for the same pixels (the same ``needed`` mask), so
-    the taps are computed once per grid and block. The key holds everything they depend on, and
-    ``plan`` (one cube's reads): another cube (a sweep's next region, a benchmark's next run)
-    computes its own.
+    the taps are computed once per grid and block (a cube block reads its bands one after the
+    other: 60, 10, 10, 10, 20, ... m). The key holds everything they depend on, and ``plan`` (one
+    cube's reads): another cube (a sweep's next region, a benchmark's next run) computes its own.
     """
     digest = (
         None if needed is None else hashlib.blake2b(np.packbits(needed).tobytes(), digest_size=16).digest()
@@ -369,6 +370,18 @@ def cached_taps(
         return cache[key]
     taps = plan_taps(grid, out_box, rows, cols, needed, nearest)
     cache[key] = taps
-    while len(cache) > CACHE_SIZE:
+    while len(cache) > 1 and sum(_nbytes(v) for v in cache.values()) > CACHE_BYTES:
         cache.popitem(last=False)
+    if _nbytes(taps) > CACHE_BYTES:  # larger than the budget alone: used once, not kept
+        cache.pop(key)
     return taps
+
+
+def _nbytes(taps: Taps | None) -> int:
+    """Memory held by a plan of taps."""
+    if taps is None:
+        return 0
+    size = taps.pixels.nbytes + taps.centre.nbytes
+    if taps.matrix is not None:
+        size += taps.matrix.data.nbytes + taps.matrix.indices.nbytes + taps.matrix.indptr.nbytes
+    return int(size)

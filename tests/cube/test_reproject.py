@@ -28,6 +28,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from pipeline import catalog, cube
+from pipeline.cube import reproject
 from pipeline.cube.direct import WarpedAsset, plan_bands
 from pipeline.cube.reproject import (
     LATTICE_ERROR_PX,
@@ -253,3 +254,18 @@ def test_supported_only_where_gdal_would_use_its_four_sample_kernel() -> None:
         assert supported(grid, box) == ok, res
     rotated = GeoBox((10, 10), Affine(10.0, 1.0, 752_600.0, 1.0, -10.0, 4_767_400.0), "EPSG:32654")
     assert not supported(SourceGrid("EPSG:32655", (20.0, 0.0, at[0], 0.0, -20.0, at[1]), (100, 100)), rotated)
+
+
+def test_taps_are_shared_within_one_plan_and_bounded_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    box = GeoBox((64, 64), Affine(10.0, 0.0, 752_600.0, 0.0, -10.0, 4_767_400.0), "EPSG:32654")
+    grid = SourceGrid("EPSG:32655", (20.0, 0.0, 263_760.0, 0.0, -20.0, 4_766_700.0), (100, 100))
+    needed = np.ones((64, 64), dtype=bool)
+    first = reproject.cached_taps(1, grid, box, (0, 64), (0, 64), needed, False)
+    assert first is not None and reproject.cached_taps(1, grid, box, (0, 64), (0, 64), needed, False) is first
+    assert reproject.cached_taps(2, grid, box, (0, 64), (0, 64), needed, False) is not first  # another cube
+    needed[-10:] = False  # another mask: fewer pixels
+    other = reproject.cached_taps(1, grid, box, (0, 64), (0, 64), needed, False)
+    assert other is not None and other.pixels.size < first.pixels.size
+    monkeypatch.setattr(reproject, "CACHE_BYTES", 1000)  # smaller than one plan: used, never kept
+    big = reproject.cached_taps(3, grid, box, (0, 64), (0, 64), None, False)
+    assert big is not None and reproject.cached_taps(3, grid, box, (0, 64), (0, 64), None, False) is not big
