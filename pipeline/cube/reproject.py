@@ -20,22 +20,28 @@ here instead of by GDAL's warper, with GDAL's own per-pixel rules, in three step
    :mod:`pipeline.cube.upsample` lists them: an output pixel whose centre falls outside the
    source raster is not written (GDAL: ``x < 0`` or ``floor(x + 1e-10) >= width``); its four taps
    are source pixels ``floor(x - 0.5)`` and the next, weights ``r = 1.5 - (x - floor(x - 0.5))`` and
-   ``1 - r`` per axis, multiplied; taps outside the raster are dropped. Nearest: the source
-   pixel containing the centre (``floor(x + 1e-10)``). The weights go into a CSR matrix, 4
-   entries per output pixel in GDAL's order (upper left, upper right, lower left, lower right);
+   ``1 - r`` per axis, multiplied; taps outside the raster are dropped and the rest renormalised
+   (here the window repeats the edge pixel past the raster, which is the same as the weights
+   are a product of one per axis). Nearest: the source pixel containing the centre
+   (``floor(x + 1e-10)``). The weights go into a CSR matrix, 4 entries per output pixel in
+   GDAL's order (upper left, upper right, lower left, lower right), computed in strips of
+   :data:`STRIP_PX` pixels and kept per thread for the block's other bands (:func:`cached_taps`);
 3. **resampling** (:func:`resample`), per band: one sparse product with the source window
-   (``scipy``'s compiled loop sums in GDAL's order), and with no-data (0) in the window a
-   second one with the validity mask: no-data taps are dropped and the others renormalised,
-   ``value = sum(w v valid) / sum(w valid)``, nothing written where that sum is below 1e-5 or
-   where the source pixel under the centre is no data; rounded half up to uint16.
+   (``scipy``'s compiled loop sums in GDAL's order; 2.6 ms for 640,000 pixels of a 20 m band,
+   against 9.4 ms for four gathers of precomputed flat indices with float weights), and with
+   no-data (0) in the window a second one with the validity mask: no-data taps are dropped and
+   the others renormalised, ``value = sum(w v valid) / sum(w valid)``, nothing written where
+   that sum is below 1e-5 or where the source pixel under the centre is no data; rounded half
+   up to uint16.
 
-This is GDAL's warp with an exact transformer and its 4-sample bilinear kernel, equal pixel for
-pixel in the tests. GDAL itself switches to a wider kernel when the source window's bounding
-box is over 5 % larger than the destination's (``dfXScale < 0.95``; a 10 m tile of the next
-zone, rotated by 4 degrees, is), a property of the window rather than of the pixel, so odc-stac's
-reads of those tiles are smoother (the tests bound the difference). Shrinking (a source finer
-than the output beyond :data:`MIN_SCALE`: GDAL's wider kernel and odc-stac's overviews) and
-rotated output grids are left to GDAL (:func:`supported`).
+This is GDAL's warp with an exact transformer and its 4-sample bilinear kernel: within 1 DN in
+the tests, and equal on over 99.9 % of the pixels (1 DN where the exact value lies within
+rounding of a half; nearest: equal). GDAL itself switches to a wider kernel when the source
+window's bounding box is over 5 % larger than the destination's (``dfXScale < 0.95``; a 10 m
+tile of the next zone, rotated by 4 degrees, is), a property of the window rather than of the
+pixel, so odc-stac's reads of those tiles are smoother (the tests bound the difference).
+Shrinking (a source finer than the output beyond :data:`MIN_SCALE`: GDAL's wider kernel and
+odc-stac's overviews) and rotated output grids are left to GDAL (:func:`supported`).
 """
 
 from __future__ import annotations
@@ -239,8 +245,9 @@ def plan_taps(
     # window, which holds every tap of a pixel whose centre is on the raster (one pixel past it).
     lo_r, hi_r = (np.floor(f - 0.5) for f in (lattice.nodes[0].min(), lattice.nodes[0].max()))
     lo_c, hi_c = (np.floor(f - 0.5) for f in (lattice.nodes[1].min(), lattice.nodes[1].max()))
-    wr0, wr1 = max(int(lo_r), -1), min(int(hi_r) + 2, height + 1)
-    wc0, wc1 = max(int(lo_c), -1), min(int(hi_c) + 2, width + 1)
+    # (A pixel past its nodes by rounding moves a tap by at most one: a margin of one.)
+    wr0, wr1 = max(int(lo_r) - 1, -1), min(int(hi_r) + 3, height + 1)
+    wc0, wc1 = max(int(lo_c) - 1, -1), min(int(hi_c) + 3, width + 1)
     if wr0 >= wr1 or wc0 >= wc1:
         return None
     ww = wc1 - wc0
