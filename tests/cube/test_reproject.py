@@ -163,14 +163,18 @@ def test_reprojection_is_odc_stacs_read_within_a_stated_bound(pc: PCScene, east:
     out_shape=st.tuples(st.integers(1, 50), st.integers(1, 50)),
     nodata=st.sampled_from([0.0, 0.1, 0.5]),
     nearest=st.booleans(),
+    angle=st.sampled_from([0.0, 0.0, 7.5]),
     seed=st.integers(0, 2**16),
 )
-def test_rules_are_gdals_on_random_sources(res, src_shape, offset, out_shape, nodata, nearest, seed) -> None:
-    """A source of the next zone at 10/20/60 m, random no data, an output grid at any offset."""
+def test_rules_are_gdals_on_random_sources(
+    res, src_shape, offset, out_shape, nodata, nearest, angle, seed
+) -> None:
+    """A source of the next zone at 10/20/60 m (north-up or rotated), random no data, any offset."""
     rng = np.random.default_rng(seed)
     src = rng.integers(1, 60000, src_shape).astype(np.uint16)
     src[rng.random(src_shape) < nodata] = 0
-    src_t = Affine(res, 0.0, 263_760.0, 0.0, -res, 4_766_700.0)  # UTM 55 at 144.1 E, 43 N (752_697 m E in 54)
+    # UTM 55 at 144.1 E, 43 N (752_697 m E in 54)
+    src_t = Affine.translation(263_760.0, 4_766_700.0) * Affine.rotation(angle) * Affine.scale(res, -res)
     out_t = Affine(10.0, 0.0, 752_600.0 + 10.0 * offset[1], 0.0, -10.0, 4_767_400.0 - 10.0 * offset[0])
     box = GeoBox(out_shape, out_t, "EPSG:32654")
     profile = dict(driver="GTiff", height=src_shape[0], width=src_shape[1], count=1, dtype="uint16",
