@@ -8,6 +8,7 @@ pixel (:func:`resample_block`), so a height does not depend on how the output is
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import dask.array as da
@@ -172,6 +173,70 @@ def _axis_lattice(start: int, stop: int, anchor: int, step: int) -> tuple[np.nda
     return nodes, left, frac
 
 
+@dataclass(frozen=True)
+class _Lattice:
+    """The coarse lattice of :func:`lattice_coordinates` over a window: node fields and per-axis weights.
+
+    Attributes:
+        fields: Native row and column coordinate (less the shift) at each node, ``(2, nr, nc)``.
+        left_r: Per output row, the node row at or above it (index into the fields).
+        frac_r: Per output row, its fraction of the way to the next node row.
+        left_c: The same per output column.
+        frac_c: The same per output column.
+    """
+
+    fields: tuple[np.ndarray, np.ndarray]
+    left_r: np.ndarray
+    frac_r: np.ndarray
+    left_c: np.ndarray
+    frac_c: np.ndarray
+
+    @classmethod
+    def of(
+        cls, native_box: GeoBox, out_box: GeoBox, rows: tuple[int, int], cols: tuple[int, int], step: int,
+        shift: float,
+    ) -> _Lattice:  # fmt: skip
+        """Transform the nodes of the window's lattice (see :func:`lattice_coordinates`)."""
+        t = out_box.transform
+        assert out_box.crs is not None and native_box.crs is not None
+        anchor_r, anchor_c = round(t.f / t.e), round(t.c / t.a)
+        node_r, left_r, frac_r = _axis_lattice(rows[0], rows[1], anchor_r, step)
+        node_c, left_c, frac_c = _axis_lattice(cols[0], cols[1], anchor_c, step)
+        x = t.c + t.a * (node_c + 0.5)
+        y = t.f + t.e * (node_r + 0.5)
+        gx, gy = np.meshgrid(x, y)
+        lon, lat = transformer(str(out_box.crs), str(native_box.crs)).transform(gx, gy)
+        inv = ~native_box.transform
+        lon, lat = np.asarray(lon), np.asarray(lat)
+        fields = (inv.d * lon + inv.e * lat + inv.f - shift, inv.a * lon + inv.b * lat + inv.c - shift)
+        return cls(fields, left_r, frac_r, left_c, frac_c)
+
+    def bands(self) -> list[tuple[int, int]]:
+        """Local output rows ``[start, stop)`` sharing a node row (one lattice cell high)."""
+        edges = np.flatnonzero(np.diff(self.left_r)) + 1
+        starts = [0, *edges.tolist()]
+        return list(zip(starts, [*starts[1:], self.left_r.size], strict=True))
+
+    def fill(self, out: np.ndarray, r0: int, r1: int) -> None:
+        """Coordinates ``(2, r1 - r0, w)`` of local output rows ``[r0, r1)`` into ``out``.
+
+        Columns first (on the node rows), then rows: the same operations for every pixel,
+        whichever rows are asked for.
+        """
+        left_c, frac_c = self.left_c, self.frac_c
+        left_r = self.left_r[r0:r1]
+        fr0, fr1 = (1.0 - self.frac_r[r0:r1])[:, None], self.frac_r[r0:r1][:, None]
+        lo, hi = int(left_r.min()), int(left_r.max()) + 2
+        for field, dst in zip(self.fields, out, strict=True):
+            across = field[lo:hi, left_c] * (1.0 - frac_c) + field[lo:hi, left_c + 1] * frac_c
+            if lo + 2 == hi:  # one lattice row band: broadcast instead of gathering rows
+                np.multiply(across[0], fr0, out=dst)
+                dst += across[1] * fr1
+            else:
+                np.multiply(across[left_r - lo], fr0, out=dst)
+                dst += across[left_r + 1 - lo] * fr1
+
+
 def lattice_coordinates(
     native_box: GeoBox,
     out_box: GeoBox,
@@ -204,24 +269,10 @@ def lattice_coordinates(
         float64 ``(2, h, w)``: native row and column coordinates in pixel-edge units (the centre
         of native pixel ``(i, j)`` is ``(i + 0.5, j + 0.5)``), less ``shift``.
     """
-    t = out_box.transform
-    assert out_box.crs is not None and native_box.crs is not None
-    anchor_r, anchor_c = round(t.f / t.e), round(t.c / t.a)
-    node_r, left_r, frac_r = _axis_lattice(rows[0], rows[1], anchor_r, step)
-    node_c, left_c, frac_c = _axis_lattice(cols[0], cols[1], anchor_c, step)
-    x = t.c + t.a * (node_c + 0.5)
-    y = t.f + t.e * (node_r + 0.5)
-    gx, gy = np.meshgrid(x, y)
-    lon, lat = transformer(str(out_box.crs), str(native_box.crs)).transform(gx, gy)
-    inv = ~native_box.transform
-    lon, lat = np.asarray(lon), np.asarray(lat)
-    fields = (inv.d * lon + inv.e * lat + inv.f - shift, inv.a * lon + inv.b * lat + inv.c - shift)
-    fr0, fr1 = (1.0 - frac_r)[:, None], frac_r[:, None]
+    lattice = _Lattice.of(native_box, out_box, rows, cols, step, shift)
     out = np.empty((2, rows[1] - rows[0], cols[1] - cols[0]), dtype=np.float64)
-    for field, dst in zip(fields, out, strict=True):  # columns, then rows: the same operations everywhere
-        across = field[:, left_c] * (1.0 - frac_c) + field[:, left_c + 1] * frac_c
-        np.multiply(across[left_r], fr0, out=dst)
-        dst += across[left_r + 1] * fr1
+    for r0, r1 in lattice.bands():
+        lattice.fill(out[:, r0:r1], r0, r1)
     return out
 
 
@@ -235,7 +286,8 @@ def resample_block(
     share a CRS and are axis-aligned (a UTM DEM, the demo's), the mapping is separable and the
     interpolation runs on 1-D coordinates (a plain gather when the grids coincide); otherwise (a
     GLO-30 DEM in EPSG:4326) the centres are located through a coarse lattice
-    (:func:`lattice_coordinates`) and interpolated with ``scipy.ndimage.map_coordinates``.
+    (:func:`lattice_coordinates`) and interpolated with ``scipy.ndimage.map_coordinates``, one
+    lattice row band at a time (the coordinates stay in the CPU caches).
     NaN outside the native array or next to NaN.
     """
     t = out_box.transform
@@ -246,14 +298,21 @@ def resample_block(
         y = t.f + t.e * (np.arange(*rows) + 0.5)
         return _bilinear_separable(native, inv.e * y + inv.f, inv.a * x + inv.c)
     if t.b == t.d == 0:
-        coords = lattice_coordinates(native_box, out_box, rows, cols, shift=0.5)
-    else:  # a rotated output grid: every centre transformed
-        cc, rr = np.meshgrid(np.arange(*cols) + 0.5, np.arange(*rows) + 0.5)
-        x = t.c + t.a * cc + t.b * rr
-        y = t.f + t.d * cc + t.e * rr
-        lon, lat = transformer(str(out_box.crs), str(native_box.crs)).transform(x, y)
-        col_f, row_f = inv * (lon, lat)
-        coords = np.stack([np.asarray(row_f) - 0.5, np.asarray(col_f) - 0.5])
+        lattice = _Lattice.of(native_box, out_box, rows, cols, DEM_LATTICE, 0.5)
+        out = np.empty((rows[1] - rows[0], cols[1] - cols[0]), dtype=np.float32)
+        coords = np.empty((2, min(DEM_LATTICE, out.shape[0]), out.shape[1]), dtype=np.float64)
+        for r0, r1 in lattice.bands():
+            band = coords[:, : r1 - r0]
+            lattice.fill(band, r0, r1)
+            ndimage.map_coordinates(native, band, output=out[r0:r1], order=1, mode="constant", cval=np.nan)
+        return out
+    # a rotated output grid: every centre transformed
+    cc, rr = np.meshgrid(np.arange(*cols) + 0.5, np.arange(*rows) + 0.5)
+    x = t.c + t.a * cc + t.b * rr
+    y = t.f + t.d * cc + t.e * rr
+    lon, lat = transformer(str(out_box.crs), str(native_box.crs)).transform(x, y)
+    col_f, row_f = inv * (lon, lat)
+    coords = np.stack([np.asarray(row_f) - 0.5, np.asarray(col_f) - 0.5])
     return ndimage.map_coordinates(native, coords, order=1, mode="constant", cval=np.nan).astype(np.float32)
 
 

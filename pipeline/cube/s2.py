@@ -11,7 +11,7 @@ import math
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
 import bottleneck as bn
 import dask.array as da
@@ -25,9 +25,7 @@ from odc.geo.geobox import GeoBox
 
 from pipeline.bands import S2_L2A_ASSETS, SCL_DILATE, SCL_INVALID, dn_offset
 from pipeline.cube.items import S2_NODATA, SCL_ASSET, CubeError, _options, check_s2_items
-
-#: Largest number of time slices the composite sorts with a sorting network; more use bottleneck.
-NETWORK_MAX_T = 16
+from pipeline.cube.median import NETWORK_MAX_T, ClearCounts, median_block
 
 
 def load_s2(
@@ -261,19 +259,53 @@ def dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def clear_block(scl: np.ndarray, radius: int) -> np.ndarray:
-    """``clear = scl not in SCL_INVALID and not dilate_disk(scl in SCL_DILATE, radius)`` on a block."""
+#: Bit ``c`` set for each SCL class ``c`` in SCL_INVALID / SCL_DILATE (all classes are below 16).
+_INVALID_BITS: Final = np.uint16(sum(1 << c for c in SCL_INVALID))
+_DILATE_BITS: Final = np.uint16(sum(1 << c for c in SCL_DILATE))
+assert max(SCL_INVALID + SCL_DILATE) < 16
+#: Pixels (all time slices together) per strip of rows of :func:`clear_block`.
+CLEAR_STRIP_PIXELS: Final[int] = 1 << 18
+
+
+def _class_masks(scl: np.ndarray, ones: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(scl in SCL_INVALID, scl in SCL_DILATE)`` as boolean arrays.
+
+    uint16 classes by a shift: ``1 << scl`` (0 for classes of 16 and more) ANDed with a bit set of
+    the classes (a 256-entry lookup is a gather, several times slower); other types by lookup.
+    """
+    if scl.dtype == np.uint16 and ones is not None:
+        bit = np.left_shift(ones[: scl.size].reshape(scl.shape), scl)
+        return (bit & _INVALID_BITS) != 0, (bit & _DILATE_BITS) != 0
     lut_invalid = np.zeros(256, dtype=bool)
     lut_invalid[list(SCL_INVALID)] = True
     lut_dilate = np.zeros(256, dtype=bool)
     lut_dilate[list(SCL_DILATE)] = True
     classes = scl if scl.dtype == np.uint8 else np.minimum(scl, 255).astype(np.uint8)
-    invalid = lut_invalid[classes]
-    if radius > 0:
-        cloudy = lut_dilate[classes]
-        if cloudy.any():
-            invalid |= dilate_disk(cloudy, radius)
-    return ~invalid
+    return lut_invalid[classes], lut_dilate[classes]
+
+
+def clear_block(scl: np.ndarray, radius: int, strip_pixels: int = CLEAR_STRIP_PIXELS) -> np.ndarray:
+    """``clear = scl not in SCL_INVALID and not dilate_disk(scl in SCL_DILATE, radius)`` on a block.
+
+    Computed on strips of rows of about ``strip_pixels`` pixels (each with ``radius`` rows of
+    context either side, so the dilation sees what it sees on the whole block): the work stays in
+    the CPU caches and the result does not depend on the strips.
+    """
+    h, w = scl.shape[-2:]
+    lead = int(np.prod(scl.shape[:-2], dtype=np.int64))
+    out = np.empty(scl.shape, dtype=bool)
+    step = max(1, strip_pixels // max(lead * w, 1))
+    halo = max(radius, 0)
+    ones = np.ones(lead * (min(step, h) + 2 * halo) * w, dtype=np.uint16) if scl.dtype == np.uint16 else None
+    for a in range(0, h, step):
+        b = min(a + step, h)
+        lo, hi = max(a - halo, 0), min(b + halo, h)
+        invalid, cloudy = _class_masks(scl[..., lo:hi, :], ones)
+        inner = invalid[..., a - lo : b - lo, :]
+        if radius > 0 and cloudy.any():
+            inner |= dilate_disk(cloudy, radius)[..., a - lo : b - lo, :]
+        np.logical_not(inner, out=out[..., a:b, :])
+    return out
 
 
 def _map_overlap_2d(
@@ -316,60 +348,6 @@ def clear_mask(scl: xr.DataArray, dilate_px: int = 3) -> xr.DataArray:
 # --------------------------------------------------------------------------------------------
 
 
-#: Optimal sorting networks (compare-exchange pairs) for 2, 3 and 4 inputs.
-_NETWORKS: dict[int, tuple[tuple[int, int], ...]] = {
-    2: ((0, 1),),
-    3: ((0, 1), (1, 2), (0, 1)),
-    4: ((0, 1), (2, 3), (0, 2), (1, 3), (1, 2)),
-}
-
-
-def _sort_network(values: list[np.ndarray]) -> None:
-    """Sort a list of equal-shape arrays element-wise in place.
-
-    Optimal networks up to 4 inputs, odd-even transposition beyond.
-    """
-    n = len(values)
-    pairs = _NETWORKS.get(n) or tuple((i, i + 1) for rnd in range(n) for i in range(rnd % 2, n - 1, 2))
-    for i, j in pairs:
-        lo = np.minimum(values[i], values[j])
-        np.maximum(values[i], values[j], out=values[j])
-        values[i] = lo
-
-
-def _median_of_sorted(
-    values: list[np.ndarray], count: np.ndarray, out: np.ndarray, divisor: float = 1.0
-) -> None:
-    """Median of the first ``count`` entries of element-wise sorted ``values``, NaN where 0, over ``divisor``.
-
-    ``(s[(c - 1) // 2] + s[c // 2]) / 2`` for each count ``c``: ``s[(c - 1) // 2]`` is ``s[k]``
-    for the largest ``k`` with ``c >= 2k + 1``, ``s[c // 2]`` the largest with ``c >= 2k``; each is
-    picked by a chain of ``np.where`` (fast on cloud masks, which are spatially coherent;
-    ``np.choose`` and masked copies were several times slower). Where every pixel has all
-    ``len(values)`` observations the two middle values are taken as they are. The sum of the
-    two is exact and halving is exact, so ``sum / (2 * divisor)`` is ``median / divisor`` with
-    one rounding, bit for bit.
-    """
-    t = len(values)
-    lowest = int(count.min())
-    if lowest == t:
-        lo, hi = values[(t - 1) // 2], values[t // 2]
-    else:
-        lo, hi = values[0], values[0]
-        for k in range(1, t // 2 + 1):
-            if 2 * k + 1 <= t:
-                lo = np.where(count >= 2 * k + 1, values[k], lo)
-            hi = np.where(count >= 2 * k, values[k], hi)
-    np.add(lo, hi, out=out, dtype=np.float32)  # uint16 inputs: exact in float32
-    np.divide(out, np.float32(2) * np.float32(divisor), out=out)
-    if lowest == 0:
-        np.copyto(out, np.float32(np.nan), where=count == 0)
-
-
-#: Sorts after every harmonised DN: stands for "no observation" in the sorting network.
-_NO_OBSERVATION = np.uint16(np.iinfo(np.uint16).max)
-
-
 def composite_block(
     dn: np.ndarray,
     clear: np.ndarray,
@@ -378,27 +356,29 @@ def composite_block(
     *,
     mask: bool = True,
     divisor: float = 1.0,
+    counts: ClearCounts | None = None,
+    valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Median of the clear, harmonised observations of one band's block, written into ``out``.
 
     ``out[y, x] = median{ max(dn[t] - offsets[t], 0) : clear[t] and dn[t] != 0 }`` in float32,
     NaN where no observation qualifies. With one time slice this is a cast (no sort). With up to
-    :data:`NETWORK_MAX_T` slices the work stays in uint16 (harmonised DNs are integers):
-    values that do not qualify become 65535 (so they sort last; a genuine 65535 ties with them
-    and is still picked correctly, ranks below the count being qualifying values), a sorting
-    network orders them and the median is picked by count (the mean of the two middle values
-    for an even count, exact in float32); where at most one observation qualifies anywhere in
-    the block nothing is sorted. The result is exactly bottleneck's ``nanmedian``.
+    :data:`NETWORK_MAX_T` slices the work stays in uint16 on strips of rows
+    (:func:`pipeline.cube.median.median_block`: a pruned sorting network, the median picked by
+    count with mask words, no branches); the result is exactly bottleneck's ``nanmedian``.
 
     Args:
         dn: ``(T, h, w)`` uint16 digital numbers.
         clear: ``(T, h, w)`` bool clear mask.
         offsets: DN offset of each time slice.
         out: ``(h, w)`` float32 destination.
-        mask: With one time slice, set NaN where the observation does not qualify (False leaves
-            those pixels to the caller, who masks them anyway).
+        mask: Set NaN where no observation qualifies (False may leave a finite value there, for
+            a caller who masks those pixels anyway, e.g. through ``valid``).
         divisor: The median is divided by it in the same pass (float32, ``median / divisor``
             rounded once, as a separate division would give): the L4S scaling.
+        counts: ``ClearCounts.of(clear)``, when the caller shares it between the bands of a block.
+        valid: Optional ``(h, w)`` bool, ANDed in place with "some observation qualifies" (where
+            the median is not NaN, whatever ``mask`` says).
 
     Returns:
         ``out``.
@@ -406,47 +386,50 @@ def composite_block(
     t = dn.shape[0]
     d = np.float32(divisor)
     if t == 1:
-        if offsets[0] and dn.dtype == np.uint16:  # max(dn - o, 0) == max(dn, o) - o, exact in uint16
-            off = np.uint16(offsets[0])
-            v = np.maximum(dn[0], off)
-            np.subtract(v, off, out=v)
-            np.divide(v, d, out=out, dtype=np.float32)
-        elif offsets[0]:
-            np.subtract(dn[0], np.float32(offsets[0]), out=out)
-            np.maximum(out, np.float32(0), out=out)
-            np.divide(out, d, out=out)
-        else:
-            np.divide(dn[0], d, out=out, dtype=np.float32)
-        if mask:
-            np.copyto(out, np.float32(np.nan), where=~clear[0] | (dn[0] == S2_NODATA))
+        _cast_block(dn[0], clear[0], offsets[0], out, d, mask, valid)
         return out
-    zero = dn == S2_NODATA
-    ok = clear & ~zero if zero.any() else clear
-    count = ok.view(np.uint8).sum(axis=0, dtype=np.uint8 if t < 256 else np.uint16)
     if t > NETWORK_MAX_T or dn.dtype != np.uint16:
+        ok = clear & (dn != S2_NODATA)
         vals = dn.astype(np.float32) - np.asarray(offsets, dtype=np.float32)[:, None, None]
         vals = np.where(ok, np.maximum(vals, np.float32(0)), np.float32(np.nan))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             out[...] = bn.nanmedian(np.moveaxis(vals, 0, -1), axis=-1)
         np.divide(out, d, out=out)
+        if valid is not None:
+            valid &= ok.any(axis=0)
         return out
-    values = []
-    for i in range(t):
-        if offsets[i]:  # max(dn - o, 0) == max(dn, o) - o, exact in uint16
-            off = np.uint16(offsets[i])
-            v = np.maximum(dn[i], off)
-            np.subtract(v, off, out=v)
-            np.copyto(v, _NO_OBSERVATION, where=~ok[i])
-        else:
-            v = np.where(ok[i], dn[i], _NO_OBSERVATION)
-        values.append(v)
-    if int(count.max()) <= 1:  # at most one clear observation anywhere: the minimum, no sort
-        values[0] = np.minimum.reduce(values)
-    else:
-        _sort_network(values)
-    _median_of_sorted(values, count, out, divisor)
+    counts = ClearCounts.of(clear) if counts is None else counts
+    median_block(dn, counts, offsets, out, divisor, valid, nan=mask)
     return out
+
+
+def _cast_block(
+    dn: np.ndarray, clear: np.ndarray, offset: int, out: np.ndarray, d: np.float32, mask: bool,
+    valid: np.ndarray | None,
+) -> None:  # fmt: skip
+    """One time slice: ``out = max(dn - offset, 0) / d``.
+
+    NaN where the observation does not qualify if ``mask``; ``valid`` (optional) is ANDed with
+    where it does.
+    """
+    if offset and dn.dtype == np.uint16:  # max(dn - o, 0) == max(dn, o) - o, exact in uint16
+        v = np.maximum(dn, np.full(dn.shape, offset, dtype=np.uint16))  # with a scalar: ~20x slower
+        np.subtract(v, np.uint16(offset), out=v)
+        np.copyto(out, v)  # exact
+    elif offset:
+        np.subtract(dn, np.float32(offset), out=out)
+        np.maximum(out, np.float32(0), out=out)
+    else:
+        np.copyto(out, dn, casting="unsafe")  # uint16: exact
+    np.divide(out, d, out=out)
+    if mask or valid is not None:
+        qualifies = dn != S2_NODATA
+        qualifies &= clear
+        if mask:
+            np.copyto(out, np.float32(np.nan), where=~qualifies)
+        if valid is not None:
+            valid &= qualifies
 
 
 def composite(spectral: xr.Dataset, clear: xr.DataArray) -> xr.Dataset:

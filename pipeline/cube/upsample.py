@@ -154,31 +154,85 @@ def upsample_bilinear(
     pad_c = (cols.start - cols.first, cols.last - (cols.stop - 1))
     scale = 4 * k * k
     valid = window != 0
+    # (2k)^2 * value + (2k)^2 / 2 (the half folded into the column pass as k per column value),
+    # times 1 / (2k)^2 and truncated: floor(value + 0.5). The product of an integer-valued
+    # float32 below 2^24 and the rounded 1 / (2k)^2 stays on the right side of every integer.
+    # No-data pixels are 0, so this is also the numerator wherever every tap is valid.
+    a = _pad(_pad(window, 0, *pad_r), 1, *pad_c)
+    total = _pass(_pass(a, cols, col_shift, k, 1, bias=k), rows, row_shift, k, 0)
+    np.multiply(total, np.float32(1.0 / scale), out=out, casting="unsafe")
     if valid.all():
-        # (2k)^2 * value + (2k)^2 / 2 (the half folded into the column pass as k per column value),
-        # times 1 / (2k)^2 and truncated: floor(value + 0.5). The product of an integer-valued
-        # float32 below 2^24 and the rounded 1 / (2k)^2 stays on the right side of every integer.
-        a = _pad(_pad(window, 0, *pad_r), 1, *pad_c)
-        total = _pass(_pass(a, cols, col_shift, k, 1, bias=k), rows, row_shift, k, 0)
-        np.multiply(total, np.float32(1.0 / scale), out=out, casting="unsafe")
         return out
-    m = valid.view(np.uint8)
-    v = np.where(valid, window, np.uint16(0))
-    num = _pass(_pass(_pad(_pad(v, 0, *pad_r), 1, *pad_c), cols, col_shift, k, 1), rows, row_shift, k, 0)
-    den = _pass(_pass(_pad(_pad(m, 0, *pad_r), 1, *pad_c), cols, col_shift, k, 1), rows, row_shift, k, 0)
+    _fix_partial(out, a, valid, rows, cols, row_shift, col_shift, k)
     # The source pixel under each output centre must be valid (GDAL skips the pixel otherwise).
     qr = (np.arange(rows.lo, rows.hi) + row_shift) // k - rows.start
-    qc = (np.arange(cols.lo, cols.hi) + col_shift) // k - cols.start
-    centre = valid[np.ix_(qr, qc)]
-    # Where every tap is valid (den == (2k)^2): the fast path's exact rounding.
-    np.add(num, np.float32(scale // 2), out=num)
-    np.multiply(num, np.float32(1.0 / scale), out=out, casting="unsafe")
-    np.subtract(num, np.float32(scale // 2), out=num)
-    # Where some taps are not: round(num / den) half up. num < 2^24 and den <= (2k)^2 are exact in
-    # float64, and an exact quotient m + 1/2 is representable while any other lies >= 1 / (2 den)
-    # from it, far more than float64's rounding, so floor(num / den + 1/2) is exact.
-    partial = np.nonzero(centre & (den < scale))
-    n_p, d_p = num[partial].astype(np.float64), den[partial].astype(np.float64)
-    out[partial] = np.floor(n_p / d_p + 0.5).astype(np.uint16)
-    out[~centre] = 0
+    c0 = cols.lo + col_shift - cols.start * k  # column of output cols.lo in the repeated columns
+    np.multiply(out, _repeat_columns(valid, k)[qr, c0 : c0 + shape[1]], out=out)
     return out
+
+
+def _repeat_columns(mask: np.ndarray, k: int) -> np.ndarray:
+    """Each column of a 2-D boolean array ``k`` times (``np.repeat(mask, k, axis=1)``).
+
+    For k = 2, 4 or 8 by one multiply: a 0 or 1 byte widened to k bytes and times ``0x0101...``
+    is k copies of itself.
+    """
+    if k not in (2, 4, 8):
+        return np.repeat(mask, k, axis=1)
+    word = np.dtype(f"=u{k}")
+    wide = mask.view(np.uint8).astype(word)
+    np.multiply(wide, np.array(int("01" * k, 16), dtype=word), out=wide)
+    return wide.view(np.bool_).reshape(mask.shape[0], mask.shape[1] * k)
+
+
+def _axis_weights(o: np.ndarray, taps: AxisTaps, shift: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output index ``o``: the first tap's index in the padded window and its weight ``2k - r``."""
+    t = 2 * (o + shift) + 1 - k
+    return t // (2 * k) - taps.first, 2 * k - t % (2 * k)
+
+
+def _fix_partial(
+    out: np.ndarray, a: np.ndarray, valid: np.ndarray, rows: AxisTaps, cols: AxisTaps, row_shift: int,
+    col_shift: int, k: int,
+) -> None:  # fmt: skip
+    """Rewrite the output pixels with a valid centre pixel and some invalid tap: ``round(num / den)``.
+
+    Such a pixel's centre lies in a valid source pixel with an invalid one among its 8 neighbours
+    (its taps are that pixel and neighbours of it), so only the output pixels of those source
+    pixels are visited: ``num = sum(w * v)`` and ``den = sum(w * valid)`` over the four taps in
+    integers (``a`` is the edge-padded window, no data 0), and where ``den < (2k)^2`` the value is
+    ``floor(num / den + 1/2)``: ``num < 2^24`` and ``den <= (2k)^2`` are exact in float64, and an
+    exact quotient ``m + 1/2`` is representable while any other lies ``>= 1 / (2 den)`` from it,
+    far more than float64's rounding, so the floor is exact. Where every tap with a non-zero weight
+    is valid (``den == (2k)^2``) the value written already is kept.
+    """
+    h, w = valid.shape
+    invalid = np.zeros((h + 2, w + 2), dtype=bool)
+    invalid[1:-1, 1:-1] = ~valid
+    near = invalid[:-2] | invalid[1:-1] | invalid[2:]  # 3 x 3 dilation, separable
+    near = near[:, :-2] | near[:, 1:-1] | near[:, 2:]
+    flat = np.flatnonzero(valid & near)  # (a 2-D nonzero is several times slower)
+    if flat.size == 0:
+        return
+    qi, qj = np.divmod(flat, w)
+    # The output pixels whose centre lies in source pixel (qi, qj): k x k of them, clipped.
+    d = np.arange(k)
+    o_r = ((qi + rows.start) * k - row_shift)[:, None, None] + d[None, :, None]
+    o_c = ((qj + cols.start) * k - col_shift)[:, None, None] + d[None, None, :]
+    o_r, o_c = np.broadcast_arrays(o_r, o_c)
+    keep = (o_r >= rows.lo) & (o_r < rows.hi) & (o_c >= cols.lo) & (o_c < cols.hi)
+    o_r, o_c = o_r[keep], o_c[keep]
+    i, wr = _axis_weights(o_r, rows, row_shift, k)
+    j, wc = _axis_weights(o_c, cols, col_shift, k)
+    taps = ((i, j, wr * wc), (i, j + 1, wr * (2 * k - wc)), (i + 1, j, (2 * k - wr) * wc),
+            (i + 1, j + 1, (2 * k - wr) * (2 * k - wc)))  # fmt: skip
+    num = np.zeros(o_r.size, dtype=np.int64)
+    den = np.zeros(o_r.size, dtype=np.int64)
+    for ti, tj, weight in taps:
+        v = a[np.minimum(ti, a.shape[0] - 1), np.minimum(tj, a.shape[1] - 1)].astype(np.int64)
+        weight = np.where(v != 0, weight, 0)  # a zero weight never reads past the padded window
+        num += weight * v
+        den += weight
+    part = den < 4 * k * k
+    quotient = num[part].astype(np.float64) / den[part].astype(np.float64)
+    out[o_r[part] - rows.lo, o_c[part] - cols.lo] = np.floor(quotient + 0.5).astype(np.uint16)
