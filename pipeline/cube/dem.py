@@ -8,7 +8,6 @@ pixel (:func:`resample_block`), so a height does not depend on how the output is
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import dask.array as da
@@ -24,6 +23,7 @@ from odc.geo.xr import xr_coords
 from scipy import ndimage
 
 from pipeline.cube.items import DEM_ASSET, DEM_FILL_PX, _declared_epsg, _options, check_dem_items, transformer
+from pipeline.cube.lattice import AnchoredLattice
 
 #: Output pixels between the nodes of the lattice on which output pixel centres are transformed
 #: into a DEM in another CRS (:func:`lattice_coordinates`); measured error 6e-5 native pixel.
@@ -155,88 +155,6 @@ def _bilinear_separable(native: np.ndarray, row_f: np.ndarray, col_f: np.ndarray
     return out
 
 
-def _axis_lattice(start: int, stop: int, anchor: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nodes and weights of a 1-D lattice over output indices ``[start, stop)``.
-
-    Nodes lie at local indices ``n`` with ``n + anchor`` a multiple of ``step`` (``anchor`` is the
-    CRS's own pixel index of local index 0, so every grid on that pixel lattice shares the nodes).
-
-    Returns:
-        ``(nodes, left, frac)``: node indices (local), and per output index the position of the
-        node at or before it in ``nodes`` and its fraction of the way to the next one.
-    """
-    first = (start + anchor) // step
-    nodes = np.arange(first, (stop - 1 + anchor) // step + 2) * step - anchor  # one past the last pixel
-    idx = np.arange(start, stop) + anchor
-    left = idx // step - first
-    frac = (idx % step) / step
-    return nodes, left, frac
-
-
-@dataclass(frozen=True)
-class _Lattice:
-    """The coarse lattice of :func:`lattice_coordinates` over a window: node fields and per-axis weights.
-
-    Attributes:
-        fields: Native row and column coordinate (less the shift) at each node, ``(2, nr, nc)``.
-        left_r: Per output row, the node row at or above it (index into the fields).
-        frac_r: Per output row, its fraction of the way to the next node row.
-        left_c: The same per output column.
-        frac_c: The same per output column.
-    """
-
-    fields: tuple[np.ndarray, np.ndarray]
-    left_r: np.ndarray
-    frac_r: np.ndarray
-    left_c: np.ndarray
-    frac_c: np.ndarray
-
-    @classmethod
-    def of(
-        cls, native_box: GeoBox, out_box: GeoBox, rows: tuple[int, int], cols: tuple[int, int], step: int,
-        shift: float,
-    ) -> _Lattice:  # fmt: skip
-        """Transform the nodes of the window's lattice (see :func:`lattice_coordinates`)."""
-        t = out_box.transform
-        assert out_box.crs is not None and native_box.crs is not None
-        anchor_r, anchor_c = round(t.f / t.e), round(t.c / t.a)
-        node_r, left_r, frac_r = _axis_lattice(rows[0], rows[1], anchor_r, step)
-        node_c, left_c, frac_c = _axis_lattice(cols[0], cols[1], anchor_c, step)
-        x = t.c + t.a * (node_c + 0.5)
-        y = t.f + t.e * (node_r + 0.5)
-        gx, gy = np.meshgrid(x, y)
-        lon, lat = transformer(str(out_box.crs), str(native_box.crs)).transform(gx, gy)
-        inv = ~native_box.transform
-        lon, lat = np.asarray(lon), np.asarray(lat)
-        fields = (inv.d * lon + inv.e * lat + inv.f - shift, inv.a * lon + inv.b * lat + inv.c - shift)
-        return cls(fields, left_r, frac_r, left_c, frac_c)
-
-    def bands(self) -> list[tuple[int, int]]:
-        """Local output rows ``[start, stop)`` sharing a node row (one lattice cell high)."""
-        edges = np.flatnonzero(np.diff(self.left_r)) + 1
-        starts = [0, *edges.tolist()]
-        return list(zip(starts, [*starts[1:], self.left_r.size], strict=True))
-
-    def fill(self, out: np.ndarray, r0: int, r1: int) -> None:
-        """Coordinates ``(2, r1 - r0, w)`` of local output rows ``[r0, r1)`` into ``out``.
-
-        Columns first (on the node rows), then rows: the same operations for every pixel,
-        whichever rows are asked for.
-        """
-        left_c, frac_c = self.left_c, self.frac_c
-        left_r = self.left_r[r0:r1]
-        fr0, fr1 = (1.0 - self.frac_r[r0:r1])[:, None], self.frac_r[r0:r1][:, None]
-        lo, hi = int(left_r.min()), int(left_r.max()) + 2
-        for field, dst in zip(self.fields, out, strict=True):
-            across = field[lo:hi, left_c] * (1.0 - frac_c) + field[lo:hi, left_c + 1] * frac_c
-            if lo + 2 == hi:  # one lattice row band: broadcast instead of gathering rows
-                np.multiply(across[0], fr0, out=dst)
-                dst += across[1] * fr1
-            else:
-                np.multiply(across[left_r - lo], fr0, out=dst)
-                dst += across[left_r + 1 - lo] * fr1
-
-
 def lattice_coordinates(
     native_box: GeoBox,
     out_box: GeoBox,
@@ -269,7 +187,7 @@ def lattice_coordinates(
         float64 ``(2, h, w)``: native row and column coordinates in pixel-edge units (the centre
         of native pixel ``(i, j)`` is ``(i + 0.5, j + 0.5)``), less ``shift``.
     """
-    lattice = _Lattice.of(native_box, out_box, rows, cols, step, shift)
+    lattice = AnchoredLattice.of(str(native_box.crs), native_box.transform, out_box, rows, cols, step, shift)
     out = np.empty((2, rows[1] - rows[0], cols[1] - cols[0]), dtype=np.float64)
     for r0, r1 in lattice.bands():
         lattice.fill(out[:, r0:r1], r0, r1)
@@ -298,7 +216,8 @@ def resample_block(
         y = t.f + t.e * (np.arange(*rows) + 0.5)
         return _bilinear_separable(native, inv.e * y + inv.f, inv.a * x + inv.c)
     if t.b == t.d == 0:
-        lattice = _Lattice.of(native_box, out_box, rows, cols, DEM_LATTICE, 0.5)
+        crs = str(native_box.crs)
+        lattice = AnchoredLattice.of(crs, native_box.transform, out_box, rows, cols, DEM_LATTICE, 0.5)
         out = np.empty((rows[1] - rows[0], cols[1] - cols[0]), dtype=np.float32)
         coords = np.empty((2, min(DEM_LATTICE, out.shape[0]), out.shape[1]), dtype=np.float64)
         for r0, r1 in lattice.bands():

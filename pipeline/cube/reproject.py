@@ -60,6 +60,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 
 from pipeline.cube.items import transformer
+from pipeline.cube.lattice import AnchoredLattice
 
 #: Output pixels between lattice nodes whose centres are transformed exactly.
 LATTICE_STEP: Final[int] = 16
@@ -94,55 +95,6 @@ class SourceGrid:
     shape: tuple[int, int]
 
 
-def axis_lattice(start: int, stop: int, anchor: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nodes and weights of a 1-D lattice over output indices ``[start, stop)``.
-
-    Nodes lie at local indices ``n`` with ``n + anchor`` a multiple of ``step`` (``anchor`` is the
-    CRS's own pixel index of local index 0, so every grid on that pixel lattice shares the nodes).
-
-    Returns:
-        ``(nodes, left, frac)``: node indices (local), and per output index the position of the
-        node at or before it in ``nodes`` and its fraction of the way to the next one.
-    """
-    first = (start + anchor) // step
-    nodes = np.arange(first, (stop - 1 + anchor) // step + 2) * step - anchor  # one past the last pixel
-    idx = np.arange(start, stop) + anchor
-    left = idx // step - first
-    frac = (idx % step) / step
-    return nodes, left, frac
-
-
-class _Lattice:
-    """The anchored lattice over an output window: exact nodes, interpolated a strip of rows at a time."""
-
-    def __init__(
-        self, grid: SourceGrid, out_box: GeoBox, rows: tuple[int, int], cols: tuple[int, int], step: int
-    ) -> None:
-        t = out_box.transform
-        assert out_box.crs is not None and t.b == 0 and t.d == 0
-        anchor_r, anchor_c = round(t.f / t.e), round(t.c / t.a)
-        node_r, self.left_r, frac_r = axis_lattice(rows[0], rows[1], anchor_r, step)
-        node_c, left_c, frac_c = axis_lattice(cols[0], cols[1], anchor_c, step)
-        gx, gy = np.meshgrid(t.c + t.a * (node_c + 0.5), t.f + t.e * (node_r + 0.5))
-        sx, sy = transformer(str(out_box.crs), grid.crs).transform(gx, gy)
-        inv = ~Affine(*grid.transform)
-        sx, sy = np.asarray(sx, dtype=np.float64), np.asarray(sy, dtype=np.float64)
-        self.nodes = (inv.d * sx + inv.e * sy + inv.f, inv.a * sx + inv.b * sy + inv.c)
-        # Interpolated along each node row first (small), then between node rows per strip.
-        self.across = tuple(f[:, left_c] * (1.0 - frac_c) + f[:, left_c + 1] * frac_c for f in self.nodes)
-        self.fr0, self.fr1 = (1.0 - frac_r)[:, None], frac_r[:, None]
-
-    def strip(self, i0: int, i1: int) -> tuple[np.ndarray, np.ndarray]:
-        """Source ``(row, col)`` of window rows ``[i0, i1)``: the same operations for every pixel."""
-        left, fr0, fr1 = self.left_r[i0:i1], self.fr0[i0:i1], self.fr1[i0:i1]
-        out = []
-        for across in self.across:
-            dst = across[left] * fr0
-            dst += across[left + 1] * fr1
-            out.append(dst)
-        return out[0], out[1]
-
-
 def source_pixels(
     grid: SourceGrid, out_box: GeoBox, rows: tuple[int, int], cols: tuple[int, int], step: int = LATTICE_STEP
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +111,7 @@ def source_pixels(
         float64 ``(h, w)`` arrays of source rows and columns in pixel-edge units (the centre of
         source pixel ``(i, j)`` is ``(i + 0.5, j + 0.5)``).
     """
-    return _Lattice(grid, out_box, rows, cols, step).strip(0, rows[1] - rows[0])
+    return AnchoredLattice.of(grid.crs, grid.transform, out_box, rows, cols, step).strip(0, rows[1] - rows[0])
 
 
 def supported(grid: SourceGrid, out_box: GeoBox) -> bool:
@@ -239,7 +191,9 @@ def plan_taps(
         if any_r.size == 0:
             return None
         r0, r1, c0, c1 = int(any_r[0]), int(any_r[-1]) + 1, int(any_c[0]), int(any_c[-1]) + 1
-    lattice = _Lattice(grid, out_box, (rows[0] + r0, rows[0] + r1), (cols[0] + c0, cols[0] + c1), step)
+    lattice = AnchoredLattice.of(
+        grid.crs, grid.transform, out_box, (rows[0] + r0, rows[0] + r1), (cols[0] + c0, cols[0] + c1), step
+    )
     height, width = grid.shape
     # Every pixel's coordinates are a convex combination of its nodes': the nodes bound the
     # window, which holds every tap of a pixel whose centre is on the raster (one pixel past it).
