@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.child import in_child
 from bench.memory import PeakTreeRSS
 from pipeline.models.flops import measure
 from pipeline.predict import LoadedModel, load_model
@@ -99,6 +100,44 @@ def measure_model(
         mfu=rate * cost.gflop_per_chip / ceiling_gflops, by_batch=by_batch, load_s=load_s,
         foreign_cores=monitor.foreign_cores, tile=tile, tile_chips_per_s=tiled,
     )  # fmt: skip
+
+
+def measure_model_in_child(
+    name: str,
+    config: dict[str, object],
+    checkpoint: Path,
+    ceiling_gflops: float,
+    batches: tuple[int, ...],
+    min_s: float,
+    max_iters: int,
+    tile: int = 128,
+    torch_threads: int | None = None,
+) -> ModelSpeed:
+    """Write ``name``'s seeded random checkpoint to ``checkpoint`` and time it, in a child process.
+
+    :func:`bench.checkpoints.random_checkpoint` and :func:`measure_model` each build the whole
+    model; run in a spawned child (:func:`bench.child.in_child`), neither leaves it in the
+    bench process, whose resident memory counts in the sweep measured next. The figures are
+    those of :func:`measure_model` (the child uses ``torch_threads``, like the bench process).
+    """
+    args = (name, config, checkpoint, ceiling_gflops, batches, min_s, max_iters, tile)
+    return in_child(_checkpoint_and_measure, *args, torch_threads=torch_threads)
+
+
+def _checkpoint_and_measure(
+    name: str,
+    config: dict[str, object],
+    checkpoint: Path,
+    ceiling_gflops: float,
+    batches: tuple[int, ...],
+    min_s: float,
+    max_iters: int,
+    tile: int,
+) -> ModelSpeed:
+    from bench.checkpoints import random_checkpoint
+
+    random_checkpoint(name, dict(config), checkpoint)
+    return measure_model(name, config, checkpoint, ceiling_gflops, batches, min_s, max_iters, tile=tile)
 
 
 def tile_chips_per_s(model: LoadedModel, tile: int, min_s: float, max_iters: int) -> float:

@@ -32,17 +32,15 @@ import torch
 from bench import report, targets
 from bench.ceiling import matmul_gflops
 from bench.checkpoints import BENCH_MODELS, bench_config, random_checkpoint
+from bench.e2e import MAIN_REPS, Timing, end_to_end_figures, model_end_to_end
 from bench.machine import host_kind, machine, versions
 from bench.memory import MEMORY_SCALES, PeakTreeRSS, memory_scaling
-from bench.model_speed import measure_model
+from bench.model_speed import measure_model_in_child
 from bench.peers import map_blocks_peer, plain_loop
 from bench.scene import build_tiled_scene
-from bench.sweeps import SweepRun, bench_sweep
 from pipeline.tiling import grid_for_model
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-#: The end-to-end and peer measurements use 2 x 2 demo scenes (~98 km2).
-MAIN_REPS = (2, 2)
 #: ``--quick``: the demo scene itself, and 1 / 2 / 4 copies for the memory figures.
 QUICK_MEMORY_SCALES = {"x1": (1, 1), "x2": (1, 2), "x4": (2, 2)}
 
@@ -59,35 +57,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work-dir", type=Path, default=None, help="scratch directory (default: a temp dir)")
     p.add_argument("--skip-map-blocks", action="store_true", help="leave out the map_blocks peer")
     return p.parse_args(argv)
-
-
-def _sweep_dict(run: SweepRun) -> dict[str, Any]:
-    return {
-        "km2_per_s": run.km2_per_s, "chips_per_s": run.chips_per_s, "overlap_factor": run.overlap_factor,
-        "s_per_km2": run.s_per_km2, "peak_rss_mb": run.peak_rss_mb, "area_km2": run.area_km2,
-        "chips": run.chips, "compute_s": run.compute_s, "wall_s": run.wall_s, "workers": run.workers,
-        "block": run.block, "foreign_cores": run.foreign_cores, "rss_at_peak_mb": run.rss_at_peak_mb,
-    }  # fmt: skip
-
-
-def _e2e(run: SweepRun, batch: int, model_chips_per_s: float) -> dict[str, Any]:
-    """End-to-end figures of a sweep against the model alone.
-
-    ``end_to_end_over_model`` divides by the model's speed measured in the sweep's own worker
-    just before it (same process); ``end_to_end_over_model_main`` by the model-only figure of
-    this (bench) process, which differs from process to process by a few percent here.
-    """
-    worker = run.worker_model_chips_per_s or model_chips_per_s
-    out = {
-        **_sweep_dict(run), "batch": batch, "model_chips_per_s": worker,
-        "model_chips_per_s_main": model_chips_per_s,
-        "end_to_end_over_model": run.chips_per_s / worker,
-        "end_to_end_over_model_main": run.chips_per_s / model_chips_per_s,
-    }  # fmt: skip
-    if run.worker_model_full_tile_chips_per_s:  # the U-Net: also against full tiles alone
-        out["model_full_tile_chips_per_s"] = run.worker_model_full_tile_chips_per_s
-        out["end_to_end_over_model_full_tiles"] = run.chips_per_s / run.worker_model_full_tile_chips_per_s
-    return out
 
 
 def _log(msg: str) -> None:
@@ -163,31 +132,21 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     tile = grid_for_model("unet", args.block).chip
 
     models: dict[str, Any] = {}
-    _log("model unet")
-    random_checkpoint("unet", configs["unet"], ckpts["unet"])
-    unet = measure_model("unet", configs["unet"], ckpts["unet"], result["ceiling_gflops"], batches,
-                         min_s, max_iters * 2, tile=tile)  # fmt: skip
+    _log(f"model unet, then end-to-end unet ({main_scene.area_km2:.1f} km2)")
+    # Each model is written and timed in a child process (bench.e2e): this process never holds
+    # one, so the client's memory in a sweep's peak is the sweep's own. Three U-Net sweeps, each
+    # on a fresh cluster with the model timed in its worker first: the ratio of one such pair
+    # moved by +-4 % from run to run on this machine; the median run is reported.
+    threads = torch.get_num_threads()
+    timing = Timing(ceiling_gflops=result["ceiling_gflops"], batches=batches, min_s=min_s,
+                    max_iters=max_iters, block=args.block, threads=threads)  # fmt: skip
+    unet, runs = model_end_to_end("unet", configs["unet"], ckpts["unet"], main_scene, work, timing,
+                                  sweeps=1 if quick else 3)  # fmt: skip
     models["unet"] = asdict(unet)
-
     e2e: dict[str, Any] = {}
-    _log(f"end-to-end unet ({main_scene.area_km2:.1f} km2)")
-    # Three sweeps, each on a fresh cluster with the model timed in its worker first: the ratio of
-    # one such pair moved by +-4 % from run to run on this machine; the median run is reported.
-    runs = [
-        bench_sweep(
-            main_scene,
-            ckpts["unet"],
-            work / "unet.zarr",
-            workers=1,
-            block=args.block,
-            batch_size=unet.batch,
-            probe_tile=tile,
-        )
-        for _ in range(1 if quick else 3)
-    ]
     runs.sort(key=lambda r: r.chips_per_s / (r.worker_model_chips_per_s or 1.0))
     main = runs[len(runs) // 2]
-    e2e["unet"] = _e2e(main, unet.batch, unet.tile_chips_per_s)
+    e2e["unet"] = end_to_end_figures(main, unet.batch, unet.tile_chips_per_s)
     ratios = [r.chips_per_s / (r.worker_model_chips_per_s or 1.0) for r in runs]
     e2e["unet"]["end_to_end_over_model_runs"] = ratios
 
@@ -206,7 +165,6 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     _log("worker overhead")
     from bench.worker_overhead import measure as worker_overhead
 
-    threads = torch.get_num_threads()
     small = 4 if quick else 8
     result["worker_overhead"] = worker_overhead(str(ckpts["unet"]), threads, small, 1 if quick else 2)
     gc.collect()
@@ -219,17 +177,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     result["data_path"] = data_path_figures(quick, work)
 
     for name in names[1:]:
-        _log(f"model {name}")
-        random_checkpoint(name, configs[name], ckpts[name])
-        ceiling = result["ceiling_gflops"]
-        speed = measure_model(name, configs[name], ckpts[name], ceiling, batches, min_s, max_iters)
-        models[name] = asdict(speed)
-        gc.collect()
+        _log(f"model {name}" + (", then end-to-end" if name == "hybrid" else ""))
         if name == "hybrid":
-            _log("end-to-end hybrid")
-            run_h = bench_sweep(main_scene, ckpts["hybrid"], work / "hybrid.zarr", workers=1,
-                                block=args.block, batch_size=speed.batch, probe_tile=128)  # fmt: skip
-            e2e["hybrid"] = _e2e(run_h, speed.batch, speed.chips_per_s)
+            speed, (run_h,) = model_end_to_end(name, configs[name], ckpts[name], main_scene, work, timing)
+            e2e["hybrid"] = end_to_end_figures(run_h, speed.batch, speed.chips_per_s)
+        else:
+            speed = measure_model_in_child(name, configs[name], ckpts[name], timing.ceiling_gflops, batches,
+                                           min_s, max_iters, torch_threads=threads)  # fmt: skip
+        models[name] = asdict(speed)
         ckpts[name].unlink()
     # The ceiling is the best of several measurements spread over the run (the machine may be
     # shared): re-measure once more and express every mfu against the best.

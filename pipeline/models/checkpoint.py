@@ -452,18 +452,19 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Mod
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path}: cannot build model {meta.model!r}: {exc}") from exc
     verify_tensor_digest(path)
-    state = _load_tensors(path)
-    missing, unexpected = _key_diff(model.state_dict().keys(), state.keys())
+    try:
+        with safe_open(str(path), framework="pt") as fh:  # checks the header and every tensor's extent
+            names = list(fh.keys())
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: {exc}") from exc
+    missing, unexpected = _key_diff(model.state_dict().keys(), names)
     if missing or unexpected:
         raise CheckpointError(
             f"checkpoint {path} does not match model {meta.model!r}: "
             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
         )
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path}: {str(exc).splitlines()[0]}") from exc
+    _read_into(model, Path(path))
     if meta.calibration is None:
         log.warning(
             "checkpoint %s has no calibration: its probabilities are raw sigmoid outputs "
@@ -471,6 +472,53 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Mod
             path,
         )
     return model.to(device).eval(), meta
+
+
+#: safetensors dtype names -> torch dtypes (those a checkpoint's tensors may have).
+_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}  # fmt: skip
+
+
+def _read_into(model: torch.nn.Module, path: Path) -> None:
+    """Read each tensor of the checkpoint at ``path`` straight into ``model``'s own (CPU) tensor.
+
+    What ``load_state_dict(load_file(path))`` loads, byte for byte, without its copies: that
+    holds the built model, a second copy of every weight and, while safetensors' mapping of
+    the file is open, the file's pages (Clay-large: 1.3 GB each, resident together at the peak
+    of a worker's load). Here a tensor whose dtype is the model's is read into it in place; one
+    of another dtype passes through one buffer of its own size, converted as ``load_state_dict``
+    converts it.
+
+    Raises:
+        CheckpointError: A tensor's dtype, shape or extent in the file does not fit the model's.
+    """
+    targets = model.state_dict()
+    with open(path, "rb") as fh, torch.no_grad():
+        header, start = _read_header(fh, path)
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            dst = targets[name]
+            dtype = _DTYPES.get(str(info.get("dtype")))
+            begin, end = info["data_offsets"]
+            if dtype is None or list(dst.shape) != list(info["shape"]):
+                raise CheckpointError(
+                    f"checkpoint {path}: tensor {name} is {info.get('dtype')} {info['shape']}, "
+                    f"the model's {tuple(dst.shape)}"
+                )
+            in_place = dtype == dst.dtype and dst.is_contiguous() and dst.device.type == "cpu"
+            if in_place:
+                buf = memoryview(dst.reshape(-1).view(torch.uint8).numpy())
+            else:
+                buf = memoryview(bytearray(end - begin))
+            fh.seek(start + begin)
+            if end - begin != len(buf) or fh.readinto(buf) != len(buf):
+                raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: tensor {name}")
+            if not in_place and len(buf):
+                dst.copy_(torch.frombuffer(buf, dtype=dtype).reshape(dst.shape))
 
 
 def _key_diff(expected: Any, found: Any) -> tuple[list[str], list[str]]:
