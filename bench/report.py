@@ -42,7 +42,7 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"end-to-end {name}: peak RSS MB, all processes", _f(e["peak_rss_mb"], 4)))
         if "end_to_end_over_model_main" in e:
             value = f"{_f(e['model_chips_per_s'])} / {_f(e['model_chips_per_s_main'])}"
-            figure = f"end-to-end {name}: model-only chips/s in its worker / in the bench process"
+            figure = f"end-to-end {name}: model-only chips/s in its worker / in a child of the bench process"
             rows.append((figure, value))
     for name, p in result["peers"].items():
         rows.append((f"peer {name}: chips/s / km2/s", f"{_f(p['chips_per_s'])} / {_f(p['km2_per_s'])}"))
