@@ -80,11 +80,18 @@ def measure_model(
     min_s: float,
     max_iters: int,
     tile: int = 128,
+    write_checkpoint: bool = False,
 ) -> ModelSpeed:
     """Sweep batch sizes for one model and report the best, with its FLOP utilisation.
 
     With ``tile > 128`` (a fully convolutional model's sweep tile) also measure one tile per pass.
+    With ``write_checkpoint``, first write ``name``'s seeded random checkpoint to ``checkpoint``
+    (:func:`bench.checkpoints.random_checkpoint`).
     """
+    if write_checkpoint:
+        from bench.checkpoints import random_checkpoint
+
+        random_checkpoint(name, dict(config), checkpoint)
     cost = measure(name, dict(config))
     t0 = time.perf_counter()
     loaded = load_model(checkpoint, "cpu" if not torch.cuda.is_available() else "cuda", batches[-1])
@@ -115,29 +122,13 @@ def measure_model_in_child(
 ) -> ModelSpeed:
     """Write ``name``'s seeded random checkpoint to ``checkpoint`` and time it, in a child process.
 
-    :func:`bench.checkpoints.random_checkpoint` and :func:`measure_model` each build the whole
+    Writing the checkpoint and :func:`measure_model` each build the whole
     model; run in a spawned child (:func:`bench.child.in_child`), neither leaves it in the
     bench process, whose resident memory counts in the sweep measured next. The figures are
     those of :func:`measure_model` (the child uses ``torch_threads``, like the bench process).
     """
-    args = (name, config, checkpoint, ceiling_gflops, batches, min_s, max_iters, tile)
-    return in_child(_checkpoint_and_measure, *args, torch_threads=torch_threads)
-
-
-def _checkpoint_and_measure(
-    name: str,
-    config: dict[str, object],
-    checkpoint: Path,
-    ceiling_gflops: float,
-    batches: tuple[int, ...],
-    min_s: float,
-    max_iters: int,
-    tile: int,
-) -> ModelSpeed:
-    from bench.checkpoints import random_checkpoint
-
-    random_checkpoint(name, dict(config), checkpoint)
-    return measure_model(name, config, checkpoint, ceiling_gflops, batches, min_s, max_iters, tile=tile)
+    args = (name, config, checkpoint, ceiling_gflops, batches, min_s, max_iters, tile, True)
+    return in_child(measure_model, *args, torch_threads=torch_threads)
 
 
 def tile_chips_per_s(model: LoadedModel, tile: int, min_s: float, max_iters: int) -> float:
