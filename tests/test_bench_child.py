@@ -34,11 +34,22 @@ def _rss_mb() -> float:
 
 def test_in_child_returns_the_figure_and_keeps_the_memory_there() -> None:
     before = _rss_mb()
+    # children of earlier tests in this session (a cluster, a browser) are not this call's
+    earlier = {c.pid for c in psutil.Process().children(recursive=True)}
     assert in_child(touch_and_sum, CHILD_MB) == CHILD_MB * 2**20 / 8
     # the same call in this process would add CHILD_MB; run in the child it adds (almost) nothing
     assert _rss_mb() - before < CHILD_MB / 8
     # the child has exited (multiprocessing's small resource tracker may stay)
-    assert all(c.memory_info().rss < CHILD_MB * 2**20 / 4 for c in psutil.Process().children())
+    new = [c for c in psutil.Process().children(recursive=True) if c.pid not in earlier]
+    assert all(_rss_or_zero(c) < CHILD_MB * 2**20 / 4 for c in new)
+
+
+def _rss_or_zero(proc: psutil.Process) -> int:
+    """Resident bytes of ``proc``, 0 once it has exited."""
+    try:
+        return int(proc.memory_info().rss)
+    except psutil.NoSuchProcess:
+        return 0
 
 
 def test_in_child_raises_the_childs_exception() -> None:
