@@ -4,7 +4,7 @@
 and prints each sweep's peak resident memory (all processes, and each process at the peak)
 with its throughput: the memory figures of the full bench without its other phases.
 
-The model is written and timed in a child process (:func:`bench.model_speed.measure_model_in_child`),
+The model is written and timed in a child process (:func:`time_model_in_child`),
 so the bench process never holds it: what the client holds at a sweep's peak is the sweep's own.
 """
 
@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from bench.checkpoints import BENCH_MODELS, bench_config
-from bench.model_speed import ModelSpeed, measure_model_in_child
+from bench.child import in_child
+from bench.model_speed import ModelSpeed, measure_model
 from bench.scene import BenchScene, build_tiled_scene
 from bench.sweeps import SweepRun, bench_sweep
 from pipeline.tiling import FULLY_CONVOLUTIONAL, grid_for_model
@@ -51,6 +52,21 @@ class Timing:
     max_iters: int
     block: int = 2048
     threads: int | None = None
+
+
+def time_model_in_child(
+    name: str, config: dict[str, Any], checkpoint: Path, timing: Timing, *, max_iters: int | None = None,
+    tile: int = 128,
+) -> ModelSpeed:  # fmt: skip
+    """Write ``name``'s seeded random checkpoint to ``checkpoint`` and time it, in a child process.
+
+    Writing the checkpoint and :func:`bench.model_speed.measure_model` each build the whole model;
+    run in a spawned child (:func:`bench.child.in_child`), neither leaves it in the bench process,
+    whose resident memory counts in the sweep measured next. The child uses ``timing.threads``.
+    """
+    iters = timing.max_iters if max_iters is None else max_iters
+    args = (name, config, checkpoint, timing.ceiling_gflops, timing.batches, timing.min_s, iters, tile, True)
+    return in_child(measure_model, *args, torch_threads=timing.threads)
 
 
 def sweep_figures(run: SweepRun) -> dict[str, Any]:
@@ -101,8 +117,7 @@ def model_end_to_end(
     tile = grid_for_model(name, timing.block).chip if fully_conv else 128
     # the U-Net (fast) is timed over twice as many passes as the Clay-based models
     iters = timing.max_iters * 2 if fully_conv else timing.max_iters
-    speed = measure_model_in_child(name, config, checkpoint, timing.ceiling_gflops, timing.batches,
-                                   timing.min_s, iters, tile=tile, torch_threads=timing.threads)  # fmt: skip
+    speed = time_model_in_child(name, config, checkpoint, timing, max_iters=iters, tile=tile)
     runs: list[SweepRun] = []
     for _ in range(sweeps):
         runs.append(bench_sweep(scene, checkpoint, work / f"{name}.zarr", workers=1, block=timing.block,

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.child import in_child
 from bench.memory import PeakTreeRSS
 from pipeline.models.flops import measure
 from pipeline.predict import LoadedModel, load_model
@@ -107,28 +106,6 @@ def measure_model(
         mfu=rate * cost.gflop_per_chip / ceiling_gflops, by_batch=by_batch, load_s=load_s,
         foreign_cores=monitor.foreign_cores, tile=tile, tile_chips_per_s=tiled,
     )  # fmt: skip
-
-
-def measure_model_in_child(
-    name: str,
-    config: dict[str, object],
-    checkpoint: Path,
-    ceiling_gflops: float,
-    batches: tuple[int, ...],
-    min_s: float,
-    max_iters: int,
-    tile: int = 128,
-    torch_threads: int | None = None,
-) -> ModelSpeed:
-    """Write ``name``'s seeded random checkpoint to ``checkpoint`` and time it, in a child process.
-
-    Writing the checkpoint and :func:`measure_model` each build the whole
-    model; run in a spawned child (:func:`bench.child.in_child`), neither leaves it in the
-    bench process, whose resident memory counts in the sweep measured next. The figures are
-    those of :func:`measure_model` (the child uses ``torch_threads``, like the bench process).
-    """
-    args = (name, config, checkpoint, ceiling_gflops, batches, min_s, max_iters, tile, True)
-    return in_child(measure_model, *args, torch_threads=torch_threads)
 
 
 def tile_chips_per_s(model: LoadedModel, tile: int, min_s: float, max_iters: int) -> float:

@@ -32,10 +32,9 @@ import torch
 from bench import report, targets
 from bench.ceiling import matmul_gflops
 from bench.checkpoints import BENCH_MODELS, bench_config, random_checkpoint
-from bench.e2e import MAIN_REPS, Timing, end_to_end_figures, model_end_to_end
+from bench.e2e import MAIN_REPS, Timing, end_to_end_figures, model_end_to_end, time_model_in_child
 from bench.machine import host_kind, machine, versions
 from bench.memory import MEMORY_SCALES, PeakTreeRSS, memory_scaling
-from bench.model_speed import measure_model_in_child
 from bench.peers import map_blocks_peer, plain_loop
 from bench.scene import build_tiled_scene
 from pipeline.tiling import grid_for_model
@@ -182,8 +181,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             speed, (run_h,) = model_end_to_end(name, configs[name], ckpts[name], main_scene, work, timing)
             e2e["hybrid"] = end_to_end_figures(run_h, speed.batch, speed.chips_per_s)
         else:
-            speed = measure_model_in_child(name, configs[name], ckpts[name], timing.ceiling_gflops, batches,
-                                           min_s, max_iters, torch_threads=threads)  # fmt: skip
+            speed = time_model_in_child(name, configs[name], ckpts[name], timing)
         models[name] = asdict(speed)
         ckpts[name].unlink()
     # The ceiling is the best of several measurements spread over the run (the machine may be

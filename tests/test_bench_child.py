@@ -11,7 +11,8 @@ import pytest
 
 from bench.checkpoints import bench_config
 from bench.child import in_child
-from bench.model_speed import ModelSpeed, measure_model_in_child
+from bench.e2e import Timing, time_model_in_child
+from bench.model_speed import ModelSpeed
 
 #: What the child allocates and touches (MiB): far above the parent's noise.
 CHILD_MB = 512
@@ -70,8 +71,8 @@ def _torch_threads() -> int:
 def test_model_timed_in_child_writes_its_checkpoint_and_returns_its_speed(tmp_path: Path) -> None:
     ckpt = tmp_path / "unet.safetensors"
     before = _rss_mb()
-    speed = measure_model_in_child("unet", bench_config("unet", True), ckpt, 10.0, (1, 2), 0.0, 1,
-                                   tile=256, torch_threads=1)  # fmt: skip
+    timing = Timing(ceiling_gflops=10.0, batches=(1, 2), min_s=0.0, max_iters=1, threads=1)
+    speed = time_model_in_child("unet", bench_config("unet", True), ckpt, timing, tile=256)
     assert isinstance(speed, ModelSpeed) and ckpt.stat().st_size > 0
     assert speed.batch in (1, 2) and set(speed.by_batch) == {1, 2}
     assert all(math.isfinite(v) and v > 0 for v in (speed.chips_per_s, speed.tile_chips_per_s, speed.mfu))
