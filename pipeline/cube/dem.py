@@ -22,6 +22,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 from scipy import ndimage
 
+from pipeline.cube import kernels
 from pipeline.cube.items import DEM_ASSET, DEM_FILL_PX, _declared_epsg, _options, check_dem_items, transformer
 from pipeline.cube.lattice import AnchoredLattice
 
@@ -204,8 +205,9 @@ def resample_block(
     share a CRS and are axis-aligned (a UTM DEM, the demo's), the mapping is separable and the
     interpolation runs on 1-D coordinates (a plain gather when the grids coincide); otherwise (a
     GLO-30 DEM in EPSG:4326) the centres are located through a coarse lattice
-    (:func:`lattice_coordinates`) and interpolated with ``scipy.ndimage.map_coordinates``, one
-    lattice row band at a time (the coordinates stay in the CPU caches).
+    (:func:`lattice_coordinates`) and interpolated with ``scipy.ndimage.map_coordinates``'s
+    rule (``order=1, mode="constant"``), bit for bit, by a compiled loop that computes each
+    pixel's coordinates from its nodes on the fly (:func:`pipeline.cube.kernels.sample_bilinear`).
     NaN outside the native array or next to NaN.
     """
     t = out_box.transform
@@ -219,11 +221,8 @@ def resample_block(
         crs = str(native_box.crs)
         lattice = AnchoredLattice.of(crs, native_box.transform, out_box, rows, cols, DEM_LATTICE, 0.5)
         out = np.empty((rows[1] - rows[0], cols[1] - cols[0]), dtype=np.float32)
-        coords = np.empty((2, min(DEM_LATTICE, out.shape[0]), out.shape[1]), dtype=np.float64)
-        for r0, r1 in lattice.bands():
-            band = coords[:, : r1 - r0]
-            lattice.fill(band, r0, r1)
-            ndimage.map_coordinates(native, band, output=out[r0:r1], order=1, mode="constant", cval=np.nan)
+        kernels.sample_bilinear(native, *lattice.across, lattice.left_r, lattice.fr0.ravel(), lattice.fr1.ravel(),
+                                out)  # fmt: skip
         return out
     # a rotated output grid: every centre transformed
     cc, rr = np.meshgrid(np.arange(*cols) + 0.5, np.arange(*rows) + 0.5)

@@ -52,7 +52,7 @@ from odc.loader.types import RasterLoadParams, RasterSource
 from rasterio.windows import Window
 
 from pipeline.cube.items import S2_NODATA, _options, redact, transformer
-from pipeline.cube.reproject import SourceGrid, cached_taps, read_window, resample, supported
+from pipeline.cube.reproject import SourceGrid, cached_lattice, reproject_into, supported
 from pipeline.cube.s2 import clear_block, solar_day_slices
 from pipeline.cube.upsample import axis_taps, upsample_bilinear
 
@@ -288,27 +288,20 @@ class BandReads:
         """Resample ``src`` onto block slice ``where`` with :mod:`pipeline.cube.reproject`.
 
         Only the pixels that ``filled`` (what earlier assets of the day wrote) leaves at 0 are
-        computed; the taps are shared by every band on the same source grid (:func:`cached_taps`).
+        computed; the lattice is shared by every band on the same source grid (:func:`cached_lattice`).
         """
-        r0, c0 = rows[0] + where[0].start, cols[0] + where[1].start
-        region = ((r0, rows[0] + where[0].stop), (c0, cols[0] + where[1].stop))
+        region = ((rows[0] + where[0].start, rows[0] + where[0].stop),
+                  (cols[0] + where[1].start, cols[0] + where[1].stop))  # fmt: skip
         needed = None if filled is None else filled == S2_NODATA
-        taps = cached_taps(self.plan, grid, self.geobox, *region, needed, self.nearest)
-        if taps is None:
-            return
+        lattice = cached_lattice(self.plan, grid, self.geobox, *region)
 
         def read(a: int, b: int, c: int, d: int) -> np.ndarray:
             window = src.read(1, window=Window(c, a, d - c, b - a))
             _nodata_to_zero(src, window)
             return window
 
-        values = resample(read_window(taps, grid.shape, read), taps)
-        if dst.flags.c_contiguous:
-            dst.reshape(-1)[taps.pixels] = values
-        else:
-            flat = np.zeros(dst.size, dtype=np.uint16)
-            flat[taps.pixels] = values
-            dst[...] = flat.reshape(dst.shape)
+        reproject_into(dst, grid, self.geobox, *region, read, needed=needed, nearest=self.nearest,
+                       lattice=lattice)  # fmt: skip
 
     def _warp_tiles(
         self, src: rasterio.io.DatasetReader, href: str, dst: np.ndarray, rows: tuple[int, int],

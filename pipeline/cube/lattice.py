@@ -52,6 +52,7 @@ class AnchoredLattice:
         left_r: Per output row, the node row at or above it (index into ``across``).
         fr0: Per output row, ``1 - frac`` (its weight of the node row above), ``(h, 1)``.
         fr1: Per output row, ``frac``, ``(h, 1)``.
+        left_c: Per output column, the node column at or left of it (index into ``nodes``' columns).
     """
 
     nodes: tuple[np.ndarray, np.ndarray]
@@ -59,6 +60,7 @@ class AnchoredLattice:
     left_r: np.ndarray
     fr0: np.ndarray
     fr1: np.ndarray
+    left_c: np.ndarray
 
     @classmethod
     def of(
@@ -87,7 +89,18 @@ class AnchoredLattice:
         sx, sy = np.asarray(sx, dtype=np.float64), np.asarray(sy, dtype=np.float64)
         nodes = (inv.d * sx + inv.e * sy + inv.f - shift, inv.a * sx + inv.b * sy + inv.c - shift)
         across = tuple(f[:, left_c] * (1.0 - frac_c) + f[:, left_c + 1] * frac_c for f in nodes)
-        return cls(nodes, (across[0], across[1]), left_r, (1.0 - frac_r)[:, None], frac_r[:, None])
+        return cls(nodes, (across[0], across[1]), left_r, (1.0 - frac_r)[:, None], frac_r[:, None], left_c)
+
+    def node_span(self, r0: int, r1: int, c0: int, c1: int) -> tuple[float, float, float, float]:
+        """``(min row, max row, min col, max col)`` of the source coordinates of local ``[r0, r1) x [c0, c1)``.
+
+        Every pixel's coordinates are a convex combination of its four nodes', so the nodes of
+        the cells the window meets bound them (up to rounding).
+        """
+        a, b = int(self.left_r[r0]), int(self.left_r[r1 - 1]) + 2
+        c, d = int(self.left_c[c0]), int(self.left_c[c1 - 1]) + 2
+        rows, cols = self.nodes[0][a:b, c:d], self.nodes[1][a:b, c:d]
+        return float(rows.min()), float(rows.max()), float(cols.min()), float(cols.max())
 
     def bands(self) -> list[tuple[int, int]]:
         """Local output rows ``[start, stop)`` sharing a node row (one lattice cell high)."""

@@ -33,9 +33,7 @@ from pipeline.cube.direct import WarpedAsset, plan_bands
 from pipeline.cube.reproject import (
     LATTICE_ERROR_PX,
     SourceGrid,
-    plan_taps,
-    read_window,
-    resample,
+    reproject_into,
     source_pixels,
     supported,
 )
@@ -90,14 +88,10 @@ def _ours(path: Path, box: GeoBox, nearest: bool) -> np.ndarray:
     with rasterio.open(path) as src:
         grid = SourceGrid(str(src.crs), tuple(src.transform)[:6], src.shape)  # type: ignore[arg-type]
         assert supported(grid, box)
-        out = np.zeros(box.shape[0] * box.shape[1], dtype=np.uint16)
-        taps = plan_taps(grid, box, (0, box.shape[0]), (0, box.shape[1]), nearest=nearest)
-        assert taps is not None
-        window = read_window(
-            taps, grid.shape, lambda a, b, c, d: src.read(1, window=Window(c, a, d - c, b - a))
-        )
-        out[taps.pixels] = resample(window, taps)
-    return out.reshape(box.shape)
+        out = np.zeros(box.shape, dtype=np.uint16)
+        reproject_into(out, grid, box, (0, box.shape[0]), (0, box.shape[1]),
+                       lambda a, b, c, d: src.read(1, window=Window(c, a, d - c, b - a)), nearest=nearest)  # fmt: skip
+    return out
 
 
 def _gdal_exact(path: Path, box: GeoBox, nearest: bool) -> np.ndarray:
@@ -184,11 +178,9 @@ def test_rules_are_gdals_on_random_sources(
             f.write(src, 1)
         expected = _gdal_exact(Path(mem.name), box, nearest)
     grid = SourceGrid("EPSG:32655", tuple(src_t)[:6], src_shape)  # type: ignore[arg-type]
-    got = np.zeros(out_shape[0] * out_shape[1], dtype=np.uint16)
-    taps = plan_taps(grid, box, (0, out_shape[0]), (0, out_shape[1]), nearest=nearest)
-    if taps is not None:
-        got[taps.pixels] = resample(read_window(taps, src_shape, lambda a, b, c, d: src[a:b, c:d]), taps)
-    got = got.reshape(out_shape)
+    got = np.zeros(out_shape, dtype=np.uint16)
+    reproject_into(got, grid, box, (0, out_shape[0]), (0, out_shape[1]), lambda a, b, c, d: src[a:b, c:d],
+                   nearest=nearest)  # fmt: skip
     assert np.array_equal(got != 0, expected != 0)
     assert np.abs(got.astype(np.int64) - expected).max(initial=0) <= (0 if nearest else 1)
 
@@ -260,16 +252,58 @@ def test_supported_only_where_gdal_would_use_its_four_sample_kernel() -> None:
     assert not supported(SourceGrid("EPSG:32655", (20.0, 0.0, at[0], 0.0, -20.0, at[1]), (100, 100)), rotated)
 
 
-def test_taps_are_shared_within_one_plan_and_bounded_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lattice_is_shared_within_one_plan_and_bounded_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     box = GeoBox((64, 64), Affine(10.0, 0.0, 752_600.0, 0.0, -10.0, 4_767_400.0), "EPSG:32654")
     grid = SourceGrid("EPSG:32655", (20.0, 0.0, 263_760.0, 0.0, -20.0, 4_766_700.0), (100, 100))
-    needed = np.ones((64, 64), dtype=bool)
-    first = reproject.cached_taps(1, grid, box, (0, 64), (0, 64), needed, False)
-    assert first is not None and reproject.cached_taps(1, grid, box, (0, 64), (0, 64), needed, False) is first
-    assert reproject.cached_taps(2, grid, box, (0, 64), (0, 64), needed, False) is not first  # another cube
-    needed[-10:] = False  # another mask: fewer pixels
-    other = reproject.cached_taps(1, grid, box, (0, 64), (0, 64), needed, False)
-    assert other is not None and other.pixels.size < first.pixels.size
-    monkeypatch.setattr(reproject, "CACHE_BYTES", 1000)  # smaller than one plan: used, never kept
-    big = reproject.cached_taps(3, grid, box, (0, 64), (0, 64), None, False)
-    assert big is not None and reproject.cached_taps(3, grid, box, (0, 64), (0, 64), None, False) is not big
+    first = reproject.cached_lattice(1, grid, box, (0, 64), (0, 64))
+    assert reproject.cached_lattice(1, grid, box, (0, 64), (0, 64)) is first
+    assert reproject.cached_lattice(2, grid, box, (0, 64), (0, 64)) is not first  # another cube
+    other = reproject.cached_lattice(1, grid, box, (0, 32), (0, 64))  # another window
+    assert other is not first and reproject.cached_lattice(1, grid, box, (0, 64), (0, 64)) is first
+    monkeypatch.setattr(reproject, "CACHE_BYTES", 1000)  # smaller than two: only the newest kept
+    big = reproject.cached_lattice(3, grid, box, (0, 64), (0, 64))
+    assert reproject.cached_lattice(1, grid, box, (0, 64), (0, 64)) is not first
+    assert reproject.cached_lattice(1, grid, box, (0, 64), (0, 64)) is not big
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    res=st.sampled_from([10.0, 20.0, 60.0]),
+    src_shape=st.tuples(st.integers(2, 40), st.integers(2, 40)),
+    out_shape=st.tuples(st.integers(2, 60), st.integers(2, 60)),
+    cut=st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)),
+    nodata=st.sampled_from([0.0, 0.2]),
+    nearest=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_only_needed_pixels_change_and_the_window_read_is_theirs(
+    res, src_shape, out_shape, cut, nodata, nearest, seed
+) -> None:
+    """Pixels not needed keep their value; needed ones equal the whole window's result; the read
+    window holds every tap (the compiled loop refuses a tap outside it) and lies inside the raster."""
+    rng = np.random.default_rng(seed)
+    src = rng.integers(1, 60000, src_shape).astype(np.uint16)
+    src[rng.random(src_shape) < nodata] = 0
+    src_t = Affine.translation(263_760.0, 4_766_900.0) * Affine.scale(res, -res)
+    box = GeoBox(out_shape, Affine(10.0, 0.0, 752_600.0, 0.0, -10.0, 4_767_400.0), "EPSG:32654")
+    grid = SourceGrid("EPSG:32655", tuple(src_t)[:6], src_shape)  # type: ignore[arg-type]
+    whole = np.zeros(out_shape, dtype=np.uint16)
+    rows, cols = (0, out_shape[0]), (0, out_shape[1])
+    reproject_into(whole, grid, box, rows, cols, lambda a, b, c, d: src[a:b, c:d], nearest=nearest)
+    h, w = out_shape
+    r0, c0 = int(cut[0] * (h - 1)), int(cut[1] * (w - 1))
+    r1, c1 = r0 + 1 + int(cut[2] * (h - r0 - 1)), c0 + 1 + int(cut[3] * (w - c0 - 1))
+    needed = np.zeros(out_shape, dtype=bool)
+    needed[r0:r1, c0:c1] = rng.random((r1 - r0, c1 - c0)) < 0.7
+    reads: list[tuple[int, int, int, int]] = []
+
+    def read(a: int, b: int, c: int, d: int) -> np.ndarray:
+        reads.append((a, b, c, d))
+        assert 0 <= a < b <= src_shape[0] and 0 <= c < d <= src_shape[1]
+        return src[a:b, c:d]
+
+    part = np.full(out_shape, 7, dtype=np.uint16)
+    reproject_into(part, grid, box, rows, cols, read, needed=needed, nearest=nearest)
+    assert len(reads) <= 1
+    expected = np.where(needed & (whole != 0), whole, 7)
+    assert np.array_equal(part, expected)

@@ -1,0 +1,189 @@
+"""Compiled per-pixel loops (numba) for the resampling that numpy can only do in many passes.
+
+Two kinds of resampling read a source raster at coordinates interpolated from an
+:class:`~pipeline.cube.lattice.AnchoredLattice` (a coarse lattice of exactly transformed nodes):
+the reprojection of Sentinel-2 assets in another UTM zone (:mod:`pipeline.cube.reproject`, GDAL's
+4-sample bilinear or nearest rules on uint16) and the DEM in EPSG:4326
+(:mod:`pipeline.cube.dem`, ``scipy.ndimage.map_coordinates(order=1, mode="constant")``'s rule on
+float32). In numpy each needs a dozen full-size float64 temporaries per pixel (the coordinates,
+floors, weights, flat indices, a sparse matrix); here one loop computes a pixel's coordinates
+from its nodes, its taps and its value in registers.
+
+Every floating-point operation is the one the numpy code it replaces performs, in the same order
+(numba does not contract ``a * b + c`` into a fused multiply-add without ``fastmath``), so the
+results are bit for bit those of :meth:`AnchoredLattice.fill` followed by that code (tested in
+``tests/cube/test_kernels_compiled.py``).
+
+The functions are compiled on first use and cached on disk beside this module (``cache=True``),
+so a Dask worker loads them in milliseconds; they release the GIL (``nogil``), so a worker's
+threads run them side by side.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+#: GDAL's nudge before taking the source pixel that holds a centre.
+SNAP = 1e-10
+#: GDAL's smallest sum of valid bilinear weights that still writes a pixel.
+MIN_WEIGHT = 1e-5
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _coord(across: np.ndarray, lr: int, f0: float, f1: float, j: int) -> float:  # pragma: no cover
+    """A pixel's coordinate from the node rows above and below it (``AnchoredLattice.fill``'s order)."""
+    return across[lr, j] * f0 + across[lr + 1, j] * f1
+
+
+@numba.njit(cache=True, nogil=True)
+def reproject_bilinear(
+    across_r: np.ndarray, across_c: np.ndarray, left_r: np.ndarray, fr0: np.ndarray, fr1: np.ndarray,
+    r0: int, r1: int, c0: int, c1: int, needed: np.ndarray, window: np.ndarray, win_r0: int,
+    win_c0: int, height: int, width: int, out: np.ndarray,
+) -> int:  # pragma: no cover  # fmt: skip
+    """GDAL's 4-sample bilinear warp of ``window`` into ``out`` at lattice rows/cols ``[r0, r1) x [c0, c1)``.
+
+    Args:
+        across_r: Source rows of the node rows at every output column (``AnchoredLattice.across[0]``).
+        across_c: Source columns likewise (``across[1]``).
+        left_r: Per output row, its node row (``AnchoredLattice.left_r``).
+        fr0: Per output row, the weight of the node row above (``fr0.ravel()``).
+        fr1: Per output row, the weight of the node row below.
+        r0: First local row to compute.
+        r1: One past the last.
+        c0: First local column.
+        c1: One past the last.
+        needed: ``(r1 - r0, c1 - c0)`` booleans: only these pixels are computed (the others kept).
+        window: Source pixels (uint16, 0 no data) from row ``win_r0`` and column ``win_c0`` of
+            the source raster; it holds every tap inside the raster (taps past the raster's edge
+            take the edge pixel, which is GDAL's drop-and-renormalise for a product of weights).
+        win_r0: Source row of ``window[0]``.
+        win_c0: Source column of ``window[:, 0]``.
+        height: Source raster rows.
+        width: Source raster columns.
+        out: ``(r1 - r0, c1 - c0)`` uint16 destination; a pixel GDAL does not write keeps its value.
+
+    Returns:
+        Pixels written, or -1 when a tap falls outside ``window`` (nothing past it is read).
+    """
+    wh, ww = window.shape
+    has_zero = False  # GDAL's renormalisation runs only where some tap is no data; this mirrors
+    for a in range(wh):  # the window-wide switch of the numpy code it replaces (bit for bit)
+        for b in range(ww):
+            if window[a, b] == 0:
+                has_zero = True
+                break
+        if has_zero:
+            break
+    written = 0
+    for i in range(r1 - r0):
+        li = r0 + i
+        lr, f0, f1 = left_r[li], fr0[li], fr1[li]
+        for j in range(c1 - c0):
+            if not needed[i, j]:
+                continue
+            sr = _coord(across_r, lr, f0, f1, c0 + j)
+            sc = _coord(across_c, lr, f0, f1, c0 + j)
+            ir, ic = math.floor(sr + SNAP), math.floor(sc + SNAP)
+            if not (sr >= 0 and sc >= 0 and ir < height and ic < width):
+                continue
+            iy, ix = math.floor(sr - 0.5), math.floor(sc - 0.5)
+            ry, rx = 1.5 - (sr - iy), 1.5 - (sc - ix)
+            qy, qx = 1.0 - ry, 1.0 - rx
+            ya = min(max(int(iy), 0), height - 1) - win_r0
+            yb = min(max(int(iy) + 1, 0), height - 1) - win_r0
+            xa = min(max(int(ix), 0), width - 1) - win_c0
+            xb = min(max(int(ix) + 1, 0), width - 1) - win_c0
+            if ya < 0 or yb >= wh or xa < 0 or xb >= ww:
+                return -1  # a tap outside the window read: the caller's window is wrong
+            v0, v1, v2, v3 = window[ya, xa], window[ya, xb], window[yb, xa], window[yb, xb]
+            w0, w1, w2, w3 = rx * ry, qx * ry, rx * qy, qx * qy  # GDAL's order: UL, UR, LL, LR
+            num = 0.0
+            num += w0 * float(v0)
+            num += w1 * float(v1)
+            num += w2 * float(v2)
+            num += w3 * float(v3)
+            if has_zero:
+                if window[int(ir) - win_r0, int(ic) - win_c0] == 0:
+                    continue  # the source pixel under the centre is no data
+                den = 0.0
+                den += w0 * (1.0 if v0 != 0 else 0.0)
+                den += w1 * (1.0 if v1 != 0 else 0.0)
+                den += w2 * (1.0 if v2 != 0 else 0.0)
+                den += w3 * (1.0 if v3 != 0 else 0.0)
+                if not den >= MIN_WEIGHT:
+                    continue
+                num /= den
+            out[i, j] = np.uint16(math.floor(num + 0.5))
+            written += 1
+    return written
+
+
+@numba.njit(cache=True, nogil=True)
+def reproject_nearest(
+    across_r: np.ndarray, across_c: np.ndarray, left_r: np.ndarray, fr0: np.ndarray, fr1: np.ndarray,
+    r0: int, r1: int, c0: int, c1: int, needed: np.ndarray, window: np.ndarray, win_r0: int,
+    win_c0: int, height: int, width: int, out: np.ndarray,
+) -> int:  # pragma: no cover  # fmt: skip
+    """GDAL's nearest-neighbour warp (the source pixel holding the centre, unless no data).
+
+    Arguments and result as :func:`reproject_bilinear`.
+    """
+    written = 0
+    for i in range(r1 - r0):
+        li = r0 + i
+        lr, f0, f1 = left_r[li], fr0[li], fr1[li]
+        for j in range(c1 - c0):
+            if not needed[i, j]:
+                continue
+            sr = _coord(across_r, lr, f0, f1, c0 + j)
+            sc = _coord(across_c, lr, f0, f1, c0 + j)
+            ir, ic = math.floor(sr + SNAP), math.floor(sc + SNAP)
+            if not (sr >= 0 and sc >= 0 and ir < height and ic < width):
+                continue
+            y, x = int(ir) - win_r0, int(ic) - win_c0
+            if y < 0 or y >= window.shape[0] or x < 0 or x >= window.shape[1]:
+                return -1  # outside the window read: the caller's window is wrong
+            if window[y, x] != 0:  # no data is not written (GDAL's nodata rule)
+                out[i, j] = window[y, x]
+                written += 1
+    return written
+
+
+@numba.njit(cache=True, nogil=True)
+def sample_bilinear(
+    native: np.ndarray, across_r: np.ndarray, across_c: np.ndarray, left_r: np.ndarray, fr0: np.ndarray,
+    fr1: np.ndarray, out: np.ndarray,
+) -> None:  # pragma: no cover  # fmt: skip
+    """``scipy.ndimage.map_coordinates(native, coords, order=1, mode="constant", cval=nan)`` into ``out``.
+
+    ``coords`` are the lattice's (pixel-centre units: the lattice made with ``shift=0.5``) at every
+    pixel of ``out``. scipy's rules: a coordinate outside ``[0, n - 1]`` on either axis gives NaN;
+    otherwise the taps are ``floor(x)`` and the next (the next is the edge pixel again at
+    ``x = n - 1``), weights ``1 - t`` and ``t``, summed over the taps with the column fastest,
+    each term the value times the row weight times the column weight; a NaN tap (whatever its
+    weight) gives NaN. Computed in float64, stored as ``out``'s dtype.
+    """
+    h, w = native.shape
+    for i in range(out.shape[0]):
+        lr, f0, f1 = left_r[i], fr0[i], fr1[i]
+        for j in range(out.shape[1]):
+            y = _coord(across_r, lr, f0, f1, j)
+            x = _coord(across_c, lr, f0, f1, j)
+            if not (y >= 0.0 and y <= h - 1 and x >= 0.0 and x <= w - 1):
+                out[i, j] = np.nan
+                continue
+            ya, xa = math.floor(y), math.floor(x)
+            ty, tx = y - ya, x - xa
+            iya, ixa = int(ya), int(xa)
+            iyb, ixb = min(iya + 1, h - 1), min(ixa + 1, w - 1)
+            wy0, wy1, wx0, wx1 = 1.0 - ty, ty, 1.0 - tx, tx
+            t = 0.0
+            t += float(native[iya, ixa]) * wy0 * wx0
+            t += float(native[iya, ixb]) * wy0 * wx1
+            t += float(native[iyb, ixa]) * wy1 * wx0
+            t += float(native[iyb, ixb]) * wy1 * wx1
+            out[i, j] = t
