@@ -8,12 +8,14 @@ it first on ``PYTHONPATH``)::
     python -m bench.cube_snapshot save /tmp/dp/dp-four-4x4 new.npz --chunk 768
     python -m bench.cube_snapshot compare old.npz new.npz
 
-The scene directories are those :mod:`bench.data_path` writes (``bench-scene.json`` inside).
+The scene directories are those :mod:`bench.data_path` writes (``bench-scene.json`` or, for the
+Planetary-Computer-shaped scenes, ``pc-scene.json`` inside).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -28,9 +30,14 @@ def save(scene_dir: Path, out: Path, chunk: int) -> None:
     from pipeline.demo import scene as demo
     from pipeline.sweep import DEM_WINDOW, area_geobox
 
-    d = json.loads((scene_dir / "bench-scene.json").read_text())
+    pc = scene_dir / "pc-scene.json"  # a Planetary-Computer-shaped scene: its own dates
+    d = json.loads((pc if pc.is_file() else scene_dir / "bench-scene.json").read_text())
     cat, bbox = catalog.open_catalog(d["catalog"]), tuple(d["bbox"])
-    s2 = cat.search(cube.S2_COLLECTION, bbox, demo.DEMO_START, demo.DEMO_END)
+    start, end = (
+        (dt.date.fromisoformat(d["start"]), dt.date.fromisoformat(d["end"])) if pc.is_file()
+        else (demo.DEMO_START, demo.DEMO_END)
+    )  # fmt: skip
+    s2 = cat.search(cube.S2_COLLECTION, bbox, start, end)
     dem = cat.search(cube.DEM_COLLECTION, bbox, *DEM_WINDOW)
     with dask.config.set(scheduler="synchronous"):
         c = cube.build_cube(s2, dem, area_geobox(bbox), chunk=chunk)

@@ -221,8 +221,8 @@ def resample_block(
         crs = str(native_box.crs)
         lattice = AnchoredLattice.of(crs, native_box.transform, out_box, rows, cols, DEM_LATTICE, 0.5)
         out = np.empty((rows[1] - rows[0], cols[1] - cols[0]), dtype=np.float32)
-        kernels.sample_bilinear(native, *lattice.across, lattice.left_r, lattice.fr0.ravel(), lattice.fr1.ravel(),
-                                out)  # fmt: skip
+        fr0, fr1 = lattice.fr0.ravel(), lattice.fr1.ravel()
+        kernels.sample_bilinear(native, *lattice.across, lattice.left_r, fr0, fr1, out)
         return out
     # a rotated output grid: every centre transformed
     cc, rr = np.meshgrid(np.arange(*cols) + 0.5, np.arange(*rows) + 0.5)

@@ -51,6 +51,7 @@ from odc.loader._rio import _do_read, _reproject_info_from_rio, rio_env, rio_rea
 from odc.loader.types import RasterLoadParams, RasterSource
 from rasterio.windows import Window
 
+from pipeline.cube import kernels
 from pipeline.cube.items import S2_NODATA, _options, redact, transformer
 from pipeline.cube.reproject import SourceGrid, cached_lattice, reproject_into, supported
 from pipeline.cube.s2 import clear_block, solar_day_slices
@@ -203,20 +204,25 @@ class BandReads:
             for t, assets in enumerate(self.slices):
                 first = True
                 for asset in assets:
-                    region = self._region(asset, rows, cols)
+                    if first:
+                        region = self._region(asset, rows, cols)
+                        if region is None:
+                            continue
+                        self._read_into(asset, out[t, region[0], region[1]], rows, cols, region)
+                        first = False
+                        continue
+                    # Later items of the day only fill what is still empty: read just its box.
+                    er0, er1, ec0, ec1 = kernels.empty_bounds(out[t])
+                    if er0 == er1:
+                        break  # filled by earlier assets of the day already
+                    sub_r, sub_c = (rows[0] + er0, rows[0] + er1), (cols[0] + ec0, cols[0] + ec1)
+                    region = self._region(asset, sub_r, sub_c)
                     if region is None:
                         continue
-                    rs, cs = region
-                    if first:
-                        self._read_into(asset, out[t, rs, cs], rows, cols, region)
-                        first = False
-                    else:
-                        dst = out[t, rs, cs]
-                        if dst.all():  # filled by earlier assets of the day already
-                            continue
-                        tmp = np.zeros((rs.stop - rs.start, cs.stop - cs.start), dtype=np.uint16)
-                        self._read_into(asset, tmp, rows, cols, region, filled=dst)
-                        np.copyto(dst, tmp, where=dst == S2_NODATA)
+                    dst = out[t, er0:er1, ec0:ec1][region]
+                    tmp = np.zeros(dst.shape, dtype=np.uint16)
+                    self._read_into(asset, tmp, sub_r, sub_c, region, filled=dst)
+                    kernels.fill_empty(dst, tmp)
         return out
 
     def _region(

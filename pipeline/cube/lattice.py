@@ -92,7 +92,7 @@ class AnchoredLattice:
         return cls(nodes, (across[0], across[1]), left_r, (1.0 - frac_r)[:, None], frac_r[:, None], left_c)
 
     def node_span(self, r0: int, r1: int, c0: int, c1: int) -> tuple[float, float, float, float]:
-        """``(min row, max row, min col, max col)`` of the source coordinates of local ``[r0, r1) x [c0, c1)``.
+        """``(min row, max row, min col, max col)`` of the coordinates of local ``[r0, r1) x [c0, c1)``.
 
         Every pixel's coordinates are a convex combination of its four nodes', so the nodes of
         the cells the window meets bound them (up to rounding).

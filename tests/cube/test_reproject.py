@@ -89,8 +89,8 @@ def _ours(path: Path, box: GeoBox, nearest: bool) -> np.ndarray:
         grid = SourceGrid(str(src.crs), tuple(src.transform)[:6], src.shape)  # type: ignore[arg-type]
         assert supported(grid, box)
         out = np.zeros(box.shape, dtype=np.uint16)
-        reproject_into(out, grid, box, (0, box.shape[0]), (0, box.shape[1]),
-                       lambda a, b, c, d: src.read(1, window=Window(c, a, d - c, b - a)), nearest=nearest)  # fmt: skip
+        window = lambda a, b, c, d: src.read(1, window=Window(c, a, d - c, b - a))  # noqa: E731
+        reproject_into(out, grid, box, (0, box.shape[0]), (0, box.shape[1]), window, nearest=nearest)
     return out
 
 
