@@ -21,9 +21,9 @@ tiles and one of the next UTM zone, a swath edge, GLO-30 DEM tiles in EPSG:4326)
 acquisitions, about the same area.
 For each it times the data path ``repeats`` times (best of) and, in as many separate runs
 under cProfile (the fastest one kept), splits the time into stages (:data:`STAGES`):
-``read_decode`` (GDAL opening, reading and decoding COG tiles), ``warp`` (the assets that need
-one: GDAL's warp, or our reprojection, :mod:`pipeline.cube.reproject`; decoding their tiles
-included), ``upsample`` (the native-grid bilinear
+``read_decode`` (GDAL opening, reading and decoding COG tiles, also the tiles our reprojection
+reads), ``warp`` (the assets that need one: GDAL's warp, or our reprojection,
+:mod:`pipeline.cube.reproject`, less its decoding), ``upsample`` (the native-grid bilinear
 upsampling of 20 m and 60 m bands),
 ``read_other`` (the work around each read: odc-stac's chunk allocation, nodata fill and fuse,
 or the direct reader's buffers and fuse), ``mask`` (SCL classes and cloud dilation),
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 #: suffix) in a cProfile run; time in none of them (graph building, scheduling, copies) is "other".
 STAGES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "read_decode": (("odc/loader/_rio.py", "_do_read"), ("pipeline/cube/direct.py", "_read_into"),
-                    ("pipeline/cube/direct.py", "_warp_tiles")),
+                    ("pipeline/cube/direct.py", "_warp_tiles"), ("pipeline/cube/direct.py", "decode_window")),
     "warp": (("rasterio/warp.py", "reproject"), ("pipeline/cube/direct.py", "_reproject")),
     "upsample": (("pipeline/cube/upsample.py", "upsample_bilinear"),),
     "read_other": (("odc/loader/_builder.py", "_dask_loader_tyx"), ("pipeline/cube/direct.py", "read")),

@@ -19,7 +19,6 @@ from scipy import ndimage
 
 from pipeline.bands import SCL_DILATE, SCL_INVALID
 from pipeline.cube.dem import lattice_coordinates, resample_block
-from pipeline.cube.fused import _one_or_nan
 from pipeline.cube.median import NETWORK_MAX_T, ClearCounts, median_block, median_network
 from pipeline.cube.s2 import clear_block, composite_block, disk
 from pipeline.cube.upsample import axis_taps, upsample_bilinear
@@ -185,13 +184,6 @@ def test_clear_block_is_classes_and_disk_dilation(dtype, shape, radius, strip, w
 
 
 # ------------------------------------------------------------------------------------ cube, DEM
-
-
-@given(valid=st.lists(st.booleans(), min_size=1, max_size=50))
-def test_one_or_nan_is_one_where_valid_and_numpys_nan_elsewhere(valid):
-    v = np.array(valid)
-    expected = np.where(v, np.float32(1.0), np.float32(np.nan)).astype(np.float32)
-    assert np.array_equal(_one_or_nan(v).view(np.uint32), expected.view(np.uint32))
 
 
 NATIVE_4326 = GeoBox((240, 330), Affine(1 / 3600, 0, -9.02, 0, -1 / 3600, 30.02), "EPSG:4326")

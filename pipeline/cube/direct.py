@@ -301,12 +301,12 @@ class BandReads:
         needed = None if filled is None else filled == S2_NODATA
         lattice = cached_lattice(self.plan, grid, self.geobox, *region)
 
-        def read(a: int, b: int, c: int, d: int) -> np.ndarray:
+        def decode_window(a: int, b: int, c: int, d: int) -> np.ndarray:
             window = src.read(1, window=Window(c, a, d - c, b - a))
             _nodata_to_zero(src, window)
             return window
 
-        reproject_into(dst, grid, self.geobox, *region, read, needed=needed, nearest=self.nearest,
+        reproject_into(dst, grid, self.geobox, *region, decode_window, needed=needed, nearest=self.nearest,
                        lattice=lattice)  # fmt: skip
 
     def _warp_tiles(

@@ -283,27 +283,29 @@ def upsample_bilinear(
 
 @numba.njit(cache=True, nogil=True)
 def empty_bounds(block: np.ndarray) -> tuple[int, int, int, int]:  # pragma: no cover
-    """``(row0, row1, col0, col1)`` bounding the zeros (no data) of a 2-D block; ``(0, 0, 0, 0)`` if none."""
+    """``(row0, row1, col0, col1)`` bounding the zeros (no data) of a 2-D block; ``(0, 0, 0, 0)`` if none.
+
+    Branch-free loops (a count per row, an OR per column) that the compiler vectorises.
+    """
     h, w = block.shape
-    r0, r1, c0, c1 = h, 0, w, 0
+    cols = np.zeros(w, np.uint8)
+    r0, r1 = h, 0
     for i in range(h):
         row = block[i]
-        first = -1
+        n = 0
         for j in range(w):
-            if row[j] == 0:
-                first = j
-                break
-        if first < 0:
-            continue
-        last = first
-        for j in range(w - 1, first, -1):
-            if row[j] == 0:
-                last = j
-                break
-        r0, r1 = min(r0, i), i + 1
-        c0, c1 = min(c0, first), max(c1, last + 1)
+            z = np.uint8(row[j] == 0)
+            n += z
+            cols[j] |= z
+        if n:
+            r0, r1 = min(r0, i), i + 1
     if r1 == 0:
         return 0, 0, 0, 0
+    c0, c1 = 0, w
+    while cols[c0] == 0:
+        c0 += 1
+    while cols[c1 - 1] == 0:
+        c1 -= 1
     return r0, r1, c0, c1
 
 
@@ -314,3 +316,30 @@ def fill_empty(dst: np.ndarray, src: np.ndarray) -> None:  # pragma: no cover
         for j in range(dst.shape[1]):
             if dst[i, j] == 0:
                 dst[i, j] = src[i, j]
+
+
+@numba.njit(cache=True, nogil=True)
+def nan_where_invalid(layers: np.ndarray, valid: np.ndarray) -> None:  # pragma: no cover
+    """Set every layer of ``layers`` ``(n, h, w)`` to NaN where ``valid`` ``(h, w)`` is False.
+
+    Per row only the span between its first and last invalid pixel is visited (a no-data swath
+    edge or a cloud is a small part of most rows), so a mostly valid block costs one pass over
+    ``valid``.
+    """
+    n, h, w = layers.shape
+    nan = np.float32(np.nan)
+    for i in range(h):
+        row = valid[i]
+        a = 0
+        while a < w and row[a]:
+            a += 1
+        if a == w:
+            continue
+        b = w
+        while row[b - 1]:
+            b -= 1
+        for k in range(n):
+            dst = layers[k, i]
+            for j in range(a, b):
+                if not row[j]:
+                    dst[j] = nan

@@ -1,0 +1,91 @@
+"""The compiled loops of pipeline/cube/kernels.py against the numpy definitions they replace.
+
+The resampling kernels are checked elsewhere against their references (GDAL's warp in
+tests/cube/test_reproject.py, the exact integer rule and ``map_coordinates`` in
+tests/test_cube_kernels.py); here: that the reprojection computes each pixel's coordinates
+exactly as :meth:`AnchoredLattice.strip` does, and the small helpers of the fuse and the mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from affine import Affine
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from odc.geo.geobox import GeoBox
+
+from pipeline.cube import kernels
+from pipeline.cube.lattice import AnchoredLattice
+from pipeline.cube.reproject import SourceGrid, reproject_into
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    res=st.sampled_from([10.0, 20.0, 60.0]),
+    origin=st.tuples(st.integers(0, 3000), st.integers(0, 3000)),
+    size=st.tuples(st.integers(1, 70), st.integers(1, 70)),
+)
+def test_reprojection_takes_the_pixel_the_lattice_coordinates_name(res, origin, size) -> None:
+    """Nearest neighbour on a source whose values are their own index: the pixel chosen is
+    ``floor(coordinate + 1e-10)`` of the numpy lattice's coordinates, everywhere."""
+    h, w = 60, 80
+    src = (np.arange(h * w, dtype=np.uint32) % 65535 + 1).astype(np.uint16).reshape(h, w)
+    src_t = (res, 0.0, 263_000.0, 0.0, -res, 4_768_000.0)
+    grid = SourceGrid("EPSG:32655", src_t, (h, w))
+    box = GeoBox(size, Affine(10.0, 0.0, 752_000.0 + 10 * origin[1] / 10, 0.0, -10.0,
+                              4_768_000.0 - 10 * origin[0] / 10), "EPSG:32654")  # fmt: skip
+    rows, cols = (0, size[0]), (0, size[1])
+    got = np.zeros(size, dtype=np.uint16)
+    reproject_into(got, grid, box, rows, cols, lambda a, b, c, d: src[a:b, c:d], nearest=True)
+    sr, sc = AnchoredLattice.of(grid.crs, grid.transform, box, rows, cols, 16).strip(0, size[0])
+    ir, ic = np.floor(sr + 1e-10), np.floor(sc + 1e-10)
+    inside = (sr >= 0) & (sc >= 0) & (ir < h) & (ic < w)
+    expected = np.zeros(size, dtype=np.uint16)
+    expected[inside] = src[ir[inside].astype(int), ic[inside].astype(int)]
+    assert np.array_equal(got, expected)
+
+
+@settings(deadline=None)  # the first call may compile
+@given(
+    shape=st.tuples(st.integers(1, 40), st.integers(1, 70)),
+    p=st.sampled_from([0.0, 0.01, 0.3, 1.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_empty_bounds_is_the_box_of_the_zeros(shape, p, seed) -> None:
+    rng = np.random.default_rng(seed)
+    block = rng.integers(1, 65536, shape).astype(np.uint16)
+    block[rng.random(shape) < p] = 0
+    zeros = np.argwhere(block == 0)
+    expected = (0, 0, 0, 0) if zeros.size == 0 else (
+        zeros[:, 0].min(), zeros[:, 0].max() + 1, zeros[:, 1].min(), zeros[:, 1].max() + 1)  # fmt: skip
+    assert tuple(int(v) for v in kernels.empty_bounds(block)) == tuple(int(v) for v in expected)
+
+
+@settings(deadline=None)
+@given(shape=st.tuples(st.integers(1, 30), st.integers(1, 30)), seed=st.integers(0, 2**16))
+def test_fill_empty_keeps_the_first_valid_value(shape, seed) -> None:
+    rng = np.random.default_rng(seed)
+    dst = rng.integers(0, 3, shape).astype(np.uint16)
+    src = rng.integers(0, 3, shape).astype(np.uint16)
+    expected = np.where(dst == 0, src, dst)
+    view = np.zeros((shape[0] + 2, shape[1] + 3), dtype=np.uint16)[1:-1, 2:-1]  # a strided view
+    view[...] = dst
+    kernels.fill_empty(view, src)
+    assert np.array_equal(view, expected)
+
+
+@settings(deadline=None)
+@given(
+    n=st.integers(1, 4),
+    shape=st.tuples(st.integers(1, 30), st.integers(1, 30)),
+    p=st.sampled_from([0.0, 0.05, 0.5, 1.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_nan_where_invalid_is_numpys_nan_in_every_layer(n, shape, p, seed) -> None:
+    rng = np.random.default_rng(seed)
+    layers = rng.random((n, *shape)).astype(np.float32)
+    layers[rng.random(layers.shape) < 0.05] = np.nan  # NaN already: stays NaN
+    valid = rng.random(shape) >= p
+    expected = np.where(valid, layers, np.float32(np.nan)).astype(np.float32)
+    kernels.nan_where_invalid(layers, valid)
+    assert np.array_equal(layers.view(np.uint32), expected.view(np.uint32))
