@@ -19,7 +19,8 @@ headline pair, the same pixels laid out as Planetary Computer serves them
 (:func:`pipeline.demo.pc_scene.build_pc_scene`: native 10/20/60 m bands, two overlapping MGRS
 tiles and one of the next UTM zone, a swath edge, GLO-30 DEM tiles in EPSG:4326), one and four
 acquisitions, about the same area.
-For each it times the data path ``repeats`` times (best of) and, in as many separate runs
+For each it times the data path ``repeats`` times (best of; the scenes in turn, round by round,
+so all see the same machine state: :func:`measure_scenes`) and, in as many separate runs
 under cProfile (the fastest one kept), splits the time into stages (:data:`STAGES`):
 ``read_decode`` (GDAL opening, reading and decoding COG tiles, also the tiles our reprojection
 reads), ``warp`` (the assets that need one: GDAL's warp, or our reprojection,
@@ -47,6 +48,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime as dt
+import functools
 import json
 import os
 import pstats
@@ -273,38 +275,69 @@ def profile_split(run: Callable[[], Any]) -> tuple[dict[str, float], pstats.Stat
     return split, stats
 
 
-def measure_scene(
-    name: str, catalog_path: Path, bbox: tuple[float, float, float, float], acquisitions: int,
-    shape: tuple[int, int], *, chunk: int = 2048, repeats: int = 3,
-    window: tuple[dt.date, dt.date] | None = None,
-) -> DataPathRun:  # fmt: skip
-    """Time (best of ``repeats``) and profile the data path of one scene."""
-    run_once = _scene_inputs(catalog_path, bbox, window)
-    run_once(chunk)  # warm: imports, GDAL drivers, page cache
-    run_once(chunk, False)
-    best = (float("inf"), float("inf"))
-    best_odc = float("inf")
-    out_shape: tuple[int, int] = (0, 0)
-    for _ in range(repeats):  # the two readers in turn, so both see the same machine
-        w0, c0 = time.perf_counter(), time.process_time()
-        shape_out = run_once(chunk)
-        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-        out_shape = (int(shape_out[1]), int(shape_out[2]))
-        best = min(best, (cpu, wall))
-        c0 = time.process_time()
+@dataclass(frozen=True)
+class SceneSpec:
+    """One scene to measure.
+
+    Attributes:
+        name: Its key in the figure (``one``, ``four``, ``native``, ``native_four``).
+        catalog: Its STAC catalog.
+        bbox: Area (lon/lat).
+        acquisitions: Solar days over the area.
+        window: Search dates (default: the demo's).
+    """
+
+    name: str
+    catalog: Path
+    bbox: tuple[float, float, float, float]
+    acquisitions: int
+    window: tuple[dt.date, dt.date] | None = None
+
+
+def measure_scenes(specs: list[SceneSpec], *, chunk: int = 2048, repeats: int = 3) -> dict[str, DataPathRun]:
+    """Time (best of ``repeats``) and profile the data path of several scenes, interleaved.
+
+    Round ``r`` runs every scene once with direct reads and once with every read through
+    odc-stac before round ``r + 1`` starts, so every scene (and both readers) sees the same
+    machine state: on this shared VM one scene's runs after another's heavy one were measured
+    20 % slower for a while (transparent huge pages being compacted: the system time of the
+    slow runs was 5x), which a scene measured in its own block of time took as its figure, and
+    a ratio of two scenes measured minutes apart moved with it.
+    """
+    runners = {s.name: _scene_inputs(s.catalog, s.bbox, s.window) for s in specs}
+    for run_once in runners.values():
+        run_once(chunk)  # warm: imports, GDAL drivers, page cache, compiled kernels
         run_once(chunk, False)
-        best_odc = min(best_odc, time.process_time() - c0)
-    # The split of the fastest of ``repeats`` profiled runs: one profiled run on a shared VM
-    # moved the decode share by +-10 points from run to run.
-    splits = [profile_split(lambda: run_once(chunk))[0] for _ in range(repeats)]
-    split = min(splits, key=lambda d: sum(d.values()))
-    chips = out_shape[0] * out_shape[1] / CHIP**2
-    return DataPathRun(
-        scene=name, acquisitions=acquisitions, shape=out_shape, chunk=chunk, chips=chips,
-        wall_s=best[1], cpu_s=best[0], chips_per_s_per_core=chips / best[0],
-        split_s={k: round(v, 4) for k, v in split.items()}, loadavg_1m=round(os.getloadavg()[0], 2),
-        odc_stac_cpu_s=best_odc,
-    )  # fmt: skip
+    best = {s.name: (float("inf"), float("inf")) for s in specs}
+    best_odc = {s.name: float("inf") for s in specs}
+    shapes: dict[str, tuple[int, int]] = {}
+    for _ in range(repeats):
+        for name, run_once in runners.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            shape_out = run_once(chunk)
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            shapes[name] = (int(shape_out[1]), int(shape_out[2]))
+            best[name] = min(best[name], (cpu, wall))
+            c0 = time.process_time()
+            run_once(chunk, False)
+            best_odc[name] = min(best_odc[name], time.process_time() - c0)
+    out = {}
+    for spec in specs:
+        # The split of the fastest of ``repeats`` profiled runs: one profiled run on a shared VM
+        # moved the decode share by +-10 points from run to run.
+        job = functools.partial(runners[spec.name], chunk)
+        splits = [profile_split(job)[0] for _ in range(repeats)]
+        split = min(splits, key=lambda d: sum(d.values()))
+        shape = shapes[spec.name]
+        chips = shape[0] * shape[1] / CHIP**2
+        cpu, wall = best[spec.name]
+        out[spec.name] = DataPathRun(
+            scene=spec.name, acquisitions=spec.acquisitions, shape=shape, chunk=chunk, chips=chips,
+            wall_s=wall, cpu_s=cpu, chips_per_s_per_core=chips / cpu,
+            split_s={k: round(v, 4) for k, v in split.items()}, loadavg_1m=round(os.getloadavg()[0], 2),
+            odc_stac_cpu_s=best_odc[spec.name],
+        )  # fmt: skip
+    return out
 
 
 def _cached(out: Path, build: Callable[[Path], BenchScene]) -> BenchScene:
@@ -361,16 +394,13 @@ def measure_data_path(
     four = _cached(
         work / f"dp-four-{reps[0]}x{reps[1]}", lambda d: build_multi_scene(d, *reps, acquisitions=4)
     )
-    runs: dict[str, DataPathRun] = {
-        "one": measure_scene("one", one.catalog, one.bbox, 1, one.shape, repeats=n),
-        "four": measure_scene("four", four.catalog, four.bbox, 4, four.shape, repeats=n),
-    }
+    specs = [SceneSpec("one", one.catalog, one.bbox, 1), SceneSpec("four", four.catalog, four.bbox, 4)]
     if native:
         size = (256, 384) if quick else NATIVE_SIZE
         for key, acq in (("native", 1), ("native_four", 4)):
             pc = _cached_pc(work / f"dp-{key}-{size[0]}x{size[1]}", acq, size)
-            runs[key] = measure_scene(key, pc.catalog, pc.bbox, acq, pc.shape, repeats=n,
-                                      window=(pc.start, pc.end))  # fmt: skip
+            specs.append(SceneSpec(key, pc.catalog, pc.bbox, acq, (pc.start, pc.end)))
+    runs = measure_scenes(specs, repeats=n)
     return DataPathFigure(**runs)
 
 
