@@ -105,7 +105,7 @@ def source_pixels(
 
 
 def supported(grid: SourceGrid, out_box: GeoBox) -> bool:
-    """Whether :func:`plan_taps` resamples ``grid`` onto ``out_box`` as GDAL's 4-sample kernel would.
+    """Whether :func:`reproject_into` resamples ``grid`` onto ``out_box`` as GDAL's 4-sample kernel would.
 
     The output grid must be north-up and the source pixels no smaller than :data:`MIN_SCALE`
     output pixels (singular values of the source-to-output Jacobian at the source's centre): a
