@@ -272,8 +272,8 @@ def upsample_bilinear(
             v00, v01, v10, v11 = ra[ca[j]], ra[cb[j]], rb[ca[j]], rb[cb[j]]
             if v00 != 0 and v01 != 0 and v10 != 0 and v11 != 0:
                 continue
-            num = 0
-            den = 0
+            num = np.int64(0)
+            den = np.int64(0)
             for v, w in ((v00, wy0 * wc0[j]), (v01, wy0 * wc1[j]), (v10, wy1 * wc0[j]), (v11, wy1 * wc1[j])):
                 if v != 0:
                     num += np.int64(w) * np.int64(v)
@@ -285,19 +285,19 @@ def upsample_bilinear(
 def empty_bounds(block: np.ndarray) -> tuple[int, int, int, int]:  # pragma: no cover
     """``(row0, row1, col0, col1)`` bounding the zeros (no data) of a 2-D block; ``(0, 0, 0, 0)`` if none.
 
-    Branch-free loops (a count per row, an OR per column) that the compiler vectorises.
+    Branch-free loops (an OR per row and per column) that the compiler vectorises.
     """
     h, w = block.shape
     cols = np.zeros(w, np.uint8)
     r0, r1 = h, 0
     for i in range(h):
         row = block[i]
-        n = 0
+        any_zero = np.uint8(0)
         for j in range(w):
             z = np.uint8(row[j] == 0)
-            n += z
+            any_zero |= z
             cols[j] |= z
-        if n:
+        if any_zero:
             r0, r1 = min(r0, i), i + 1
     if r1 == 0:
         return 0, 0, 0, 0

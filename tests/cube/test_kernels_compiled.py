@@ -61,6 +61,14 @@ def test_empty_bounds_is_the_box_of_the_zeros(shape, p, seed) -> None:
     assert tuple(int(v) for v in kernels.empty_bounds(block)) == tuple(int(v) for v in expected)
 
 
+def test_empty_bounds_counts_no_zeros_modulo_anything() -> None:
+    """A row of exactly 256 (or 65536) zeros is a row with zeros (no byte-sized counter wraps)."""
+    for n in (256, 65536):
+        block = np.ones((3, n + 5), dtype=np.uint16)
+        block[1, 2 : n + 2] = 0
+        assert tuple(int(v) for v in kernels.empty_bounds(block)) == (1, 2, 2, n + 2)
+
+
 @settings(deadline=None)
 @given(shape=st.tuples(st.integers(1, 30), st.integers(1, 30)), seed=st.integers(0, 2**16))
 def test_fill_empty_keeps_the_first_valid_value(shape, seed) -> None:
