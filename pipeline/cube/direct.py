@@ -219,10 +219,7 @@ class BandReads:
                     region = self._region(asset, sub_r, sub_c)
                     if region is None:
                         continue
-                    dst = out[t, er0:er1, ec0:ec1][region]
-                    tmp = np.zeros(dst.shape, dtype=np.uint16)
-                    self._read_into(asset, tmp, sub_r, sub_c, region, filled=dst)
-                    kernels.fill_empty(dst, tmp)
+                    self._read_into(asset, out[t, er0:er1, ec0:ec1][region], sub_r, sub_c, region, fill=True)
         return out
 
     def _region(
@@ -242,63 +239,80 @@ class BandReads:
 
     def _read_into(
         self, asset: Asset, dst: np.ndarray, rows: tuple[int, int], cols: tuple[int, int],
-        where: tuple[slice, slice], filled: np.ndarray | None = None,
+        where: tuple[slice, slice], fill: bool = False,
     ) -> None:  # fmt: skip
         """Write the asset's pixels of block slice ``where`` into ``dst`` (zeros: leave them).
 
-        ``filled``: what earlier assets of the day wrote there (a warp skips tiles it fills).
+        ``fill``: ``dst`` holds what earlier assets of the day wrote; only its empty (0) pixels
+        take this asset's values (a reprojection computes only those, a warp skips the tiles
+        already full).
         """
         href = self.patch_url(asset.href) if self.patch_url is not None else asset.href
         try:
             with rasterio.open(href, "r", sharing=False) as src:
-                if isinstance(asset, WarpedAsset) or (
+                warp = isinstance(asset, WarpedAsset) or (
                     tuple(src.transform)[:6] != asset.transform or src.shape != asset.shape
-                ):  # needs a warp, or the file's grid is not what its metadata said
-                    grid = _source_grid(src)
-                    if grid is not None and supported(grid, self.geobox):
-                        self._reproject(src, grid, dst, rows, cols, where, filled)
-                    else:
-                        self._warp_tiles(src, href, dst, rows, cols, where, filled)
-                elif asset.factor > 1 and not self.nearest:
-                    k = asset.factor
-                    rt = axis_taps(rows[0] + where[0].start, rows[0] + where[0].stop, asset.row_shift, k,
-                                   asset.shape[0])  # fmt: skip
-                    ct = axis_taps(cols[0] + where[1].start, cols[0] + where[1].stop, asset.col_shift, k,
-                                   asset.shape[1])  # fmt: skip
-                    assert rt is not None and ct is not None
-                    box = Window(ct.start, rt.start, ct.stop - ct.start, rt.stop - rt.start)
-                    window = src.read(1, window=box)
-                    _nodata_to_zero(src, window)
-                    upsample_bilinear(window, rt, ct, asset.row_shift, asset.col_shift, k, out=dst)
+                )  # needs a warp, or the file's grid is not what its metadata said
+                grid = _source_grid(src) if warp else None
+                if grid is not None and supported(grid, self.geobox):
+                    self._reproject(src, grid, dst, rows, cols, where, fill)
+                    return
+                target = np.zeros(dst.shape, dtype=np.uint16) if fill else dst
+                if warp:
+                    self._warp_tiles(src, href, target, rows, cols, where, dst if fill else None)
                 else:
-                    found = asset.window(rows, cols)
-                    assert found is not None
-                    window, _ = found
-                    if asset.factor == 1:
-                        src.read(1, window=window, out=dst)
-                        _nodata_to_zero(src, dst)
-                        return
-                    coarse = src.read(1, window=window)
-                    _nodata_to_zero(src, coarse)
-                    dst[...] = asset.upsample(coarse, window, rows, cols, where)
+                    assert isinstance(asset, AlignedAsset)
+                    self._read_aligned(src, asset, target, rows, cols, where)
+                if fill:
+                    kernels.fill_empty(dst, target)
         except rasterio.errors.RasterioError as e:
             if self.fail_on_error:
                 raise
             log.warning("unreadable asset %s (%s) left as nodata", redact(href), redact(str(e)))
-            dst[...] = S2_NODATA
+            if not fill:
+                dst[...] = S2_NODATA
+
+    def _read_aligned(
+        self, src: rasterio.io.DatasetReader, asset: AlignedAsset, dst: np.ndarray, rows: tuple[int, int],
+        cols: tuple[int, int], where: tuple[slice, slice],
+    ) -> None:  # fmt: skip
+        """An asset on the output lattice: the window read as is, repeated (nearest) or upsampled."""
+        if asset.factor > 1 and not self.nearest:
+            k = asset.factor
+            rt = axis_taps(rows[0] + where[0].start, rows[0] + where[0].stop, asset.row_shift, k,
+                           asset.shape[0])  # fmt: skip
+            ct = axis_taps(cols[0] + where[1].start, cols[0] + where[1].stop, asset.col_shift, k,
+                           asset.shape[1])  # fmt: skip
+            assert rt is not None and ct is not None
+            box = Window(ct.start, rt.start, ct.stop - ct.start, rt.stop - rt.start)
+            window = src.read(1, window=box)
+            _nodata_to_zero(src, window)
+            upsample_bilinear(window, rt, ct, asset.row_shift, asset.col_shift, k, out=dst)
+            return
+        found = asset.window(rows, cols)
+        assert found is not None
+        box, _ = found
+        if asset.factor == 1:
+            src.read(1, window=box, out=dst)
+            _nodata_to_zero(src, dst)
+            return
+        coarse = src.read(1, window=box)
+        _nodata_to_zero(src, coarse)
+        dst[...] = asset.upsample(coarse, box, rows, cols, where)
 
     def _reproject(
         self, src: rasterio.io.DatasetReader, grid: SourceGrid, dst: np.ndarray, rows: tuple[int, int],
-        cols: tuple[int, int], where: tuple[slice, slice], filled: np.ndarray | None,
+        cols: tuple[int, int], where: tuple[slice, slice], fill: bool,
     ) -> None:  # fmt: skip
         """Resample ``src`` onto block slice ``where`` with :mod:`pipeline.cube.reproject`.
 
-        Only the pixels that ``filled`` (what earlier assets of the day wrote) leaves at 0 are
-        computed; the lattice is shared by every band on the same source grid (:func:`cached_lattice`).
+        With ``fill`` only the pixels earlier assets of the day left at 0 are computed (and
+        written straight into ``dst``); the lattice is shared by every band on the same source
+        grid (:func:`cached_lattice`).
         """
         region = ((rows[0] + where[0].start, rows[0] + where[0].stop),
                   (cols[0] + where[1].start, cols[0] + where[1].stop))  # fmt: skip
-        needed = None if filled is None else filled == S2_NODATA
+        needed = dst == S2_NODATA if fill else None
         lattice = cached_lattice(self.plan, grid, self.geobox, *region)
 
         def decode_window(a: int, b: int, c: int, d: int) -> np.ndarray:

@@ -82,21 +82,25 @@ def reproject_bilinear(
     for i in range(r1 - r0):
         li = r0 + i
         lr, f0, f1 = left_r[li], fr0[li], fr1[li]
+        ar0, ar1, ac0, ac1 = across_r[lr], across_r[lr + 1], across_c[lr], across_c[lr + 1]
+        need, dst = needed[i], out[i]
         for j in range(c1 - c0):
-            if not needed[i, j]:
+            if not need[j]:
                 continue
-            sr = _coord(across_r, lr, f0, f1, c0 + j)
-            sc = _coord(across_c, lr, f0, f1, c0 + j)
-            ir, ic = math.floor(sr + SNAP), math.floor(sc + SNAP)
-            if not (sr >= 0 and sc >= 0 and ir < height and ic < width):
+            sr = ar0[c0 + j] * f0 + ar1[c0 + j] * f1  # AnchoredLattice.fill's order
+            sc = ac0[c0 + j] * f0 + ac1[c0 + j] * f1
+            if not (sr >= 0 and sc >= 0):
                 continue
-            iy, ix = math.floor(sr - 0.5), math.floor(sc - 0.5)
+            ir, ic = int(sr + SNAP), int(sc + SNAP)  # floor: both are >= 0
+            if ir >= height or ic >= width:
+                continue
+            iy, ix = int(math.floor(sr - 0.5)), int(math.floor(sc - 0.5))
             ry, rx = 1.5 - (sr - iy), 1.5 - (sc - ix)
             qy, qx = 1.0 - ry, 1.0 - rx
-            ya = min(max(int(iy), 0), height - 1) - win_r0
-            yb = min(max(int(iy) + 1, 0), height - 1) - win_r0
-            xa = min(max(int(ix), 0), width - 1) - win_c0
-            xb = min(max(int(ix) + 1, 0), width - 1) - win_c0
+            ya = max(iy, 0) - win_r0
+            yb = min(iy + 1, height - 1) - win_r0
+            xa = max(ix, 0) - win_c0
+            xb = min(ix + 1, width - 1) - win_c0
             if ya < 0 or yb >= wh or xa < 0 or xb >= ww:
                 return -1  # a tap outside the window read: the caller's window is wrong
             v0, v1, v2, v3 = window[ya, xa], window[ya, xb], window[yb, xa], window[yb, xb]
@@ -107,7 +111,7 @@ def reproject_bilinear(
             num += w2 * float(v2)
             num += w3 * float(v3)
             if has_zero:
-                if window[int(ir) - win_r0, int(ic) - win_c0] == 0:
+                if window[ir - win_r0, ic - win_c0] == 0:
                     continue  # the source pixel under the centre is no data
                 den = 0.0
                 den += w0 * (1.0 if v0 != 0 else 0.0)
@@ -117,7 +121,7 @@ def reproject_bilinear(
                 if not den >= MIN_WEIGHT:
                     continue
                 num /= den
-            out[i, j] = np.uint16(math.floor(num + 0.5))
+            dst[j] = np.uint16(int(num + 0.5))  # num >= 0
             written += 1
     return written
 
