@@ -94,7 +94,7 @@ def reproject_bilinear(
             ir, ic = int(sr + SNAP), int(sc + SNAP)  # floor: both are >= 0
             if ir >= height or ic >= width:
                 continue
-            iy, ix = int(math.floor(sr - 0.5)), int(math.floor(sc - 0.5))
+            iy, ix = math.floor(sr - 0.5), math.floor(sc - 0.5)
             ry, rx = 1.5 - (sr - iy), 1.5 - (sc - ix)
             qy, qx = 1.0 - ry, 1.0 - rx
             ya = max(iy, 0) - win_r0
