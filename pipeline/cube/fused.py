@@ -29,7 +29,6 @@ from pipeline.cube import kernels
 from pipeline.cube.dem import bounds, load_native_dem, resample_block, slope_block
 from pipeline.cube.direct import BandReads, ClearReads, plan_bands
 from pipeline.cube.items import SCL_ASSET, CubeError, check_s2_items
-from pipeline.cube.median import NETWORK_MAX_T, ClearCounts
 from pipeline.cube.s2 import clear_mask, composite_block, load_s2, slice_offsets, solar_day_offsets
 
 #: Layers of the fused array, in order (the model stack is the leading ``SWEEP_BANDS``).
@@ -87,15 +86,11 @@ def cube_block(
     out = np.empty((len(LAYERS), h, w), dtype=np.float32)
     valid = np.isfinite(dem)
     valid &= np.isfinite(slope)
-    t = clear.shape[0]
-    # The clear mask as the median reads it, once for every band (several dates, uint16 DNs).
-    counts = ClearCounts.of(clear) if 1 < t <= NETWORK_MAX_T else None
     divisors = [L4S_DIVISORS[name] for name in SWEEP_BANDS]  # the spectral bands lead SWEEP_BANDS
     for i, source in enumerate(dns):
         dn = source.read(rows, cols) if isinstance(source, BandReads) else source
         composite_block(
-            dn, clear, grid.offsets, out[i], mask=False, divisor=divisors[i],
-            counts=counts if dn.dtype == np.uint16 else None, valid=valid,
+            dn, clear, grid.offsets, out[i], mask=False, divisor=divisors[i], valid=valid
         )  # fmt: skip
     nb = len(SWEEP_BANDS)
     for i, name in enumerate(SWEEP_BANDS):  # the spectral bands are scaled already

@@ -347,3 +347,82 @@ def nan_where_invalid(layers: np.ndarray, valid: np.ndarray) -> None:  # pragma:
             for j in range(a, b):
                 if not row[j]:
                     dst[j] = nan
+
+
+@numba.njit(cache=True, nogil=True)
+def median_rows(
+    dn: np.ndarray, clear: np.ndarray, offsets: np.ndarray, ops: np.ndarray, out: np.ndarray,
+    scale: np.float32, valid: np.ndarray, track_valid: bool, nan: bool,
+) -> None:  # pragma: no cover  # fmt: skip
+    """The multi-date median of :func:`pipeline.cube.median.median_block`, a row at a time.
+
+    Per row, in uint16 on ``T`` row buffers that stay in the L1 cache: an observation that does
+    not qualify (not ``clear``, or DN 0) becomes 0xFFFF by an OR, so it sorts after every
+    harmonised DN ``max(dn, o) - o``; the pruned sorting network ``ops`` (rows ``(i, j,
+    keep_min, keep_max)``, :func:`pipeline.cube.median.median_network`) orders the ranks the
+    median reads; with ``c`` qualifying observations the median is ``(s[(c - 1) // 2] + s[c //
+    2]) / 2``, written as ``(float32(lo) + float32(hi)) / scale`` (``scale = 2 * divisor``);
+    ``c = 0`` gives NaN when ``nan`` (else the finite ``2 * 65535 / scale``, for a caller who
+    masks it) and clears ``valid`` when ``track_valid``.
+
+    Args:
+        dn: ``(T, h, w)`` uint16 digital numbers.
+        clear: ``(T, h, w)`` bool clear mask.
+        offsets: ``(T,)`` uint16 DN offsets.
+        ops: ``(n, 4)`` int64 compare-exchanges.
+        out: ``(h, w)`` float32 destination.
+        scale: ``2 * divisor`` in float32.
+        valid: ``(h, w)`` bool, ANDed with "some observation qualifies" when ``track_valid``.
+        track_valid: Whether to update ``valid``.
+        nan: Whether to write NaN where no observation qualifies.
+    """
+    t, h, w = dn.shape
+    vals = np.empty((t, w), np.uint16)
+    count = np.empty(w, np.uint16)
+    lo = np.empty(w, np.uint16)
+    hi = np.empty(w, np.uint16)
+    full = np.uint16(0xFFFF)
+    one = np.uint16(1)
+    nan32 = np.float32(np.nan)
+    for i in range(h):
+        count[:] = 0
+        for s in range(t):
+            o = np.uint16(offsets[s])
+            d_row, c_row, v = dn[s, i], clear[s, i], vals[s]
+            for j in range(w):
+                d = d_row[j]
+                miss = np.uint16((d == 0) | (not c_row[j])) * full  # 0xFFFF: does not qualify
+                v[j] = (max(d, o) - o) | miss
+                count[j] += one + miss  # + 1, or + 0 (wraps)
+        for k in range(ops.shape[0]):
+            va, vb = vals[ops[k, 0]], vals[ops[k, 1]]
+            if ops[k, 2] and ops[k, 3]:
+                for j in range(w):
+                    x, y = va[j], vb[j]
+                    va[j], vb[j] = min(x, y), max(x, y)
+            elif ops[k, 2]:
+                for j in range(w):
+                    va[j] = min(va[j], vb[j])
+            else:
+                for j in range(w):
+                    vb[j] = max(va[j], vb[j])
+        # s[(c - 1) // 2] is s[k] for the largest k with c >= 2k + 1, s[c // 2] the largest with
+        # c >= 2k; the ranks rise with k, so each is a running maximum of s[k] AND [c >= bound]
+        # (branch-free, so the loops vectorise; c = 0 leaves s[0] in both).
+        lo[:] = vals[0]
+        hi[:] = vals[0]
+        for k in range(1, t // 2 + 1):
+            vk = vals[k]
+            for j in range(w):
+                c = count[j]
+                lo[j] = max(lo[j], vk[j] & (np.uint16(c >= 2 * k + 1) * full))
+                hi[j] = max(hi[j], vk[j] & (np.uint16(c >= 2 * k) * full))
+        dst = out[i]
+        for j in range(w):
+            none = count[j] == 0
+            r = (np.float32(lo[j]) + np.float32(hi[j])) / scale
+            dst[j] = nan32 if (none and nan) else r
+        if track_valid:
+            row = valid[i]
+            for j in range(w):
+                row[j] = row[j] and count[j] != 0

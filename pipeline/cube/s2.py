@@ -25,7 +25,7 @@ from odc.geo.geobox import GeoBox
 
 from pipeline.bands import S2_L2A_ASSETS, SCL_DILATE, SCL_INVALID, dn_offset
 from pipeline.cube.items import S2_NODATA, SCL_ASSET, CubeError, _options, check_s2_items
-from pipeline.cube.median import NETWORK_MAX_T, ClearCounts, median_block
+from pipeline.cube.median import NETWORK_MAX_T, median_block
 
 
 def load_s2(
@@ -356,16 +356,15 @@ def composite_block(
     *,
     mask: bool = True,
     divisor: float = 1.0,
-    counts: ClearCounts | None = None,
     valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Median of the clear, harmonised observations of one band's block, written into ``out``.
 
     ``out[y, x] = median{ max(dn[t] - offsets[t], 0) : clear[t] and dn[t] != 0 }`` in float32,
     NaN where no observation qualifies. With one time slice this is a cast (no sort). With up to
-    :data:`NETWORK_MAX_T` slices the work stays in uint16 on strips of rows
-    (:func:`pipeline.cube.median.median_block`: a pruned sorting network, the median picked by
-    count with mask words, no branches); the result is exactly bottleneck's ``nanmedian``.
+    :data:`NETWORK_MAX_T` slices the work stays in uint16
+    (:func:`pipeline.cube.median.median_block`: a compiled loop a row at a time, a pruned
+    sorting network, the median picked by count); the result is exactly bottleneck's ``nanmedian``.
 
     Args:
         dn: ``(T, h, w)`` uint16 digital numbers.
@@ -376,7 +375,6 @@ def composite_block(
             a caller who masks those pixels anyway, e.g. through ``valid``).
         divisor: The median is divided by it in the same pass (float32, ``median / divisor``
             rounded once, as a separate division would give): the L4S scaling.
-        counts: ``ClearCounts.of(clear)``, when the caller shares it between the bands of a block.
         valid: Optional ``(h, w)`` bool, ANDed in place with "some observation qualifies" (where
             the median is not NaN, whatever ``mask`` says).
 
@@ -399,8 +397,7 @@ def composite_block(
         if valid is not None:
             valid &= ok.any(axis=0)
         return out
-    counts = ClearCounts.of(clear) if counts is None else counts
-    median_block(dn, counts, offsets, out, divisor, valid, nan=mask)
+    median_block(dn, clear, offsets, out, divisor, valid, nan=mask)
     return out
 
 
