@@ -1,22 +1,33 @@
-"""Compiled per-pixel loops (numba) for the resampling that numpy can only do in many passes.
+"""Compiled per-pixel loops (numba) for the cube's work that numpy can only do in many passes.
 
-Two kinds of resampling read a source raster at coordinates interpolated from an
-:class:`~pipeline.cube.lattice.AnchoredLattice` (a coarse lattice of exactly transformed nodes):
-the reprojection of Sentinel-2 assets in another UTM zone (:mod:`pipeline.cube.reproject`, GDAL's
-4-sample bilinear or nearest rules on uint16) and the DEM in EPSG:4326
-(:mod:`pipeline.cube.dem`, ``scipy.ndimage.map_coordinates(order=1, mode="constant")``'s rule on
-float32). In numpy each needs a dozen full-size float64 temporaries per pixel (the coordinates,
-floors, weights, flat indices, a sparse matrix); here one loop computes a pixel's coordinates
-from its nodes, its taps and its value in registers.
+* **Resampling at lattice coordinates.** Two kinds of resampling read a source raster at
+  coordinates interpolated from an :class:`~pipeline.cube.lattice.AnchoredLattice` (a coarse
+  lattice of exactly transformed nodes): the reprojection of Sentinel-2 assets in another UTM
+  zone (:func:`reproject_bilinear`, :func:`reproject_nearest`: GDAL's 4-sample bilinear or
+  nearest rules on uint16, for :mod:`pipeline.cube.reproject`) and the DEM in EPSG:4326
+  (:func:`sample_bilinear`: ``scipy.ndimage.map_coordinates(order=1, mode="constant")``'s rule,
+  for :mod:`pipeline.cube.dem`). In numpy each needed a dozen full-size float64 temporaries per
+  pixel (coordinates, floors, weights, flat indices, a sparse matrix); here one loop computes a
+  pixel's coordinates from its nodes, its taps and its value in registers.
+* **Upsampling** 20 m / 60 m bands on the output lattice (:func:`upsample_bilinear`, for
+  :mod:`pipeline.cube.upsample`): one pass along each source row's columns, one along the rows.
+* **Fusing a day's items** (:func:`empty_bounds`, :func:`fill_empty`), **masking** the layers
+  where a block is not valid (:func:`nan_where_invalid`) and the **multi-date median**
+  (:func:`median_rows`, for :mod:`pipeline.cube.median`).
 
-Every floating-point operation is the one the numpy code it replaces performs, in the same order
-(numba does not contract ``a * b + c`` into a fused multiply-add without ``fastmath``), so the
-results are bit for bit those of :meth:`AnchoredLattice.fill` followed by that code (tested in
-``tests/cube/test_kernels_compiled.py``).
+Every floating-point operation is the one the numpy or scipy code it replaced performs, in the
+same order (numba does not contract ``a * b + c`` into a fused multiply-add without
+``fastmath``), so the results are bit for bit theirs: tested here against
+:meth:`AnchoredLattice.strip`, GDAL's warp, ``map_coordinates``, the exact integer upsampling
+rule and bottleneck's ``nanmedian`` (``tests/cube/test_kernels_compiled.py``,
+``tests/cube/test_reproject.py``, ``tests/test_cube_kernels.py``), and on the bench scenes'
+whole cubes against the numpy code (``python -m bench.cube_snapshot``).
 
 The functions are compiled on first use and cached on disk beside this module (``cache=True``),
 so a Dask worker loads them in milliseconds; they release the GIL (``nogil``), so a worker's
-threads run them side by side.
+threads run them side by side. The price is LLVM in every process that builds a cube: ~280 MB
+of resident memory (mostly the pages of ``libllvmlite.so``, measured with psutil on the first
+call), which the sweep's memory figures include.
 """
 
 from __future__ import annotations
