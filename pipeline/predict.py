@@ -29,6 +29,7 @@ from distributed import WorkerPlugin, get_worker
 from numpy.typing import NDArray
 
 from pipeline.cluster import TORCH_THREADS_ENV
+from pipeline.cube import kernels
 from pipeline.models.checkpoint import CheckpointMeta, calibrated_probabilities, load_checkpoint, sha256_file
 from pipeline.models.ref import PLUGIN_PREFIX, ModelRef
 from pipeline.tiling import FULLY_CONVOLUTIONAL, UNIT_CHIP, ChipGrid, blend_weights, block_chips
@@ -302,6 +303,7 @@ class ModelPlugin(WorkerPlugin):
         if found != self.model.sha256:
             raise RuntimeError(f"checkpoint {self.model.checkpoint} on this worker has sha256 {found[:12]}")
         self.loaded = process_model(self.model, prepare=True)
+        kernels.warm()  # the cube's compiled loops, loaded now rather than in the first block
 
 
 _PROCESS_MODELS: dict[ModelRef, LoadedModel] = {}
