@@ -218,7 +218,9 @@ def upsample_bilinear(
     (columns, then rows) in int32 and scaled in float32 as the numpy passes did (an integer below
     2^24 times the rounded ``1 / (2k)^2`` truncates to the exact quotient); elsewhere
     ``(2 num + den) // (2 den)`` over the valid taps; 0 where the source pixel under the centre
-    is no data.
+    is no data. That exact rule runs only on the output columns whose taps meet the span between
+    the first and the last no-data pixel of their source rows (at a swath's edge, a fraction of
+    the row).
 
     Args:
         window: Source pixels ``[start_r, stop_r) x [start_c, stop_c)`` (uint16, 0 no data).
@@ -251,18 +253,28 @@ def upsample_bilinear(
         cb[j] = min(max(i0 + 1, start_c), stop_c - 1) - start_c
         wc0[j], wc1[j] = k2 - r, r
         cc[j] = o // k - start_c
-    # Column pass over every window row, and which window rows hold no data.
+    # A column's lowest and highest source column (tap or centre): both non-decreasing in j.
+    lo_tap = np.minimum(np.minimum(ca, cb), cc)
+    hi_tap = np.maximum(np.maximum(ca, cb), cc)
+    # Column pass over every window row, and each row's span of no data [zlo, zhi] (empty: zlo > zhi).
+    ww = window.shape[1]
     cols = np.empty((wh, nc), np.int32)
-    row_zero = np.zeros(wh, np.bool_)
+    zlo = np.full(wh, ww, np.int64)
+    zhi = np.full(wh, -1, np.int64)
     for a in range(wh):
         src = window[a]
         dst = cols[a]
         for j in range(nc):
             dst[j] = wc0[j] * np.int32(src[ca[j]]) + wc1[j] * np.int32(src[cb[j]])
-        for b in range(window.shape[1]):
+        for b in range(ww):
             if src[b] == 0:
-                row_zero[a] = True
+                zlo[a] = b
                 break
+        if zlo[a] < ww:
+            for b in range(ww - 1, -1, -1):
+                if src[b] == 0:
+                    zhi[a] = b
+                    break
     inv = np.float32(1.0 / (k2 * k2))
     half = np.int32(2 * k * k)
     for i in range(nr):
@@ -276,11 +288,16 @@ def upsample_bilinear(
         dst = out[i]
         for j in range(nc):
             dst[j] = np.uint16(np.float32(wy0 * ca_row[j] + wy1 * cb_row[j] + half) * inv)
-        if not (row_zero[ya] or row_zero[yb]):
-            continue
         cy = o // k - start_r
+        z0 = min(zlo[ya], zlo[yb], zlo[cy])
+        z1 = max(zhi[ya], zhi[yb], zhi[cy])
+        if z0 > z1:
+            continue  # no tap of this row is no data
+        # Rows with no data: the exact rule on the columns whose taps or centre meet [z0, z1].
+        j0 = np.searchsorted(hi_tap, z0, side="left")
+        j1 = np.searchsorted(lo_tap, z1, side="right")
         ra, rb = window[ya], window[yb]
-        for j in range(nc):  # rows with no data: the exact rule where a tap is invalid
+        for j in range(j0, j1):
             if window[cy, cc[j]] == 0:
                 dst[j] = 0
                 continue
