@@ -68,7 +68,9 @@ def _bilinear_reference(
     swath=st.sampled_from([None, (1, 1), (1, -2), (-3, 1), (0, 1)]),
     seed=st.integers(0, 2**16),
 )
-def test_bilinear_upsampling_is_the_exact_integer_rule(k, src_shape, shift, out_shape, nodata, extreme, swath, seed):
+def test_bilinear_upsampling_is_the_exact_integer_rule(
+    k, src_shape, shift, out_shape, nodata, extreme, swath, seed
+):
     """Every pixel, no-data holes, swath edges and raster edges included, is the exact rounded bilinear value.
 
     ``swath``: no data on one side of a line, as outside a Sentinel-2 swath (the compiled loop
