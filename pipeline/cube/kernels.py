@@ -378,6 +378,42 @@ def nan_where_invalid(layers: np.ndarray, valid: np.ndarray) -> None:  # pragma:
 
 
 @numba.njit(cache=True, nogil=True)
+def cast_scaled(
+    dn: np.ndarray, clear: np.ndarray, offset: np.uint16, divisor: np.float32, out: np.ndarray,
+    valid: np.ndarray, track_valid: bool, nan: bool,
+) -> None:  # pragma: no cover  # fmt: skip
+    """One observation's composite in one pass: ``out = float32(max(dn, offset) - offset) / divisor``.
+
+    The numpy passes it replaces, bit for bit (the harmonised DN is exact in uint16 and in
+    float32, the division is one float32 division): NaN where the observation does not qualify
+    (DN 0 or not ``clear``) when ``nan``; ``valid`` ANDed with where it does when ``track_valid``.
+
+    Args:
+        dn: ``(h, w)`` uint16 digital numbers.
+        clear: ``(h, w)`` bool clear mask.
+        offset: The slice's DN offset.
+        divisor: The L4S divisor (float32).
+        out: ``(h, w)`` float32 destination.
+        valid: ``(h, w)`` bool, updated when ``track_valid``.
+        track_valid: AND ``valid`` with "the observation qualifies".
+        nan: Write NaN where it does not.
+    """
+    h, w = dn.shape
+    nan32 = np.float32(np.nan)
+    for i in range(h):
+        src, ok, dst = dn[i], clear[i], out[i]
+        for j in range(w):
+            v = src[j]
+            r = np.float32(max(v, offset) - offset) / divisor
+            qualifies = v != 0 and ok[j]
+            dst[j] = nan32 if (nan and not qualifies) else r
+        if track_valid:
+            row = valid[i]
+            for j in range(w):
+                row[j] = row[j] and src[j] != 0 and ok[j]
+
+
+@numba.njit(cache=True, nogil=True)
 def median_rows(
     dn: np.ndarray, clear: np.ndarray, offsets: np.ndarray, ops: np.ndarray, out: np.ndarray,
     scale: np.float32, valid: np.ndarray, track_valid: bool, nan: bool,
@@ -464,6 +500,8 @@ def warm() -> None:
     """
     layers = np.zeros((1, 2, 2), np.float32)
     nan_where_invalid(layers, np.ones((2, 2), np.bool_))
+    cast_scaled(np.ones((2, 2), np.uint16), np.ones((2, 2), np.bool_), np.uint16(0), np.float32(2.0),
+                layers[0], np.ones((2, 2), np.bool_), True, True)  # fmt: skip
     dn = np.ones((2, 2, 2), np.uint16)
     ops = np.array([[0, 1, 1, 1]], np.int64)
     median_rows(dn, np.ones((2, 2, 2), np.bool_), np.zeros(2, np.uint16), ops, layers[0],

@@ -24,6 +24,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from pipeline.bands import S2_L2A_ASSETS, SCL_DILATE, SCL_INVALID, dn_offset
+from pipeline.cube import kernels
 from pipeline.cube.items import S2_NODATA, SCL_ASSET, CubeError, _options, check_s2_items
 from pipeline.cube.median import NETWORK_MAX_T, median_block
 
@@ -408,17 +409,18 @@ def _cast_block(
     """One time slice: ``out = max(dn - offset, 0) / d``.
 
     NaN where the observation does not qualify if ``mask``; ``valid`` (optional) is ANDed with
-    where it does.
+    where it does. uint16 digital numbers take one compiled pass
+    (:func:`pipeline.cube.kernels.cast_scaled`), anything else the numpy passes.
     """
-    if offset and dn.dtype == np.uint16:  # max(dn - o, 0) == max(dn, o) - o, exact in uint16
-        v = np.maximum(dn, np.full(dn.shape, offset, dtype=np.uint16))  # with a scalar: ~20x slower
-        np.subtract(v, np.uint16(offset), out=v)
-        np.copyto(out, v)  # exact
-    elif offset:
+    if dn.dtype == np.uint16:
+        track = _NO_VALID if valid is None else valid
+        kernels.cast_scaled(dn, clear, np.uint16(offset), d, out, track, valid is not None, mask)
+        return
+    if offset:
         np.subtract(dn, np.float32(offset), out=out)
         np.maximum(out, np.float32(0), out=out)
     else:
-        np.copyto(out, dn, casting="unsafe")  # uint16: exact
+        np.copyto(out, dn, casting="unsafe")
     np.divide(out, d, out=out)
     if mask or valid is not None:
         qualifies = dn != S2_NODATA
@@ -427,6 +429,10 @@ def _cast_block(
             np.copyto(out, np.float32(np.nan), where=~qualifies)
         if valid is not None:
             valid &= qualifies
+
+
+#: Stand-in for ``valid`` when a caller does not track it.
+_NO_VALID: Final[np.ndarray] = np.ones((1, 1), dtype=np.bool_)
 
 
 def composite(spectral: xr.Dataset, clear: xr.DataArray) -> xr.Dataset:

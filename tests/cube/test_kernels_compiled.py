@@ -97,3 +97,32 @@ def test_nan_where_invalid_is_numpys_nan_in_every_layer(n, shape, p, seed) -> No
     expected = np.where(valid, layers, np.float32(np.nan)).astype(np.float32)
     kernels.nan_where_invalid(layers, valid)
     assert np.array_equal(layers.view(np.uint32), expected.view(np.uint32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 40), st.integers(1, 300)),
+    offset=st.sampled_from([0, 1, 1000, 65535]),
+    divisor=st.sampled_from([1.0, 3.7, 10000.0, 1e-3]),
+    nan=st.booleans(),
+    track=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_cast_scaled_is_numpys_harmonise_and_scale(shape, offset, divisor, nan, track, seed) -> None:
+    """One observation's composite: ``float32(max(dn - offset, 0)) / divisor`` bit for bit as numpy
+    computes it, NaN where DN is 0 or not clear (when asked), ``valid`` ANDed with where it qualifies."""
+    rng = np.random.default_rng(seed)
+    dn = rng.integers(0, 65536, shape).astype(np.uint16)
+    dn[rng.random(shape) < 0.2] = 0
+    dn[rng.random(shape) < 0.1] = offset
+    clear = rng.random(shape) < 0.8
+    valid = rng.random(shape) < 0.9
+    d = np.float32(divisor)
+    ref = np.maximum(dn.astype(np.float64) - offset, 0).astype(np.float32) / d
+    qualifies = (dn != 0) & clear
+    if nan:
+        ref[~qualifies] = np.nan
+    got, got_valid = np.full(shape, 7.0, np.float32), valid.copy()
+    kernels.cast_scaled(dn, clear, np.uint16(offset), d, got, got_valid, track, nan)
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+    assert np.array_equal(got_valid, valid & qualifies if track else valid)
