@@ -342,8 +342,8 @@ def slope_block(block: np.ndarray, resolution: float) -> np.ndarray:
         return np.full(block.shape, np.nan, dtype="float32")
     z = block if block.dtype == np.float32 else block.astype(np.float32)
     r = np.float32(resolution)
-    gy = np.empty_like(z)
-    gx = np.empty_like(z)
+    gy = np.empty(z.shape, dtype=np.float32)  # C-contiguous, as kernels.hypot32 wants
+    gx = np.empty(z.shape, dtype=np.float32)
     np.subtract(z[2:], z[:-2], out=gy[1:-1])
     np.divide(gy[1:-1], np.float32(2) * r, out=gy[1:-1])
     np.divide(z[1] - z[0], r, out=gy[0])
@@ -352,7 +352,7 @@ def slope_block(block: np.ndarray, resolution: float) -> np.ndarray:
     np.divide(gx[:, 1:-1], np.float32(2) * r, out=gx[:, 1:-1])
     np.divide(z[:, 1] - z[:, 0], r, out=gx[:, 0])
     np.divide(z[:, -1] - z[:, -2], r, out=gx[:, -1])
-    np.hypot(gx, gy, out=gx)
+    kernels.hypot32(gx, gy, gx)  # np.hypot's float32 values, ~10x faster
     np.arctan(gx, out=gx)
     np.multiply(gx, np.float32(180.0 / np.pi), out=gx)
     return gx

@@ -126,3 +126,22 @@ def test_cast_scaled_is_numpys_harmonise_and_scale(shape, offset, divisor, nan, 
     kernels.cast_scaled(dn, clear, np.uint16(offset), d, got, got_valid, track, nan)
     assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
     assert np.array_equal(got_valid, valid & qualifies if track else valid)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    scale=st.sampled_from([1e-30, 1e-3, 1.0, 1e3, 1e30]),
+    n=st.integers(1, 5000),
+    seed=st.integers(0, 2**16),
+)
+def test_hypot32_is_numpys_hypot_bit_for_bit(scale, n, seed) -> None:
+    """The slope's gradient magnitude, zeros, NaN and infinities included, written in place."""
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal(n) * scale).astype(np.float32)
+    b = (rng.standard_normal(n) * scale).astype(np.float32)
+    special = np.array([0.0, -0.0, np.nan, np.inf, -np.inf], np.float32)
+    a[rng.random(n) < 0.1] = rng.choice(special)
+    b[rng.random(n) < 0.1] = rng.choice(special)
+    expected = np.hypot(a, b)
+    kernels.hypot32(a, b, a)
+    assert np.array_equal(a.view(np.uint32), expected.view(np.uint32))
