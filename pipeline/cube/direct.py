@@ -51,7 +51,7 @@ from odc.loader._rio import _do_read, _reproject_info_from_rio, rio_env, rio_rea
 from odc.loader.types import RasterLoadParams, RasterSource
 from rasterio.windows import Window
 
-from pipeline.cube import kernels
+from pipeline.cube import handles, kernels
 from pipeline.cube.items import S2_NODATA, _options, redact, transformer
 from pipeline.cube.reproject import SourceGrid, cached_lattice, reproject_into, supported
 from pipeline.cube.s2 import clear_block, solar_day_slices
@@ -200,7 +200,7 @@ class BandReads:
         """Digital numbers ``(T, h, w)`` uint16 of output ``rows x cols``, 0 where no source."""
         h, w = rows[1] - rows[0], cols[1] - cols[0]
         out = np.zeros((len(self.slices), h, w), dtype=np.uint16)
-        with rasterio.Env(**dict(self.gdal_options)):
+        with handles.read_env(dict(self.gdal_options)):
             for t, assets in enumerate(self.slices):
                 first = True
                 for asset in assets:
@@ -247,28 +247,31 @@ class BandReads:
         take this asset's values (a reprojection computes only those, a warp skips the tiles
         already full).
         """
-        href = self.patch_url(asset.href) if self.patch_url is not None else asset.href
+        def signed() -> str:
+            return self.patch_url(asset.href) if self.patch_url is not None else asset.href
+
         try:
-            with rasterio.open(href, "r", sharing=False) as src:
-                warp = isinstance(asset, WarpedAsset) or (
-                    tuple(src.transform)[:6] != asset.transform or src.shape != asset.shape
-                )  # needs a warp, or the file's grid is not what its metadata said
-                grid = _source_grid(src) if warp else None
-                if grid is not None and supported(grid, self.geobox):
-                    self._reproject(src, grid, dst, rows, cols, where, fill)
-                    return
-                target = np.zeros(dst.shape, dtype=np.uint16) if fill else dst
-                if warp:
-                    self._warp_tiles(src, href, target, rows, cols, where, dst if fill else None)
-                else:
-                    assert isinstance(asset, AlignedAsset)
-                    self._read_aligned(src, asset, target, rows, cols, where)
-                if fill:
-                    kernels.fill_empty(dst, target)
+            src = handles.dataset(self.plan, asset.href, signed)  # opened once per cube and thread
+            warp = isinstance(asset, WarpedAsset) or (
+                tuple(src.transform)[:6] != asset.transform or src.shape != asset.shape
+            )  # needs a warp, or the file's grid is not what its metadata said
+            grid = _source_grid(src) if warp else None
+            if grid is not None and supported(grid, self.geobox):
+                self._reproject(src, grid, dst, rows, cols, where, fill)
+                return
+            target = np.zeros(dst.shape, dtype=np.uint16) if fill else dst
+            if warp:
+                self._warp_tiles(src, signed(), target, rows, cols, where, dst if fill else None)
+            else:
+                assert isinstance(asset, AlignedAsset)
+                self._read_aligned(src, asset, target, rows, cols, where)
+            if fill:
+                kernels.fill_empty(dst, target)
         except rasterio.errors.RasterioError as e:
+            handles.discard(self.plan, asset.href)  # the next read opens it again
             if self.fail_on_error:
                 raise
-            log.warning("unreadable asset %s (%s) left as nodata", redact(href), redact(str(e)))
+            log.warning("unreadable asset %s (%s) left as nodata", redact(asset.href), redact(str(e)))
             if not fill:
                 dst[...] = S2_NODATA
 
