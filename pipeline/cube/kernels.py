@@ -90,22 +90,30 @@ def reproject_bilinear(
         if has_zero:
             break
     written = 0
+    n = c1 - c0
+    row_r, row_c = np.empty(n), np.empty(n)  # a row's coordinates and taps, computed in a loop
+    tap_r, tap_c = np.empty(n, np.int64), np.empty(n, np.int64)  # the compiler vectorises
     for i in range(r1 - r0):
         li = r0 + i
         lr, f0, f1 = left_r[li], fr0[li], fr1[li]
-        ar0, ar1, ac0, ac1 = across_r[lr], across_r[lr + 1], across_c[lr], across_c[lr + 1]
+        ar0, ar1 = across_r[lr, c0:c1], across_r[lr + 1, c0:c1]
+        ac0, ac1 = across_c[lr, c0:c1], across_c[lr + 1, c0:c1]
+        for j in range(n):
+            row_r[j] = ar0[j] * f0 + ar1[j] * f1  # AnchoredLattice.fill's order
+            row_c[j] = ac0[j] * f0 + ac1[j] * f1
+            tap_r[j] = math.floor(row_r[j] - 0.5)
+            tap_c[j] = math.floor(row_c[j] - 0.5)
         need, dst = needed[i], out[i]
-        for j in range(c1 - c0):
+        for j in range(n):
             if not need[j]:
                 continue
-            sr = ar0[c0 + j] * f0 + ar1[c0 + j] * f1  # AnchoredLattice.fill's order
-            sc = ac0[c0 + j] * f0 + ac1[c0 + j] * f1
+            sr, sc = row_r[j], row_c[j]
             if not (sr >= 0 and sc >= 0):
                 continue
             ir, ic = int(sr + SNAP), int(sc + SNAP)  # floor: both are >= 0
             if ir >= height or ic >= width:
                 continue
-            iy, ix = math.floor(sr - 0.5), math.floor(sc - 0.5)
+            iy, ix = tap_r[j], tap_c[j]
             ry, rx = 1.5 - (sr - iy), 1.5 - (sc - ix)
             qy, qx = 1.0 - ry, 1.0 - rx
             ya = max(iy, 0) - win_r0
