@@ -24,7 +24,8 @@ and each is read here without odc-stac's per-chunk machinery:
   transformer and its choice of kernel follow the window's extent).
 
 :func:`plan_bands` decides which from the items' STAC ``proj:`` metadata alone (pure code); the
-reads run inside the cube's block task (:meth:`BandReads.read`). A file whose real grid turns out
+reads run inside the cube's block task (:meth:`BandReads.read`), each file opened once per cube
+and thread (:mod:`pipeline.cube.handles`). A file whose real grid turns out
 to differ from its metadata is reprojected (or warped) the same way. A band falls back to
 odc-stac as a whole only when an item lacks it.
 
@@ -183,8 +184,9 @@ class BandReads:
         gdal_options: GDAL configuration for the reads, as sorted pairs.
         fail_on_error: ``False`` turns an unreadable asset into nodata (0), as odc-stac does.
         patch_url: Optional href rewrite applied just before opening (signing).
-        plan: Which :func:`plan_bands` call made it: the reprojection's taps are shared between
-            the bands of one plan (one cube), never with another cube's.
+        plan: Which :func:`plan_bands` call made it: the reprojection's lattices and the open
+            files are shared between the bands of one plan (one cube), never with another
+            cube's (:data:`~pipeline.cube.handles.NO_PLAN`: files opened for each read).
     """
 
     band: str
@@ -194,7 +196,7 @@ class BandReads:
     gdal_options: tuple[tuple[str, str], ...] = ()
     fail_on_error: bool = True
     patch_url: Callable[[str], str] | None = None
-    plan: int = 0
+    plan: int = handles.NO_PLAN
 
     def read(self, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
         """Digital numbers ``(T, h, w)`` uint16 of output ``rows x cols``, 0 where no source."""
@@ -251,22 +253,22 @@ class BandReads:
             return self.patch_url(asset.href) if self.patch_url is not None else asset.href
 
         try:
-            src = handles.dataset(self.plan, asset.href, signed)  # opened once per cube and thread
-            warp = isinstance(asset, WarpedAsset) or (
-                tuple(src.transform)[:6] != asset.transform or src.shape != asset.shape
-            )  # needs a warp, or the file's grid is not what its metadata said
-            grid = _source_grid(src) if warp else None
-            if grid is not None and supported(grid, self.geobox):
-                self._reproject(src, grid, dst, rows, cols, where, fill)
-                return
-            target = np.zeros(dst.shape, dtype=np.uint16) if fill else dst
-            if warp:
-                self._warp_tiles(src, signed(), target, rows, cols, where, dst if fill else None)
-            else:
-                assert isinstance(asset, AlignedAsset)
-                self._read_aligned(src, asset, target, rows, cols, where)
-            if fill:
-                kernels.fill_empty(dst, target)
+            with handles.opened(self.plan, asset.href, signed) as src:  # once per cube and thread
+                warp = isinstance(asset, WarpedAsset) or (
+                    tuple(src.transform)[:6] != asset.transform or src.shape != asset.shape
+                )  # needs a warp, or the file's grid is not what its metadata said
+                grid = _source_grid(src) if warp else None
+                if grid is not None and supported(grid, self.geobox):
+                    self._reproject(src, grid, dst, rows, cols, where, fill)
+                    return
+                target = np.zeros(dst.shape, dtype=np.uint16) if fill else dst
+                if warp:
+                    self._warp_tiles(src, signed(), target, rows, cols, where, dst if fill else None)
+                else:
+                    assert isinstance(asset, AlignedAsset)
+                    self._read_aligned(src, asset, target, rows, cols, where)
+                if fill:
+                    kernels.fill_empty(dst, target)
         except rasterio.errors.RasterioError as e:
             handles.discard(self.plan, asset.href)  # the next read opens it again
             if self.fail_on_error:

@@ -5,8 +5,8 @@ Opening a COG is not free: GDAL parses its header and rasterio its CRS, ~0.8 ms 
 header), and a cube block reads every band of every item that meets it. A sweep cuts a region
 into many blocks, so the same files are opened again and again. Here a thread keeps the files it
 opened for a cube (a :class:`~pipeline.cube.direct.BandReads` plan) open, up to
-:data:`MAX_OPEN`, least recently used first out, none older than :data:`MAX_AGE_S` (a signed URL
-expires).
+:data:`MAX_OPEN` (another cube's least recently used first out; past that, a cube's further
+files are opened per read), none older than :data:`MAX_AGE_S` (a signed URL expires).
 
 Open files keep their decoded tiles in GDAL's block cache, which GDAL bounds at 5 % of the
 machine's memory by default (1.2 GB on a 24 GB machine: measured, 13 kept-open bench files grew
@@ -20,7 +20,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Final
 
 import rasterio
@@ -32,6 +33,8 @@ MAX_OPEN: Final[int] = 64
 MAX_AGE_S: Final[float] = 600.0
 #: GDAL's block cache while the cube reads (MB; process-wide while a read runs).
 BLOCK_CACHE_MB: Final[int] = 64
+#: The plan of reads made outside :func:`~pipeline.cube.direct.plan_bands`: their files are not kept.
+NO_PLAN: Final[int] = 0
 
 _local = threading.local()
 
@@ -43,27 +46,53 @@ def _open_files() -> OrderedDict[tuple[int, str], tuple[float, DatasetReader]]:
     return files
 
 
-def dataset(plan: int, href: str, open_href: Callable[[], str]) -> DatasetReader:
+def _keep(plan: int) -> bool:
+    """Make room for one more file of ``plan``: another cube's least recently used goes first.
+
+    Returns False when every kept file is ``plan``'s own: a block reads its files in the same
+    order every time, and a least-recently-used rule would then close each file just before the
+    next block needs it (a four-date PC cube reads 144), so the files opened first stay open
+    and the rest are opened for each read.
+    """
+    files = _open_files()
+    if len(files) < MAX_OPEN:
+        return True
+    other = next((key for key in files if key[0] != plan), None)
+    if other is None:
+        return False
+    _, src = files.pop(other)
+    src.close()
+    return True
+
+
+@contextmanager
+def opened(plan: int, href: str, open_href: Callable[[], str]) -> Iterator[DatasetReader]:
     """The thread's open file of ``href`` for cube ``plan``, opened (``open_href()``, signed) if needed.
+
+    Kept open for the cube's next reads (:data:`MAX_OPEN`, :data:`MAX_AGE_S`); for
+    :data:`NO_PLAN`, or when the thread already keeps :data:`MAX_OPEN` of this cube's files, it
+    is opened for this read only.
 
     Raises:
         rasterio.errors.RasterioError: When it cannot be opened.
     """
     files = _open_files()
     key = (plan, href)
-    now = time.monotonic()
     found = files.get(key)
+    now = time.monotonic()
     if found is not None and now - found[0] <= MAX_AGE_S and not found[1].closed:
         files.move_to_end(key)
-        return found[1]
+        yield found[1]
+        return
     if found is not None:
         discard(plan, href)
+    if plan == NO_PLAN or not _keep(plan):
+        with rasterio.open(open_href(), "r", sharing=False) as src:
+            yield src
+        return
     src = rasterio.open(open_href(), "r", sharing=False)
     files[key] = (now, src)
-    while len(files) > MAX_OPEN:
-        _, (_, old) = files.popitem(last=False)
-        old.close()
-    return src
+    yield src
 
 
 def discard(plan: int, href: str) -> None:

@@ -7,13 +7,17 @@
   nearest rules on uint16, for :mod:`pipeline.cube.reproject`) and the DEM in EPSG:4326
   (:func:`sample_bilinear`: ``scipy.ndimage.map_coordinates(order=1, mode="constant")``'s rule,
   for :mod:`pipeline.cube.dem`). In numpy each needed a dozen full-size float64 temporaries per
-  pixel (coordinates, floors, weights, flat indices, a sparse matrix); here one loop computes a
-  pixel's coordinates from its nodes, its taps and its value in registers.
+  pixel (coordinates, floors, weights, flat indices, a sparse matrix); here a row's coordinates
+  and taps are computed from its nodes in one vectorised loop, then each pixel's value from its
+  four taps.
 * **Upsampling** 20 m / 60 m bands on the output lattice (:func:`upsample_bilinear`, for
-  :mod:`pipeline.cube.upsample`): one pass along each source row's columns, one along the rows.
+  :mod:`pipeline.cube.upsample`): one pass along each source row's columns, one along the rows,
+  GDAL's no-data rule only between a row's first and last no-data pixel (a swath edge).
 * **Fusing a day's items** (:func:`empty_bounds`, :func:`fill_empty`), **masking** the layers
-  where a block is not valid (:func:`nan_where_invalid`) and the **multi-date median**
-  (:func:`median_rows`, for :mod:`pipeline.cube.median`).
+  where a block is not valid (:func:`nan_where_invalid`), **one observation's composite**
+  (:func:`cast_scaled`: harmonise, scale, mask), the **multi-date median** (:func:`median_rows`,
+  for :mod:`pipeline.cube.median`) and the slope's **gradient magnitude** (:func:`hypot32`, ~10x
+  numpy's ``hypot`` on float32, the same values).
 
 Every floating-point operation is the one the numpy or scipy code it replaced performs, in the
 same order (numba does not contract ``a * b + c`` into a fused multiply-add without

@@ -70,19 +70,31 @@ def test_the_next_cube_opens_its_own_files(opened, dem) -> None:
     assert first > len(SPECTRAL) and len(opened) == 2 * first
 
 
-def test_lru_age_and_discard(opened, monkeypatch: pytest.MonkeyPatch) -> None:
+def _use(plan: int, href: str):  # type: ignore[no-untyped-def]
+    """The dataset a read of ``href`` gets (and whether it stays open after the read)."""
+    with handles.opened(plan, href, lambda: href) as src:
+        pass
+    return src
+
+
+def test_kept_files_their_bound_age_and_discard(opened, monkeypatch: pytest.MonkeyPatch) -> None:
     files = sorted(str(p) for p in S2_DIR.glob("*.tif"))[:4]
-    a = handles.dataset(1, files[0], lambda: files[0])
-    assert handles.dataset(1, files[0], lambda: files[0]) is a and len(opened) == 1
+    a = _use(1, files[0])
+    assert _use(1, files[0]) is a and len(opened) == 1 and not a.closed
     handles.discard(1, files[0])  # after a failed read
     assert a.closed
-    b = handles.dataset(1, files[0], lambda: files[0])
+    b = _use(1, files[0])
     assert b is not a and len(opened) == 2
     monkeypatch.setattr(handles, "MAX_OPEN", 2)
-    c, d = (handles.dataset(1, f, lambda f=f: f) for f in files[1:3])
-    assert b.closed and not c.closed and not d.closed and handles.open_count() == 2  # least recent out
+    c = _use(1, files[1])
+    d = _use(1, files[2])  # a third file of the same cube: opened for its read only
+    assert d.closed and not b.closed and not c.closed and handles.open_count() == 2
+    assert _use(1, files[0]) is b  # the files opened first stay open (not closed cyclically)
+    e = _use(2, files[3])  # the next cube: the other cube's least recently used makes room
+    assert not e.closed and c.closed and not b.closed
     monkeypatch.setattr(handles, "MAX_AGE_S", -1.0)
-    assert handles.dataset(1, files[2], lambda: files[2]) is not d and d.closed  # too old: reopened
+    assert _use(2, files[3]) is not e and e.closed  # too old: opened again
+    assert _use(handles.NO_PLAN, files[0]).closed  # reads outside a plan keep nothing
 
 
 def test_reads_run_with_gdals_block_cache_bounded() -> None:
