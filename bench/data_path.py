@@ -375,9 +375,14 @@ def _cached_pc(out: Path, acquisitions: int, size: tuple[int, int]) -> PCScene:
     return scene
 
 
+#: The order the scenes run in within a round (a scene's figure moves with what ran before it).
+SCENE_ORDER: Final[tuple[str, ...]] = ("one", "four", "native", "native_four")
+
+
 def measure_data_path(
-    work: Path, *, quick: bool = False, repeats: int | None = None, native: bool = True
-) -> DataPathFigure:
+    work: Path, *, quick: bool = False, repeats: int | None = None, native: bool = True,
+    order: tuple[str, ...] = SCENE_ORDER,
+) -> DataPathFigure:  # fmt: skip
     """Build the scenes in ``work`` and measure them.
 
     Args:
@@ -385,6 +390,7 @@ def measure_data_path(
         quick: Small scenes (one demo scene, 1 repeat): a smoke test of the code, not a figure.
         repeats: Timed (and profiled) runs per scene; default 5 (1 with ``quick``).
         native: Also the Planetary-Computer-shaped scenes (the headline figures).
+        order: The scenes' order within a round (names of :data:`SCENE_ORDER`).
     """
     from bench.scene import build_multi_scene, build_tiled_scene
 
@@ -400,6 +406,7 @@ def measure_data_path(
         for key, acq in (("native", 1), ("native_four", 4)):
             pc = _cached_pc(work / f"dp-{key}-{size[0]}x{size[1]}", acq, size)
             specs.append(SceneSpec(key, pc.catalog, pc.bbox, acq, (pc.start, pc.end)))
+    specs.sort(key=lambda spec: order.index(spec.name))
     runs = measure_scenes(specs, repeats=n)
     return DataPathFigure(**runs)
 
@@ -437,15 +444,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="timed runs per scene (best of)")
     p.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
     p.add_argument("--no-native", action="store_true", help="leave out the Planetary-Computer-shaped scenes")
+    p.add_argument("--order", default=",".join(SCENE_ORDER),
+                   help="the scenes' order within a round (default: %(default)s)")  # fmt: skip
     args = p.parse_args(argv)
+    order = tuple(args.order.split(","))
+    if sorted(order) != sorted(SCENE_ORDER):
+        p.error(f"--order names each of {', '.join(SCENE_ORDER)} once")
     if args.work_dir is not None:
         args.work_dir.mkdir(parents=True, exist_ok=True)
         fig = measure_data_path(args.work_dir, quick=args.quick, repeats=args.repeats,
-                                native=not args.no_native)  # fmt: skip
+                                native=not args.no_native, order=order)  # fmt: skip
     else:
         with tempfile.TemporaryDirectory(prefix="landslide-dp-") as tmp:
             fig = measure_data_path(
-                Path(tmp), quick=args.quick, repeats=args.repeats, native=not args.no_native
+                Path(tmp), quick=args.quick, repeats=args.repeats, native=not args.no_native, order=order
             )
     print(markdown(fig))
     print(json.dumps(fig.as_dict(), indent=1))
