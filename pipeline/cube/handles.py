@@ -1,7 +1,7 @@
 """Open COGs kept per thread for one cube's reads, so each is opened once per region, not per block.
 
 Opening a COG is not free: GDAL parses its header and rasterio its CRS, ~0.8 ms per local file
-(measured on the bench scenes; a remote file adds a request unless GDAL's cache holds its
+(timed by hand on the bench scenes; a remote file adds a request unless GDAL's cache holds its
 header), and a cube block reads every band of every item that meets it. A sweep cuts a region
 into many blocks, so the same files are opened again and again. Here a thread keeps the files it
 opened for a cube (a :class:`~pipeline.cube.direct.BandReads` plan) open, up to
@@ -9,8 +9,8 @@ opened for a cube (a :class:`~pipeline.cube.direct.BandReads` plan) open, up to
 files are opened per read), none older than :data:`MAX_AGE_S` (a signed URL expires).
 
 Open files keep their decoded tiles in GDAL's block cache, which GDAL bounds at 5 % of the
-machine's memory by default (1.2 GB on a 24 GB machine: measured, 13 kept-open bench files grew
-a process by 108 MB). The cube's reads therefore run with the cache bounded to
+machine's memory by default (1.2 GB on a 24 GB machine; by a hand measurement, 13 kept-open bench
+files grew a process by 108 MB). The cube's reads therefore run with the cache bounded to
 :data:`BLOCK_CACHE_MB` (:func:`read_env`); a tile shared by two blocks is then decoded once when
 it is still in the cache.
 """

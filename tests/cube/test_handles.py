@@ -60,7 +60,7 @@ def test_a_cube_opens_each_file_once_per_region_not_per_block(opened, dem) -> No
 
 
 def test_the_next_cube_opens_its_own_files(opened, dem) -> None:
-    """A file rewritten between two regions is read anew: handles belong to one cube's reads."""
+    """A second cube over the same files opens them again: kept files belong to one cube's reads."""
     items, dems = [s2_item()], [dem_item(dem)]
     opened.clear()
     with dask.config.set(scheduler="synchronous"):
