@@ -52,6 +52,7 @@ import functools
 import json
 import os
 import pstats
+import resource
 import sys
 import tempfile
 import time
@@ -101,6 +102,8 @@ class DataPathRun:
         chips: Output pixels / 128**2.
         wall_s: Best wall time of the timed runs.
         cpu_s: Process CPU time of that run.
+        system_s: The part of ``cpu_s`` spent in the kernel (page faults, and with transparent
+            huge pages their compaction, I/O calls).
         chips_per_s_per_core: ``chips / cpu_s``.
         split_s: Seconds per stage in the profiled run (plus ``other``).
         loadavg_1m: 1-minute load average after the runs.
@@ -119,6 +122,7 @@ class DataPathRun:
     split_s: dict[str, float]
     loadavg_1m: float
     odc_stac_cpu_s: float = 0.0
+    system_s: float = 0.0
 
     @property
     def direct_over_odc_stac(self) -> float:
@@ -294,30 +298,40 @@ class SceneSpec:
     window: tuple[dt.date, dt.date] | None = None
 
 
+def _system_s() -> float:
+    """This process's CPU seconds in the kernel so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
 def measure_scenes(specs: list[SceneSpec], *, chunk: int = 2048, repeats: int = 3) -> dict[str, DataPathRun]:
     """Time (best of ``repeats``) and profile the data path of several scenes, interleaved.
 
-    Round ``r`` runs every scene once with direct reads and once with every read through
-    odc-stac before round ``r + 1`` starts, so every scene (and both readers) sees the same
-    machine state: on this shared VM one scene's runs after another's heavy one were measured
-    20 % slower for a while (transparent huge pages being compacted: the system time of the
-    slow runs was 5x), which a scene measured in its own block of time took as its figure, and
-    a ratio of two scenes measured minutes apart moved with it.
+    Round ``r`` runs every scene with direct reads twice, timing the second, and once with every
+    read through odc-stac before round ``r + 1`` starts, so every scene (and both readers) sees
+    the same machine state. On this shared VM one scene's runs after another's heavy one were
+    measured 20 % slower for a while (transparent huge pages being compacted: the system time of
+    the slow runs was 5x), which a scene measured in its own block of time took as its figure.
+    Within a round, a run that needs more memory than the run before it pays the kernel for
+    faulting in (and compacting into huge pages) the difference: the four-date PC scene right
+    after the one-date one spent 0.3-0.5 s of ~2.7 s in the kernel, after the four-date all-10 m
+    scene 0.07-0.12 s (``getrusage``), so its figure moved by ~20 % with the order of the scenes.
+    A sweep's blocks follow blocks of the same scene, so the timed run follows one of its own.
     """
     runners = {s.name: _scene_inputs(s.catalog, s.bbox, s.window) for s in specs}
     for run_once in runners.values():
         run_once(chunk)  # warm: imports, GDAL drivers, page cache, compiled kernels
         run_once(chunk, False)
-    best = {s.name: (float("inf"), float("inf")) for s in specs}
+    best = {s.name: (float("inf"), float("inf"), 0.0) for s in specs}
     best_odc = {s.name: float("inf") for s in specs}
     shapes: dict[str, tuple[int, int]] = {}
     for _ in range(repeats):
         for name, run_once in runners.items():
-            w0, c0 = time.perf_counter(), time.process_time()
+            run_once(chunk)  # the memory state of the scene's own previous block
+            w0, c0, s0 = time.perf_counter(), time.process_time(), _system_s()
             shape_out = run_once(chunk)
-            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            wall, cpu, system = time.perf_counter() - w0, time.process_time() - c0, _system_s() - s0
             shapes[name] = (int(shape_out[1]), int(shape_out[2]))
-            best[name] = min(best[name], (cpu, wall))
+            best[name] = min(best[name], (cpu, wall, system))
             c0 = time.process_time()
             run_once(chunk, False)
             best_odc[name] = min(best_odc[name], time.process_time() - c0)
@@ -330,12 +344,12 @@ def measure_scenes(specs: list[SceneSpec], *, chunk: int = 2048, repeats: int = 
         split = min(splits, key=lambda d: sum(d.values()))
         shape = shapes[spec.name]
         chips = shape[0] * shape[1] / CHIP**2
-        cpu, wall = best[spec.name]
+        cpu, wall, system = best[spec.name]
         out[spec.name] = DataPathRun(
             scene=spec.name, acquisitions=spec.acquisitions, shape=shape, chunk=chunk, chips=chips,
             wall_s=wall, cpu_s=cpu, chips_per_s_per_core=chips / cpu,
             split_s={k: round(v, 4) for k, v in split.items()}, loadavg_1m=round(os.getloadavg()[0], 2),
-            odc_stac_cpu_s=best_odc[spec.name],
+            odc_stac_cpu_s=best_odc[spec.name], system_s=round(system, 3),
         )  # fmt: skip
     return out
 

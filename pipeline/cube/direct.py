@@ -55,7 +55,7 @@ from rasterio.windows import Window
 from pipeline.cube import handles, kernels
 from pipeline.cube.items import S2_NODATA, _options, redact, transformer
 from pipeline.cube.reproject import SourceGrid, cached_lattice, reproject_into, supported
-from pipeline.cube.s2 import clear_block, solar_day_slices
+from pipeline.cube.s2 import DaySlices, clear_block, solar_day_slices
 from pipeline.cube.upsample import axis_taps, upsample_bilinear
 
 log = logging.getLogger(__name__)
@@ -198,10 +198,24 @@ class BandReads:
     patch_url: Callable[[str], str] | None = None
     plan: int = handles.NO_PLAN
 
-    def read(self, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
-        """Digital numbers ``(T, h, w)`` uint16 of output ``rows x cols``, 0 where no source."""
+    def read(self, rows: tuple[int, int], cols: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+        """Digital numbers ``(T, h, w)`` uint16 of output ``rows x cols``, 0 where no source.
+
+        Args:
+            rows: Output rows ``[start, stop)``.
+            cols: Output columns ``[start, stop)``.
+            out: Optional ``(T, h, w)`` uint16 C-contiguous buffer to read into (overwritten;
+                a block reading one band after another reuses one buffer instead of faulting
+                in a fresh one per band).
+        """
         h, w = rows[1] - rows[0], cols[1] - cols[0]
-        out = np.zeros((len(self.slices), h, w), dtype=np.uint16)
+        shape = (len(self.slices), h, w)
+        if out is None:
+            out = np.zeros(shape, dtype=np.uint16)
+        else:
+            if out.shape != shape or out.dtype != np.uint16 or not out.flags.c_contiguous:
+                raise ValueError(f"out must be a C-contiguous uint16 array of shape {shape}")
+            out.fill(0)
         with handles.read_env(dict(self.gdal_options)):
             for t, assets in enumerate(self.slices):
                 first = True
@@ -453,6 +467,7 @@ def plan_bands(
     gdal_options: Mapping[str, str] | None = None,
     fail_on_error: bool = True,
     patch_url: Callable[[str], str] | None = None,
+    slices: DaySlices | None = None,
 ) -> dict[str, BandReads | None]:
     """Direct reads of each band over ``geobox``; None for a band left to odc-stac.
 
@@ -468,8 +483,10 @@ def plan_bands(
         gdal_options: GDAL configuration for the reads (default: the read policy's).
         fail_on_error: ``False`` reads an unreadable asset as nodata.
         patch_url: Optional href rewrite applied just before opening.
+        slices: The items' :func:`~pipeline.cube.s2.solar_day_slices` over ``geobox``, when the
+            caller has them.
     """
-    groups = solar_day_slices(items, geobox)
+    groups = solar_day_slices(items, geobox) if slices is None else slices
     options = tuple(sorted(_options(gdal_options).items()))
     plan = next(_PLANS)
     plans: dict[str, BandReads | None] = {}

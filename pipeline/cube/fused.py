@@ -12,6 +12,8 @@ stack is a view of the first ``len(SWEEP_BANDS)`` layers.
 
 from __future__ import annotations
 
+import functools
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -29,7 +31,14 @@ from pipeline.cube import kernels
 from pipeline.cube.dem import bounds, load_native_dem, resample_block, slope_block
 from pipeline.cube.direct import BandReads, ClearReads, plan_bands
 from pipeline.cube.items import SCL_ASSET, CubeError, check_s2_items
-from pipeline.cube.s2 import clear_mask, composite_block, load_s2, slice_offsets, solar_day_offsets
+from pipeline.cube.s2 import (
+    clear_mask,
+    composite_block,
+    load_s2,
+    slice_offsets,
+    solar_day_offsets,
+    solar_day_slices,
+)
 
 #: Layers of the fused array, in order (the model stack is the leading ``SWEEP_BANDS``).
 LAYERS: Final[tuple[str, ...]] = (*SWEEP_BANDS, "slope_deg")
@@ -87,8 +96,14 @@ def cube_block(
     valid = np.isfinite(dem)
     valid &= np.isfinite(slope)
     divisors = [L4S_DIVISORS[name] for name in SWEEP_BANDS]  # the spectral bands lead SWEEP_BANDS
+    buffer: np.ndarray | None = None  # one band's digital numbers at a time, in one buffer
     for i, source in enumerate(dns):
-        dn = source.read(rows, cols) if isinstance(source, BandReads) else source
+        if isinstance(source, BandReads):
+            if buffer is None:
+                buffer = np.empty((len(source.slices), h, w), dtype=np.uint16)
+            dn = source.read(rows, cols, out=buffer)
+        else:
+            dn = source
         composite_block(
             dn, clear, grid.offsets, out[i], mask=False, divisor=divisors[i], valid=valid
         )  # fmt: skip
@@ -153,6 +168,7 @@ def build_cube(
     s2_items, dem_items = list(s2_items), list(dem_items)
     check_s2_items(s2_items, SPECTRAL)
     names = (*SPECTRAL, SCL_ASSET)
+    days = solar_day_slices(s2_items, geobox) if direct_reads else None
     direct = (
         plan_bands(
             s2_items,
@@ -162,6 +178,7 @@ def build_cube(
             gdal_options=gdal_options,
             fail_on_error=fail_on_error,
             patch_url=patch_url,
+            slices=days,
         )
         if direct_reads
         else dict.fromkeys(names)
@@ -175,18 +192,20 @@ def build_cube(
         )  # fmt: skip
         offsets = tuple(slice_offsets(raw, s2_items))
     else:
-        offsets = tuple(solar_day_offsets(s2_items, geobox).values())
+        offsets = tuple(solar_day_offsets(s2_items, geobox, slices=days).values())
     native, native_box = load_native_dem(
         dem_items, geobox, fail_on_error=fail_on_error, patch_url=patch_url, gdal_options=gdal_options
     )
     row_bounds, col_bounds = bounds(geobox.shape[0], chunk), bounds(geobox.shape[1], chunk)
+    token = uuid.uuid4().hex  # names the tasks built from this call's reads (see ``shared``)
     if scl_reads is not None:
         clear_reads = ClearReads(scl_reads, dilate_px)
         clear: Any = [[clear_reads] * len(col_bounds) for _ in row_bounds]
+        count = delayed(clear_reads.count, name=f"cube-clear-count-{token}", pure=True)
         n_clear = da.block([
             [
                 da.from_delayed(
-                    delayed(clear_reads.count, pure=True)(r, c),
+                    count(r, c),
                     shape=(r[1] - r[0], c[1] - c[0]),
                     dtype=np.uint8,
                 )
@@ -208,17 +227,27 @@ def build_cube(
     def source(b: Any, i: int, j: int) -> Any:
         return b if isinstance(b, BandReads | ClearReads) else b[i, j]
 
+    # Direct reads are the same for every block: one function holding them all, its tasks keyed
+    # by the block (a plain argument list would be walked and tokenized asset by asset per block).
+    reads = functools.partial(cube_block, clear[0][0], *bands, grid=grid)
+    shared = (
+        delayed(reads, name=f"cube-{token}", pure=True)
+        if all(isinstance(b, BandReads | ClearReads) for b in (clear[0][0], *bands))
+        else None
+    )
+
+    def block_task(i: int, j: int, r: tuple[int, int], c: tuple[int, int]) -> Any:
+        """The task of block ``(i, j)`` (output rows ``r``, columns ``c``)."""
+        if shared is not None:
+            return shared(native_d, rows=r, cols=c)
+        return delayed(cube_block, pure=True)(
+            clear[i][j], *(source(b, i, j) for b in bands), native_d, grid=grid, rows=r, cols=c
+        )
+
     blocks = [
         [
             da.from_delayed(
-                delayed(cube_block, pure=True)(
-                    clear[i][j],
-                    *(source(b, i, j) for b in bands),
-                    native_d,
-                    grid=grid,
-                    rows=r,
-                    cols=c,
-                ),
+                block_task(i, j, r, c),
                 shape=(len(LAYERS), r[1] - r[0], c[1] - c[0]),
                 dtype=np.float32,
             )

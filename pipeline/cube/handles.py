@@ -5,8 +5,9 @@ Opening a COG is not free: GDAL parses its header and rasterio its CRS, ~0.8 ms 
 header), and a cube block reads every band of every item that meets it. A sweep cuts a region
 into many blocks, so the same files are opened again and again. Here a thread keeps the files it
 opened for a cube (a :class:`~pipeline.cube.direct.BandReads` plan) open, up to
-:data:`MAX_OPEN` (another cube's least recently used first out; past that, a cube's further
-files are opened per read), none older than :data:`MAX_AGE_S` (a signed URL expires).
+:func:`max_open` (another cube's least recently used first out; past that, a cube's further
+files are opened per read), none older than :data:`MAX_AGE_S` (a signed URL expires). A block
+of a four-date Planetary Computer cube reads 144 files (4 days x 3 tiles x 12 assets).
 
 Open files keep their decoded tiles in GDAL's block cache, which GDAL bounds at 5 % of the
 machine's memory by default (1.2 GB on a 24 GB machine; by a hand measurement, 13 kept-open bench
@@ -17,6 +18,7 @@ it is still in the cache.
 
 from __future__ import annotations
 
+import resource
 import threading
 import time
 from collections import OrderedDict
@@ -27,8 +29,10 @@ from typing import Final
 import rasterio
 from rasterio.io import DatasetReader
 
-#: Files a thread keeps open (a block of the PC-shaped bench scene reads 36).
-MAX_OPEN: Final[int] = 64
+#: Files a thread keeps open at most (fewer where the process may open few files: :func:`max_open`).
+MAX_OPEN: Final[int] = 256
+#: One thread's kept files take at most this share of the process's file-descriptor limit.
+FD_SHARE: Final[int] = 16
 #: A file opened longer ago than this is opened again (signed URLs expire).
 MAX_AGE_S: Final[float] = 600.0
 #: GDAL's block cache while the cube reads (MB; process-wide while a read runs).
@@ -55,7 +59,7 @@ def _keep(plan: int) -> bool:
     and the rest are opened for each read.
     """
     files = _open_files()
-    if len(files) < MAX_OPEN:
+    if len(files) < max_open():
         return True
     other = next((key for key in files if key[0] != plan), None)
     if other is None:
@@ -65,12 +69,27 @@ def _keep(plan: int) -> bool:
     return True
 
 
+def max_open() -> int:
+    """Files one thread keeps open: :data:`MAX_OPEN`, or ``1 / FD_SHARE`` of the soft ``RLIMIT_NOFILE``.
+
+    A 1024-descriptor limit (a common default) leaves 64 per thread, so sixteen threads keeping
+    their files still leave the process room for its sockets and other files.
+    """
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return min(MAX_OPEN, 64)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_OPEN
+    return max(1, min(MAX_OPEN, soft // FD_SHARE))
+
+
 @contextmanager
 def opened(plan: int, href: str, open_href: Callable[[], str]) -> Iterator[DatasetReader]:
     """The thread's open file of ``href`` for cube ``plan``, opened (``open_href()``, signed) if needed.
 
-    Kept open for the cube's next reads (:data:`MAX_OPEN`, :data:`MAX_AGE_S`); for
-    :data:`NO_PLAN`, or when the thread already keeps :data:`MAX_OPEN` of this cube's files, it
+    Kept open for the cube's next reads (:func:`max_open`, :data:`MAX_AGE_S`); for
+    :data:`NO_PLAN`, or when the thread already keeps :func:`max_open` of this cube's files, it
     is opened for this read only.
 
     Raises:

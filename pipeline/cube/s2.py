@@ -106,9 +106,11 @@ def _geobox_mid_lon(geobox: GeoBox) -> float:
     return float(lon)
 
 
-def solar_day_slices(
-    items: Sequence[pystac.Item], geobox: GeoBox
-) -> list[list[tuple[pystac.Item, odc.stac.ParsedItem]]]:
+#: Items of each time slice with their parsed form, as :func:`solar_day_slices` returns them.
+DaySlices = list[list[tuple[pystac.Item, odc.stac.ParsedItem]]]
+
+
+def solar_day_slices(items: Sequence[pystac.Item], geobox: GeoBox) -> DaySlices:
     """Items grouped into time slices as odc-stac's ``groupby="solar_day"`` does.
 
     Groups are keyed by the solar date at the grid centre's longitude and sorted by it; items
@@ -119,7 +121,7 @@ def solar_day_slices(
     keyed = sorted(
         ((p.solar_date_at(lon).date(), p.nominal_datetime, p.id, i) for i, (_, p) in enumerate(parsed))
     )  # fmt: skip
-    slices: list[list[tuple[pystac.Item, odc.stac.ParsedItem]]] = []
+    slices: DaySlices = []
     last = None
     for day, _, _, i in keyed:
         if day != last:
@@ -129,11 +131,13 @@ def solar_day_slices(
     return slices
 
 
-def _solar_day_groups(items: Iterable[pystac.Item], geobox: GeoBox) -> dict[date, tuple[int, np.datetime64]]:
+def _solar_day_groups(
+    items: Iterable[pystac.Item], geobox: GeoBox, slices: DaySlices | None = None
+) -> dict[date, tuple[int, np.datetime64]]:
     """Solar day -> (DN offset, earliest nominal time) of each time slice (:func:`solar_day_slices`).
 
     odc-stac stamps each time slice with the earliest item time of its group (UTC,
-    timezone-naive).
+    timezone-naive). ``slices``: the items' :func:`solar_day_slices` when the caller has them.
 
     Raises:
         CubeError: When items of one solar day have processing baselines with different offsets.
@@ -141,7 +145,7 @@ def _solar_day_groups(items: Iterable[pystac.Item], geobox: GeoBox) -> dict[date
     """
     out: dict[date, tuple[int, np.datetime64]] = {}
     lon = _geobox_mid_lon(geobox)
-    for group in solar_day_slices(list(items), geobox):
+    for group in solar_day_slices(list(items), geobox) if slices is None else slices:
         (first, first_parsed), *rest = group
         offset = dn_offset(first.properties.get("s2:processing_baseline"))
         for item, _ in rest:
@@ -156,14 +160,22 @@ def _solar_day_groups(items: Iterable[pystac.Item], geobox: GeoBox) -> dict[date
     return out
 
 
-def solar_day_offsets(items: Iterable[pystac.Item], geobox: GeoBox) -> dict[date, int]:
+def solar_day_offsets(
+    items: Iterable[pystac.Item], geobox: GeoBox, *, slices: DaySlices | None = None
+) -> dict[date, int]:
     """DN offset (0 or 1000) of each solar day, in time-slice order.
+
+    Args:
+        items: Sentinel-2 items.
+        geobox: The output grid (its centre's longitude dates the items).
+        slices: The items' :func:`solar_day_slices`, when the caller has them (parsing items is
+            most of the cost).
 
     Raises:
         CubeError: When items of one solar day have processing baselines with different offsets.
 
     """
-    return {day: offset for day, (offset, _) in _solar_day_groups(items, geobox).items()}
+    return {day: offset for day, (offset, _) in _solar_day_groups(items, geobox, slices).items()}
 
 
 def slice_offsets(ds: xr.Dataset, items: Sequence[pystac.Item]) -> list[int]:

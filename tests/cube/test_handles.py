@@ -97,6 +97,15 @@ def test_kept_files_their_bound_age_and_discard(opened, monkeypatch: pytest.Monk
     assert _use(handles.NO_PLAN, files[0]).closed  # reads outside a plan keep nothing
 
 
+def test_kept_files_fit_the_processs_file_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1024-descriptor limit keeps 64 per thread; a generous one the cap; an odd one at least one."""
+    for soft, want in ((1024, 64), (20000, handles.MAX_OPEN), (8, 1)):
+        monkeypatch.setattr(handles.resource, "getrlimit", lambda _, s=soft: (s, 1 << 20))
+        assert handles.max_open() == want
+    monkeypatch.setattr(handles.resource, "getrlimit", lambda _: (handles.resource.RLIM_INFINITY,) * 2)
+    assert handles.max_open() == handles.MAX_OPEN
+
+
 def test_reads_run_with_gdals_block_cache_bounded() -> None:
     before = get_gdal_config("GDAL_CACHEMAX")
     with handles.read_env({"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}):
