@@ -467,7 +467,7 @@ def plan_bands(
     gdal_options: Mapping[str, str] | None = None,
     fail_on_error: bool = True,
     patch_url: Callable[[str], str] | None = None,
-    slices: DaySlices | None = None,
+    days: DaySlices | None = None,
 ) -> dict[str, BandReads | None]:
     """Direct reads of each band over ``geobox``; None for a band left to odc-stac.
 
@@ -483,10 +483,10 @@ def plan_bands(
         gdal_options: GDAL configuration for the reads (default: the read policy's).
         fail_on_error: ``False`` reads an unreadable asset as nodata.
         patch_url: Optional href rewrite applied just before opening.
-        slices: The items' :func:`~pipeline.cube.s2.solar_day_slices` over ``geobox``, when the
+        days: The items' :func:`~pipeline.cube.s2.solar_day_slices` over ``geobox``, when the
             caller has them.
     """
-    groups = solar_day_slices(items, geobox) if slices is None else slices
+    groups = solar_day_slices(items, geobox) if days is None else days
     options = tuple(sorted(_options(gdal_options).items()))
     plan = next(_PLANS)
     plans: dict[str, BandReads | None] = {}

@@ -178,7 +178,7 @@ def build_cube(
             gdal_options=gdal_options,
             fail_on_error=fail_on_error,
             patch_url=patch_url,
-            slices=days,
+            days=days,
         )
         if direct_reads
         else dict.fromkeys(names)
@@ -192,7 +192,7 @@ def build_cube(
         )  # fmt: skip
         offsets = tuple(slice_offsets(raw, s2_items))
     else:
-        offsets = tuple(solar_day_offsets(s2_items, geobox, slices=days).values())
+        offsets = tuple(solar_day_offsets(s2_items, geobox, days=days).values())
     native, native_box = load_native_dem(
         dem_items, geobox, fail_on_error=fail_on_error, patch_url=patch_url, gdal_options=gdal_options
     )

@@ -132,12 +132,12 @@ def solar_day_slices(items: Sequence[pystac.Item], geobox: GeoBox) -> DaySlices:
 
 
 def _solar_day_groups(
-    items: Iterable[pystac.Item], geobox: GeoBox, slices: DaySlices | None = None
+    items: Iterable[pystac.Item], geobox: GeoBox, days: DaySlices | None = None
 ) -> dict[date, tuple[int, np.datetime64]]:
     """Solar day -> (DN offset, earliest nominal time) of each time slice (:func:`solar_day_slices`).
 
     odc-stac stamps each time slice with the earliest item time of its group (UTC,
-    timezone-naive). ``slices``: the items' :func:`solar_day_slices` when the caller has them.
+    timezone-naive). ``days``: the items' :func:`solar_day_slices` when the caller has them.
 
     Raises:
         CubeError: When items of one solar day have processing baselines with different offsets.
@@ -145,7 +145,7 @@ def _solar_day_groups(
     """
     out: dict[date, tuple[int, np.datetime64]] = {}
     lon = _geobox_mid_lon(geobox)
-    for group in solar_day_slices(list(items), geobox) if slices is None else slices:
+    for group in solar_day_slices(list(items), geobox) if days is None else days:
         (first, first_parsed), *rest = group
         offset = dn_offset(first.properties.get("s2:processing_baseline"))
         for item, _ in rest:
@@ -161,21 +161,21 @@ def _solar_day_groups(
 
 
 def solar_day_offsets(
-    items: Iterable[pystac.Item], geobox: GeoBox, *, slices: DaySlices | None = None
+    items: Iterable[pystac.Item], geobox: GeoBox, *, days: DaySlices | None = None
 ) -> dict[date, int]:
     """DN offset (0 or 1000) of each solar day, in time-slice order.
 
     Args:
         items: Sentinel-2 items.
         geobox: The output grid (its centre's longitude dates the items).
-        slices: The items' :func:`solar_day_slices`, when the caller has them (parsing items is
+        days: The items' :func:`solar_day_slices`, when the caller has them (parsing items is
             most of the cost).
 
     Raises:
         CubeError: When items of one solar day have processing baselines with different offsets.
 
     """
-    return {day: offset for day, (offset, _) in _solar_day_groups(items, geobox, slices).items()}
+    return {day: offset for day, (offset, _) in _solar_day_groups(items, geobox, days).items()}
 
 
 def slice_offsets(ds: xr.Dataset, items: Sequence[pystac.Item]) -> list[int]:
