@@ -20,8 +20,9 @@ headline pair, the same pixels laid out as Planetary Computer serves them
 tiles and one of the next UTM zone, a swath edge, GLO-30 DEM tiles in EPSG:4326), one and four
 acquisitions, about the same area.
 For each it times the data path ``repeats`` times (best of; the scenes in turn, round by round,
-so all see the same machine state: :func:`measure_scenes`) and, in as many separate runs
-under cProfile (the fastest one kept), splits the time into stages (:data:`STAGES`):
+so all see the same machine state, each timed run after one of the same scene:
+:func:`measure_scenes`) and, in as many separate runs with the stages' functions timed (the
+fastest one kept, :func:`stage_split`), splits the time into stages (:data:`STAGES`):
 ``read_decode`` (GDAL opening, reading and decoding COG tiles, also the tiles our reprojection
 reads), ``warp`` (the assets that need one: GDAL's warp, or our reprojection,
 :mod:`pipeline.cube.reproject`, less its decoding), ``upsample`` (the native-grid bilinear
@@ -34,7 +35,7 @@ scheduling, halo exchange, xarray). Figures:
 
 * ``chips_per_s_per_core``: chips / CPU seconds of the timed run (process CPU time, which a
   loaded machine inflates less than wall time; wall time is recorded too);
-* ``split_s`` and ``split_fraction``: seconds and fractions per stage from the profiled run;
+* ``split_s`` and ``split_fraction``: seconds and fractions per stage from the stage-timed run;
 * ``decode_fraction``: the read/decode stage's fraction (target >= 0.5);
 * ``loadavg_1m``: the machine's load while it ran (this is a shared 2-core box).
 
@@ -46,17 +47,17 @@ decode >= 50 %.
 from __future__ import annotations
 
 import argparse
-import cProfile
+import contextlib
 import datetime as dt
 import functools
+import importlib
 import json
 import os
-import pstats
 import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -65,20 +66,20 @@ if TYPE_CHECKING:
     from bench.scene import BenchScene
     from pipeline.demo.pc_scene import PCScene
 
-#: Stages of the cost split, each the cumulative time of the functions named (qualified by file
-#: suffix) in a cProfile run; time in none of them (graph building, scheduling, copies) is "other".
-STAGES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
-    "read_decode": (("odc/loader/_rio.py", "_do_read"), ("pipeline/cube/direct.py", "_read_into"),
-                    ("pipeline/cube/direct.py", "_warp_tiles"), ("pipeline/cube/direct.py", "decode_window")),
-    "warp": (("rasterio/warp.py", "reproject"), ("pipeline/cube/direct.py", "_reproject")),
-    "upsample": (("pipeline/cube/upsample.py", "upsample_bilinear"),),
-    "read_other": (("odc/loader/_builder.py", "_dask_loader_tyx"), ("pipeline/cube/direct.py", "read")),
-    "mask": (("pipeline/cube/s2.py", "clear_block"), ("pipeline/cube.py", "_dilate_block")),
-    "composite": (("pipeline/cube/s2.py", "composite_block"), ("pipeline/cube.py", "_nanmedian_last_axis")),
-    "dem": (("pipeline/cube/dem.py", "fill_seams"), ("pipeline/cube/dem.py", "resample_block"),
-            ("pipeline/cube.py", "_fill_nan_block"), ("pipeline/cube.py", "_resample_bilinear")),
-    "slope": (("pipeline/cube/dem.py", "slope_block"), ("pipeline/cube.py", "_slope_block")),
-    "stack": (("pipeline/cube/fused.py", "cube_block"),),
+#: Stages of the cost split, each the time inside the functions named (``module:attribute``; a
+#: stage's function called inside another stage's counts for the inner one); time in none of them
+#: (search, building the graph, Dask's scheduling, copies) is "other".
+STAGES: Final[dict[str, tuple[str, ...]]] = {
+    "read_decode": ("odc.loader._rio:_do_read", "pipeline.cube.direct:BandReads._read_into",
+                    "pipeline.cube.direct:BandReads._warp_tiles", "pipeline.cube.direct:decode_window"),
+    "warp": ("rasterio.warp:reproject", "pipeline.cube.direct:BandReads._reproject"),
+    "upsample": ("pipeline.cube.upsample:upsample_bilinear",),
+    "read_other": ("odc.loader._builder:_dask_loader_tyx", "pipeline.cube.direct:BandReads.read"),
+    "mask": ("pipeline.cube.s2:clear_block",),
+    "composite": ("pipeline.cube.s2:composite_block",),
+    "dem": ("pipeline.cube.dem:fill_seams", "pipeline.cube.dem:resample_block"),
+    "slope": ("pipeline.cube.dem:slope_block",),
+    "stack": ("pipeline.cube.fused:cube_block",),
 }  # fmt: skip
 TARGETS: Final[dict[str, float]] = {
     "one": 300.0, "four": 100.0, "native": 250.0, "native_four": 80.0, "native_over_ten": 0.8,
@@ -92,7 +93,7 @@ CHIP: Final[int] = 128
 
 @dataclass(frozen=True)
 class DataPathRun:
-    """One scene's data path, timed and profiled.
+    """One scene's data path, timed and split into stages.
 
     Attributes:
         scene: Scene name.
@@ -105,7 +106,7 @@ class DataPathRun:
         system_s: The part of ``cpu_s`` spent in the kernel (page faults, and with transparent
             huge pages their compaction, I/O calls).
         chips_per_s_per_core: ``chips / cpu_s``.
-        split_s: Seconds per stage in the profiled run (plus ``other``).
+        split_s: Seconds per stage in the stage-timed run (plus ``other``).
         loadavg_1m: 1-minute load average after the runs.
         odc_stac_cpu_s: Best process CPU time of the same data path with every read through
             odc-stac (``build_cube(direct_reads=False)``), timed in turn with ``cpu_s``.
@@ -131,7 +132,7 @@ class DataPathRun:
 
     @property
     def split_fraction(self) -> dict[str, float]:
-        """Fraction of the profiled time per stage."""
+        """Fraction of the stage-timed run's time per stage."""
         total = sum(self.split_s.values()) or 1.0
         return {k: v / total for k, v in self.split_s.items()}
 
@@ -223,60 +224,73 @@ def _scene_inputs(
     return run_once
 
 
-def _stage_of(filename: str, func: str) -> str | None:
-    for stage, roots in STAGES.items():
-        if any(filename.endswith(suffix) and func == name for suffix, name in roots):
-            return stage
-    return None
+def _resolve(spec: str) -> tuple[Any, str, Any]:
+    """``(owner, name, function)`` of a ``module:attribute`` stage function (a class's method too)."""
+    module, _, path = spec.partition(":")
+    owner: Any = importlib.import_module(module)
+    *outer, name = path.split(".")
+    for part in outer:
+        owner = getattr(owner, part)
+    return owner, name, getattr(owner, name)
 
 
-def profile_split(run: Callable[[], Any]) -> tuple[dict[str, float], pstats.Stats]:
-    """Run ``run`` under cProfile; seconds per stage, the innermost stage function winning.
+@contextlib.contextmanager
+def timed_stages() -> Iterator[dict[str, float]]:
+    """Time spent in each stage's functions (:data:`STAGES`) while the block runs, in seconds.
 
-    A stage's time is the cumulative time of its functions less the time they spend inside
-    other stage functions (so a warp inside a read counts as warp, not read). Calls between
-    stage functions are found through any non-stage functions in between (decorators such as
-    rasterio's environment wrapper, odc-stac's loader internals), apportioning a shared
-    intermediate's time to its callers in proportion.
+    Every stage function is replaced, wherever this process refers to it (its own module, the
+    modules that imported it by name, its class), by a wrapper adding its time to its stage,
+    less the time of the stage functions it calls (the innermost stage wins: a decode inside a
+    warp counts as decode); all are put back afterwards. A wrapper costs about a microsecond a
+    call and a data path makes a few thousand of them, where cProfile, which this replaced,
+    charged every Python call (~240,000 per PC-shaped run, ~0.07 s of 0.6) and so inflated the
+    Python-heavy stage, "other", against the decoding. Single-threaded runs only (the bench runs
+    Dask's synchronous scheduler).
     """
-    prof = cProfile.Profile()
-    prof.enable()
-    run()
-    prof.disable()
-    stats = pstats.Stats(prof)
-    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    total = sum(tt for (_, _, tt, _, _) in raw.values())
-    memo: dict[Any, dict[str, float]] = {}
-
-    def outer(key: Any, depth: int = 0) -> dict[str, float]:
-        """Fraction of ``key``'s time spent under each stage (nearest stage ancestor)."""
-        if key in memo:
-            return memo[key]
-        memo[key] = {}  # cycles and deep chains count as no stage
-        callers = raw[key][4] if key in raw else {}
-        edges = {c: v[3] for c, v in callers.items() if c != key}
-        whole = sum(edges.values())
-        share: dict[str, float] = {}
-        if whole > 0 and depth < 40:
-            for c, t in edges.items():
-                stage = _stage_of(c[0], c[2])
-                parts = {stage: 1.0} if stage is not None else outer(c, depth + 1)
-                for k, f in parts.items():
-                    share[k] = share.get(k, 0.0) + f * t / whole
-        memo[key] = share
-        return share
-
     split = dict.fromkeys(STAGES, 0.0)
-    for key, (_cc, _nc, _tt, ct, _callers) in raw.items():
-        stage = _stage_of(key[0], key[2])
-        if stage is None:
-            continue
-        split[stage] += ct
-        for outer_stage, fraction in outer(key).items():
-            split[outer_stage] -= fraction * ct
-    split = {k: max(v, 0.0) for k, v in split.items()}
-    split["other"] = max(total - sum(split.values()), 0.0)
-    return split, stats
+    inner: list[float] = []  # per open stage call, the time of the stage calls inside it
+
+    def wrap(stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            inner.append(0.0)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - t0
+                split[stage] += spent - inner.pop()
+                if inner:
+                    inner[-1] += spent
+
+        return timed
+
+    patched: list[tuple[Any, str, Any]] = []
+    try:
+        for stage, specs in STAGES.items():
+            for spec in specs:
+                owner, name, fn = _resolve(spec)
+                wrapper = wrap(stage, fn)
+                holders = [owner] + [m for m in list(sys.modules.values())
+                                     if m is not owner and getattr(m, name, None) is fn]  # fmt: skip
+                for holder in holders:
+                    patched.append((holder, name, fn))
+                    setattr(holder, name, wrapper)
+        yield split
+    finally:
+        for holder, name, fn in reversed(patched):
+            setattr(holder, name, fn)
+
+
+def stage_split(run: Callable[[], Any]) -> dict[str, float]:
+    """Run ``run`` once with :func:`timed_stages`; seconds per stage, and the rest as ``other``."""
+    with timed_stages() as split:
+        t0 = time.perf_counter()
+        run()
+        total = time.perf_counter() - t0
+    out = {k: max(v, 0.0) for k, v in split.items()}
+    out["other"] = max(total - sum(out.values()), 0.0)
+    return out
 
 
 @dataclass(frozen=True)
@@ -304,7 +318,7 @@ def _system_s() -> float:
 
 
 def measure_scenes(specs: list[SceneSpec], *, chunk: int = 2048, repeats: int = 3) -> dict[str, DataPathRun]:
-    """Time (best of ``repeats``) and profile the data path of several scenes, interleaved.
+    """Time (best of ``repeats``) and split the data path of several scenes, interleaved.
 
     Round ``r`` runs every scene with direct reads twice, timing the second, and once with every
     read through odc-stac before round ``r + 1`` starts, so every scene (and both readers) sees
@@ -337,10 +351,11 @@ def measure_scenes(specs: list[SceneSpec], *, chunk: int = 2048, repeats: int = 
             best_odc[name] = min(best_odc[name], time.process_time() - c0)
     out = {}
     for spec in specs:
-        # The split of the fastest of ``repeats`` profiled runs: one profiled run on a shared VM
-        # moved the decode share by +-10 points from run to run.
+        # The split of the fastest of ``repeats`` timed-stage runs (each after one of the scene's
+        # own): one split on a shared VM moved the decode share by +-10 points from run to run.
         job = functools.partial(runners[spec.name], chunk)
-        splits = [profile_split(job)[0] for _ in range(repeats)]
+        job()  # after a run of its own, as the timed runs
+        splits = [stage_split(job) for _ in range(repeats)]
         split = min(splits, key=lambda d: sum(d.values()))
         shape = shapes[spec.name]
         chips = shape[0] * shape[1] / CHIP**2
@@ -402,7 +417,7 @@ def measure_data_path(
     Args:
         work: Scratch directory (scenes are written there, reused when present).
         quick: Small scenes (one demo scene, 1 repeat): a smoke test of the code, not a figure.
-        repeats: Timed (and profiled) runs per scene; default 5 (1 with ``quick``).
+        repeats: Timed (and stage-timed) runs per scene; default 5 (1 with ``quick``).
         native: Also the Planetary-Computer-shaped scenes (the headline figures).
         order: The scenes' order within a round (names of :data:`SCENE_ORDER`).
     """

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 
-from bench.data_path import STAGES, measure_data_path, profile_split
+from bench import data_path
+from bench.data_path import STAGES, measure_data_path, stage_split, timed_stages
 from bench.scene import MULTI_BASELINES, build_multi_scene
 
 
@@ -36,10 +38,45 @@ def test_quick_figure_has_rates_a_split_and_verdicts(tmp_path: Path) -> None:
     assert set(out["native_over_ten"]) == {"one", "four"}
 
 
-def test_profile_split_puts_time_outside_stage_functions_in_other() -> None:
-    split, _ = profile_split(lambda: sum(range(10_000)))
+def test_stage_split_puts_time_outside_stage_functions_in_other() -> None:
+    split = stage_split(lambda: sum(range(10_000)))
     assert all(v >= 0 for v in split.values())
     assert split["other"] > 0 and sum(v for k, v in split.items() if k != "other") == 0
+
+
+def _outer_stage() -> None:
+    time.sleep(0.01)
+    _inner_stage()
+
+
+def _inner_stage() -> None:
+    time.sleep(0.1)
+
+
+def test_a_stage_inside_another_counts_for_the_inner_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    stages = {"stack": (f"{__name__}:_outer_stage",), "composite": (f"{__name__}:_inner_stage",)}
+    monkeypatch.setattr(data_path, "STAGES", stages)
+    split = stage_split(lambda: _outer_stage())  # looked up when called: the timed one
+    assert split["composite"] >= 0.1
+    assert 0.01 <= split["stack"] < 0.1  # its own sleep, not the inner stage's too
+    assert split["other"] < 0.05
+
+
+def test_stage_functions_are_timed_where_they_are_imported_and_put_back() -> None:
+    """``fused`` imported ``composite_block`` by name: its calls there count, and both come back."""
+    import pipeline.cube.fused as fused
+    import pipeline.cube.s2 as s2
+
+    original = (fused.cube_block, s2.composite_block, fused.composite_block)
+    dn = np.random.default_rng(0).integers(1, 5000, (3, 400, 400), dtype=np.uint16)
+    clear = np.ones(dn.shape, dtype=bool)
+    out = np.empty((400, 400), dtype=np.float32)
+    with timed_stages() as split:
+        assert fused.composite_block is not original[2] and s2.composite_block is not original[1]
+        for _ in range(10):
+            fused.composite_block(dn, clear, (0, 0, 0), out)
+    assert (fused.cube_block, s2.composite_block, fused.composite_block) == original
+    assert split["composite"] > 0 and split["stack"] == 0
 
 
 def test_multi_scene_acquisitions_differ_as_described(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ and where the next zone is reprojected within the bound its transformer's error 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -333,14 +334,8 @@ class BandReads:
                   (cols[0] + where[1].start, cols[0] + where[1].stop))  # fmt: skip
         needed = dst == S2_NODATA if fill else None
         lattice = cached_lattice(self.plan, grid, self.geobox, *region)
-
-        def decode_window(a: int, b: int, c: int, d: int) -> np.ndarray:
-            window = src.read(1, window=Window(c, a, d - c, b - a))
-            _nodata_to_zero(src, window)
-            return window
-
-        reproject_into(dst, grid, self.geobox, *region, decode_window, needed=needed, nearest=self.nearest,
-                       lattice=lattice)  # fmt: skip
+        reproject_into(dst, grid, self.geobox, *region, functools.partial(decode_window, src), needed=needed,
+                       nearest=self.nearest, lattice=lattice)  # fmt: skip
 
     def _warp_tiles(
         self, src: rasterio.io.DatasetReader, href: str, dst: np.ndarray, rows: tuple[int, int],
@@ -381,6 +376,13 @@ class BandReads:
                     with rio_env(VSI_CACHE=False):
                         _do_read(rasterio.band(src, 1), cfg, box, rr, dst=tile)
                 dst[ra - r0 : rb - r0, ca - c0 : cb - c0] = tile[ra - tr : rb - tr, ca - tc : cb - tc]
+
+
+def decode_window(src: rasterio.io.DatasetReader, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    """Source rows ``[r0, r1)`` and columns ``[c0, c1)`` of band 1, the file's nodata as 0."""
+    window = src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+    _nodata_to_zero(src, window)
+    return window
 
 
 def _source_grid(src: rasterio.io.DatasetReader) -> SourceGrid | None:
