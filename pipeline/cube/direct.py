@@ -332,10 +332,11 @@ class BandReads:
         """
         region = ((rows[0] + where[0].start, rows[0] + where[0].stop),
                   (cols[0] + where[1].start, cols[0] + where[1].stop))  # fmt: skip
-        needed = dst == S2_NODATA if fill else None
         lattice = cached_lattice(self.plan, grid, self.geobox, *region)
-        reproject_into(dst, grid, self.geobox, *region, functools.partial(decode_window, src), needed=needed,
-                       nearest=self.nearest, lattice=lattice)  # fmt: skip
+        read = functools.partial(decode_window, src)
+        reproject_into(
+            dst, grid, self.geobox, *region, read, only_empty=fill, nearest=self.nearest, lattice=lattice
+        )
 
     def _warp_tiles(
         self, src: rasterio.io.DatasetReader, href: str, dst: np.ndarray, rows: tuple[int, int],

@@ -56,8 +56,8 @@ def _coord(across: np.ndarray, lr: int, f0: float, f1: float, j: int) -> float: 
 @numba.njit(cache=True, nogil=True)
 def reproject_bilinear(
     across_r: np.ndarray, across_c: np.ndarray, left_r: np.ndarray, fr0: np.ndarray, fr1: np.ndarray,
-    r0: int, r1: int, c0: int, c1: int, needed: np.ndarray, window: np.ndarray, win_r0: int,
-    win_c0: int, height: int, width: int, out: np.ndarray,
+    r0: int, r1: int, c0: int, c1: int, needed: np.ndarray, empty_only: bool, window: np.ndarray,
+    win_r0: int, win_c0: int, height: int, width: int, out: np.ndarray,
 ) -> int:  # pragma: no cover  # fmt: skip
     """GDAL's 4-sample bilinear warp of ``window`` into ``out`` at lattice rows/cols ``[r0, r1) x [c0, c1)``.
 
@@ -72,6 +72,8 @@ def reproject_bilinear(
         c0: First local column.
         c1: One past the last.
         needed: ``(r1 - r0, c1 - c0)`` booleans: only these pixels are computed (the others kept).
+        empty_only: Compute the pixels of ``out`` that hold 0 (no data) instead of ``needed``'s
+            (what earlier items of the day left empty; ``needed`` is then not read).
         window: Source pixels (uint16, 0 no data) from row ``win_r0`` and column ``win_c0`` of
             the source raster; it holds every tap inside the raster (taps past the raster's edge
             take the edge pixel, which is GDAL's drop-and-renormalise for a product of weights).
@@ -107,9 +109,9 @@ def reproject_bilinear(
             row_c[j] = ac0[j] * f0 + ac1[j] * f1
             tap_r[j] = math.floor(row_r[j] - 0.5)
             tap_c[j] = math.floor(row_c[j] - 0.5)
-        need, dst = needed[i], out[i]
+        need, dst = needed[0 if empty_only else i], out[i]
         for j in range(n):
-            if not need[j]:
+            if (dst[j] != 0) if empty_only else (not need[j]):
                 continue
             sr, sc = row_r[j], row_c[j]
             if not (sr >= 0 and sc >= 0):
@@ -152,8 +154,8 @@ def reproject_bilinear(
 @numba.njit(cache=True, nogil=True)
 def reproject_nearest(
     across_r: np.ndarray, across_c: np.ndarray, left_r: np.ndarray, fr0: np.ndarray, fr1: np.ndarray,
-    r0: int, r1: int, c0: int, c1: int, needed: np.ndarray, window: np.ndarray, win_r0: int,
-    win_c0: int, height: int, width: int, out: np.ndarray,
+    r0: int, r1: int, c0: int, c1: int, needed: np.ndarray, empty_only: bool, window: np.ndarray,
+    win_r0: int, win_c0: int, height: int, width: int, out: np.ndarray,
 ) -> int:  # pragma: no cover  # fmt: skip
     """GDAL's nearest-neighbour warp (the source pixel holding the centre, unless no data).
 
@@ -164,7 +166,7 @@ def reproject_nearest(
         li = r0 + i
         lr, f0, f1 = left_r[li], fr0[li], fr1[li]
         for j in range(c1 - c0):
-            if not needed[i, j]:
+            if (out[i, j] != 0) if empty_only else (not needed[i, j]):
                 continue
             sr = _coord(across_r, lr, f0, f1, c0 + j)
             sc = _coord(across_c, lr, f0, f1, c0 + j)
