@@ -317,7 +317,9 @@ def _system_s() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_stime
 
 
-def measure_scenes(specs: list[SceneSpec], *, chunk: int = 2048, repeats: int = 3) -> dict[str, DataPathRun]:
+def measure_scenes(
+    specs: list[SceneSpec], *, chunk: int = 2048, repeats: int = 3, settle: bool = True
+) -> dict[str, DataPathRun]:
     """Time (best of ``repeats``) and split the data path of several scenes, interleaved.
 
     Round ``r`` runs every scene with direct reads twice, timing the second, and once with every
@@ -329,7 +331,8 @@ def measure_scenes(specs: list[SceneSpec], *, chunk: int = 2048, repeats: int = 
     faulting in (and compacting into huge pages) the difference: the four-date PC scene right
     after the one-date one spent 0.3-0.5 s of ~2.7 s in the kernel, after the four-date all-10 m
     scene 0.07-0.12 s (``getrusage``), so its figure moved by ~20 % with the order of the scenes.
-    A sweep's blocks follow blocks of the same scene, so the timed run follows one of its own.
+    A sweep's blocks follow blocks of the same scene, so the timed run follows one of its own
+    (``settle=False``: it follows the previous scene's runs, as before; for comparison).
     """
     runners = {s.name: _scene_inputs(s.catalog, s.bbox, s.window) for s in specs}
     for run_once in runners.values():
@@ -340,7 +343,8 @@ def measure_scenes(specs: list[SceneSpec], *, chunk: int = 2048, repeats: int = 
     shapes: dict[str, tuple[int, int]] = {}
     for _ in range(repeats):
         for name, run_once in runners.items():
-            run_once(chunk)  # the memory state of the scene's own previous block
+            if settle:
+                run_once(chunk)  # the memory state of the scene's own previous block
             w0, c0, s0 = time.perf_counter(), time.process_time(), _system_s()
             shape_out = run_once(chunk)
             wall, cpu, system = time.perf_counter() - w0, time.process_time() - c0, _system_s() - s0
@@ -354,7 +358,8 @@ def measure_scenes(specs: list[SceneSpec], *, chunk: int = 2048, repeats: int = 
         # The split of the fastest of ``repeats`` timed-stage runs (each after one of the scene's
         # own): one split on a shared VM moved the decode share by +-10 points from run to run.
         job = functools.partial(runners[spec.name], chunk)
-        job()  # after a run of its own, as the timed runs
+        if settle:
+            job()  # after a run of its own, as the timed runs
         splits = [stage_split(job) for _ in range(repeats)]
         split = min(splits, key=lambda d: sum(d.values()))
         shape = shapes[spec.name]
@@ -410,7 +415,7 @@ SCENE_ORDER: Final[tuple[str, ...]] = ("one", "four", "native", "native_four")
 
 def measure_data_path(
     work: Path, *, quick: bool = False, repeats: int | None = None, native: bool = True,
-    order: tuple[str, ...] = SCENE_ORDER,
+    order: tuple[str, ...] = SCENE_ORDER, settle: bool = True,
 ) -> DataPathFigure:  # fmt: skip
     """Build the scenes in ``work`` and measure them.
 
@@ -420,6 +425,7 @@ def measure_data_path(
         repeats: Timed (and stage-timed) runs per scene; default 5 (1 with ``quick``).
         native: Also the Planetary-Computer-shaped scenes (the headline figures).
         order: The scenes' order within a round (names of :data:`SCENE_ORDER`).
+        settle: Each timed run follows an untimed run of the same scene (:func:`measure_scenes`).
     """
     from bench.scene import build_multi_scene, build_tiled_scene
 
@@ -436,7 +442,7 @@ def measure_data_path(
             pc = _cached_pc(work / f"dp-{key}-{size[0]}x{size[1]}", acq, size)
             specs.append(SceneSpec(key, pc.catalog, pc.bbox, acq, (pc.start, pc.end)))
     specs.sort(key=lambda spec: order.index(spec.name))
-    runs = measure_scenes(specs, repeats=n)
+    runs = measure_scenes(specs, repeats=n, settle=settle)
     return DataPathFigure(**runs)
 
 
@@ -475,19 +481,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-native", action="store_true", help="leave out the Planetary-Computer-shaped scenes")
     p.add_argument("--order", default=",".join(SCENE_ORDER),
                    help="the scenes' order within a round (default: %(default)s)")  # fmt: skip
+    p.add_argument("--no-settle", action="store_true",
+                   help="time each run right after the previous scene's, not one of its own")  # fmt: skip
     args = p.parse_args(argv)
     order = tuple(args.order.split(","))
     if sorted(order) != sorted(SCENE_ORDER):
         p.error(f"--order names each of {', '.join(SCENE_ORDER)} once")
+    measure = functools.partial(measure_data_path, quick=args.quick, repeats=args.repeats, order=order,
+                                native=not args.no_native, settle=not args.no_settle)  # fmt: skip
     if args.work_dir is not None:
         args.work_dir.mkdir(parents=True, exist_ok=True)
-        fig = measure_data_path(args.work_dir, quick=args.quick, repeats=args.repeats,
-                                native=not args.no_native, order=order)  # fmt: skip
+        fig = measure(args.work_dir)
     else:
         with tempfile.TemporaryDirectory(prefix="landslide-dp-") as tmp:
-            fig = measure_data_path(
-                Path(tmp), quick=args.quick, repeats=args.repeats, native=not args.no_native, order=order
-            )
+            fig = measure(Path(tmp))
     print(markdown(fig))
     print(json.dumps(fig.as_dict(), indent=1))
     if args.json is not None:

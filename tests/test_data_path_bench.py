@@ -99,3 +99,27 @@ def test_multi_scene_acquisitions_differ_as_described(tmp_path: Path) -> None:
     # Baseline 04.00 adds 1000 DN; the jitter keeps the rest within a few percent.
     delta = b04[2][clear] - b04[0][clear]
     assert 900 < np.median(delta) < 1100
+
+
+@pytest.mark.parametrize("settle", [True, False])
+def test_each_timed_run_follows_a_run_of_its_own_scene(monkeypatch: pytest.MonkeyPatch, settle: bool) -> None:
+    """With ``settle`` every timed direct run comes right after a direct run of the same scene."""
+    calls: list[tuple[str, bool]] = []
+
+    def recorder(catalog: Path, bbox: object, window: object = None) -> object:
+        def run_once(chunk: int, direct_reads: bool = True) -> tuple[int, int, int]:
+            calls.append((catalog.name, direct_reads))
+            return (14, 8, 8)
+
+        return run_once
+
+    monkeypatch.setattr(data_path, "_scene_inputs", recorder)
+    specs = [data_path.SceneSpec(name, Path(name), (0, 0, 1, 1), 1) for name in ("a", "b")]
+    runs = data_path.measure_scenes(specs, chunk=8, repeats=2, settle=settle)
+    assert set(runs) == {"a", "b"} and runs["a"].shape == (8, 8)
+    warm, rounds = calls[:4], calls[4 : 4 + 2 * (3 if settle else 2) * 2]
+    assert warm == [("a", True), ("a", False), ("b", True), ("b", False)]
+    per_scene = [("a", True), ("a", True), ("a", False), ("b", True), ("b", True), ("b", False)]
+    if not settle:
+        per_scene = [("a", True), ("a", False), ("b", True), ("b", False)]
+    assert rounds == per_scene * 2
