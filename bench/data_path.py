@@ -241,11 +241,11 @@ def timed_stages() -> Iterator[dict[str, float]]:
     Every stage function is replaced, wherever this process refers to it (its own module, the
     modules that imported it by name, its class), by a wrapper adding its time to its stage,
     less the time of the stage functions it calls (the innermost stage wins: a decode inside a
-    warp counts as decode); all are put back afterwards. A wrapper costs about a microsecond a
-    call and a data path makes a few thousand of them, where cProfile, which this replaced,
-    charged every Python call (~240,000 per PC-shaped run, ~0.07 s of 0.6) and so inflated the
-    Python-heavy stage, "other", against the decoding. Single-threaded runs only (the bench runs
-    Dask's synchronous scheduler).
+    warp counts as decode); all are put back afterwards. A data path makes a few thousand calls
+    of these functions, where cProfile, which this replaced, charged every Python call (by a
+    hand count ~240,000 per PC-shaped run, most of them building the graph and scheduling it) and
+    so inflated the Python-heavy stage, "other", against the decoding. Single-threaded runs only
+    (the bench runs Dask's synchronous scheduler).
     """
     split = dict.fromkeys(STAGES, 0.0)
     inner: list[float] = []  # per open stage call, the time of the stage calls inside it
