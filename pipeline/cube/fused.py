@@ -229,12 +229,10 @@ def build_cube(
 
     # Direct reads are the same for every block: one function holding them all, its tasks keyed
     # by the block (a plain argument list would be walked and tokenized asset by asset per block).
-    reads = functools.partial(cube_block, clear[0][0], *bands, grid=grid)
-    shared = (
-        delayed(reads, name=f"cube-{token}", pure=True)
-        if all(isinstance(b, BandReads | ClearReads) for b in (clear[0][0], *bands))
-        else None
-    )
+    shared = None
+    if all(isinstance(b, BandReads | ClearReads) for b in (clear[0][0], *bands)):
+        reads = functools.partial(cube_block, clear[0][0], *bands, grid=grid)
+        shared = delayed(reads, name=f"cube-{token}", pure=True)
 
     def block_task(i: int, j: int, r: tuple[int, int], c: tuple[int, int]) -> Any:
         """The task of block ``(i, j)`` (output rows ``r``, columns ``c``)."""

@@ -18,7 +18,6 @@ it is still in the cache.
 
 from __future__ import annotations
 
-import resource
 import threading
 import time
 from collections import OrderedDict
@@ -28,6 +27,11 @@ from typing import Final
 
 import rasterio
 from rasterio.io import DatasetReader
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - not POSIX
+    resource = None  # type: ignore[assignment]
 
 #: Files a thread keeps open at most (fewer where the process may open few files: :func:`max_open`).
 MAX_OPEN: Final[int] = 256
@@ -75,10 +79,9 @@ def max_open() -> int:
     A 1024-descriptor limit (a common default) leaves 64 per thread, so sixteen threads keeping
     their files still leave the process room for its sockets and other files.
     """
-    try:
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+    if resource is None:  # pragma: no cover - not POSIX
         return min(MAX_OPEN, 64)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return MAX_OPEN
     return max(1, min(MAX_OPEN, soft // FD_SHARE))
