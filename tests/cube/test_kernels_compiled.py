@@ -3,7 +3,8 @@
 The resampling kernels are checked elsewhere against their references (GDAL's warp in
 tests/cube/test_reproject.py, the exact integer rule and ``map_coordinates`` in
 tests/test_cube_kernels.py); here: that the reprojection computes each pixel's coordinates
-exactly as :meth:`AnchoredLattice.strip` does, and the small helpers of the fuse and the mask.
+exactly as :meth:`AnchoredLattice.strip` does and, without no data, GDAL's 4-sample rule on
+them bit for bit, and the small helpers of the fuse and the mask.
 """
 
 from __future__ import annotations
@@ -42,6 +43,40 @@ def test_reprojection_takes_the_pixel_the_lattice_coordinates_name(res, origin, 
     inside = (sr >= 0) & (sc >= 0) & (ir < h) & (ic < w)
     expected = np.zeros(size, dtype=np.uint16)
     expected[inside] = src[ir[inside].astype(int), ic[inside].astype(int)]
+    assert np.array_equal(got, expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    res=st.sampled_from([10.0, 20.0, 60.0]),
+    origin=st.tuples(st.integers(0, 3000), st.integers(0, 3000)),
+    size=st.tuples(st.integers(1, 70), st.integers(1, 90)),
+    seed=st.integers(0, 2**16),
+)
+def test_bilinear_reprojection_is_gdals_four_sample_rule_in_numpy(res, origin, size, seed) -> None:
+    """Without no data, bit for bit the 4-sample rule on the numpy lattice's coordinates: rows whose
+    taps all lie inside the raster (the compiled loop's branch-free path) and rows at its edges."""
+    h, w = 60, 80
+    src = np.random.default_rng(seed).integers(1, 65535, (h, w)).astype(np.uint16)
+    grid = SourceGrid("EPSG:32655", (res, 0.0, 263_000.0, 0.0, -res, 4_768_000.0), (h, w))
+    box = GeoBox(size, Affine(10.0, 0.0, 752_000.0 + origin[1], 0.0, -10.0, 4_768_000.0 - origin[0]),
+                 "EPSG:32654")  # fmt: skip
+    rows, cols = (0, size[0]), (0, size[1])
+    got = np.zeros(size, dtype=np.uint16)
+    reproject_into(got, grid, box, rows, cols, lambda a, b, c, d: src[a:b, c:d])
+    sr, sc = AnchoredLattice.of(grid.crs, grid.transform, box, rows, cols, 16).strip(0, size[0])
+    iy, ix = np.floor(sr - 0.5), np.floor(sc - 0.5)
+    ry, rx = 1.5 - (sr - iy), 1.5 - (sc - ix)
+    qy, qx = 1.0 - ry, 1.0 - rx
+    inside = (sr >= 0) & (sc >= 0) & (np.floor(sr + 1e-10) < h) & (np.floor(sc + 1e-10) < w)
+    ya, yb = np.clip(iy, 0, h - 1).astype(int), np.clip(iy + 1, 0, h - 1).astype(int)
+    xa, xb = np.clip(ix, 0, w - 1).astype(int), np.clip(ix + 1, 0, w - 1).astype(int)
+    v = [src[y, x].astype(np.float64) for y, x in ((ya, xa), (ya, xb), (yb, xa), (yb, xb))]
+    num = (rx * ry) * v[0]
+    num += (qx * ry) * v[1]  # GDAL's order: upper left, upper right, lower left, lower right
+    num += (rx * qy) * v[2]
+    num += (qx * qy) * v[3]
+    expected = np.where(inside, np.floor(num + 0.5), 0).astype(np.uint16)
     assert np.array_equal(got, expected)
 
 
