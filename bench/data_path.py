@@ -103,8 +103,8 @@ class DataPathRun:
         chips: Output pixels / 128**2.
         wall_s: Best wall time of the timed runs.
         cpu_s: Process CPU time of that run.
-        system_s: The part of ``cpu_s`` spent in the kernel (page faults, and with transparent
-            huge pages their compaction, I/O calls).
+        system_s: The part of ``cpu_s`` spent in the kernel (page faults of fresh memory, with
+            transparent huge pages 2 MB zeroed each; I/O calls).
         chips_per_s_per_core: ``chips / cpu_s``.
         split_s: Seconds per stage in the stage-timed run (plus ``other``).
         loadavg_1m: 1-minute load average after the runs.
@@ -328,10 +328,10 @@ def measure_scenes(
     measured 20 % slower for a while (transparent huge pages being compacted: the system time of
     the slow runs was 5x), which a scene measured in its own block of time took as its figure.
     Within a round, a run that needs more memory than the run before it pays the kernel for
-    faulting in (and compacting into huge pages) the difference: the four-date PC scene right
-    after the one-date one spent 0.3-0.5 s of ~2.7 s in the kernel, after the four-date all-10 m
-    scene 0.07-0.12 s (``getrusage``), so its figure moved by ~20 % with the order of the scenes.
-    A sweep's blocks follow blocks of the same scene, so the timed run follows one of its own
+    faulting in the difference (by hand with ``getrusage``, session 7's code: the four-date PC
+    scene spent several times more kernel time right after the one-date one than after the
+    four-date all-10 m scene, and its figure moved with the order of the scenes). A sweep's
+    blocks follow blocks of the same scene, so the timed run follows one of its own
     (``settle=False``: it follows the previous scene's runs, as before; for comparison).
     """
     runners = {s.name: _scene_inputs(s.catalog, s.bbox, s.window) for s in specs}

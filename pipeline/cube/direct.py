@@ -274,7 +274,7 @@ class BandReads:
                 )  # needs a warp, or the file's grid is not what its metadata said
                 grid = _source_grid(src) if warp else None
                 if grid is not None and supported(grid, self.geobox):
-                    self._reproject(src, grid, dst, rows, cols, where, fill)
+                    self._reproject(src, grid, dst, rows, cols, where)
                     return
                 target = np.zeros(dst.shape, dtype=np.uint16) if fill else dst
                 if warp:
@@ -322,21 +322,19 @@ class BandReads:
 
     def _reproject(
         self, src: rasterio.io.DatasetReader, grid: SourceGrid, dst: np.ndarray, rows: tuple[int, int],
-        cols: tuple[int, int], where: tuple[slice, slice], fill: bool,
+        cols: tuple[int, int], where: tuple[slice, slice],
     ) -> None:  # fmt: skip
         """Resample ``src`` onto block slice ``where`` with :mod:`pipeline.cube.reproject`.
 
-        With ``fill`` only the pixels earlier assets of the day left at 0 are computed (and
-        written straight into ``dst``); the lattice is shared by every band on the same source
-        grid (:func:`cached_lattice`).
+        Only the pixels of ``dst`` still at 0 (all of a fresh block, what earlier assets of the
+        day left empty otherwise) are computed, straight into ``dst``; the lattice is shared by
+        every band on the same source grid (:func:`cached_lattice`).
         """
         region = ((rows[0] + where[0].start, rows[0] + where[0].stop),
                   (cols[0] + where[1].start, cols[0] + where[1].stop))  # fmt: skip
         lattice = cached_lattice(self.plan, grid, self.geobox, *region)
         read = functools.partial(decode_window, src)
-        reproject_into(
-            dst, grid, self.geobox, *region, read, only_empty=fill, nearest=self.nearest, lattice=lattice
-        )
+        reproject_into(dst, grid, self.geobox, *region, read, nearest=self.nearest, lattice=lattice)
 
     def _warp_tiles(
         self, src: rasterio.io.DatasetReader, href: str, dst: np.ndarray, rows: tuple[int, int],

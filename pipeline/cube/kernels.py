@@ -56,8 +56,8 @@ def _coord(across: np.ndarray, lr: int, f0: float, f1: float, j: int) -> float: 
 @numba.njit(cache=True, nogil=True)
 def reproject_bilinear(
     across_r: np.ndarray, across_c: np.ndarray, left_r: np.ndarray, fr0: np.ndarray, fr1: np.ndarray,
-    r0: int, r1: int, c0: int, c1: int, needed: np.ndarray, empty_only: bool, window: np.ndarray,
-    win_r0: int, win_c0: int, height: int, width: int, out: np.ndarray,
+    r0: int, r1: int, c0: int, c1: int, window: np.ndarray, win_r0: int, win_c0: int, height: int,
+    width: int, out: np.ndarray,
 ) -> int:  # pragma: no cover  # fmt: skip
     """GDAL's 4-sample bilinear warp of ``window`` into ``out`` at lattice rows/cols ``[r0, r1) x [c0, c1)``.
 
@@ -71,9 +71,6 @@ def reproject_bilinear(
         r1: One past the last.
         c0: First local column.
         c1: One past the last.
-        needed: ``(r1 - r0, c1 - c0)`` booleans: only these pixels are computed (the others kept).
-        empty_only: Compute the pixels of ``out`` that hold 0 (no data) instead of ``needed``'s
-            (what earlier items of the day left empty; ``needed`` is then not read).
         window: Source pixels (uint16, 0 no data) from row ``win_r0`` and column ``win_c0`` of
             the source raster; it holds every tap inside the raster (taps past the raster's edge
             take the edge pixel, which is GDAL's drop-and-renormalise for a product of weights).
@@ -81,7 +78,9 @@ def reproject_bilinear(
         win_c0: Source column of ``window[:, 0]``.
         height: Source raster rows.
         width: Source raster columns.
-        out: ``(r1 - r0, c1 - c0)`` uint16 destination; a pixel GDAL does not write keeps its value.
+        out: ``(r1 - r0, c1 - c0)`` uint16 destination: its pixels holding 0 (no data: what earlier
+            items of the day left empty) are computed, the others kept; a pixel GDAL does not
+            write keeps its value.
 
     Returns:
         Pixels written, or -1 when a tap falls outside ``window`` (nothing past it is read).
@@ -110,7 +109,7 @@ def reproject_bilinear(
             row_c[j] = ac0[j] * f0 + ac1[j] * f1
             tap_r[j] = math.floor(row_r[j] - 0.5)
             tap_c[j] = math.floor(row_c[j] - 0.5)
-        need, dst = needed[0 if empty_only else i], out[i]
+        dst = out[i]
         lo_y, hi_y, lo_x, hi_x = tap_r[0], tap_r[0], tap_c[0], tap_c[0]
         for j in range(n):
             lo_y, hi_y = min(lo_y, tap_r[j]), max(hi_y, tap_r[j])
@@ -130,12 +129,12 @@ def reproject_bilinear(
                 num += (qx * ry) * float(flat[at + 1])
                 num += (rx * qy) * float(flat[at + ww])
                 num += (qx * qy) * float(flat[at + ww + 1])
-                ok = (dst[j] == 0) if empty_only else need[j]
+                ok = dst[j] == 0
                 dst[j] = np.uint16(int(num + 0.5)) if ok else dst[j]
                 written += 1 if ok else 0
             continue
         for j in range(n):
-            if (dst[j] != 0) if empty_only else (not need[j]):
+            if dst[j] != 0:
                 continue
             sr, sc = row_r[j], row_c[j]
             if not (sr >= 0 and sc >= 0):
@@ -178,8 +177,8 @@ def reproject_bilinear(
 @numba.njit(cache=True, nogil=True)
 def reproject_nearest(
     across_r: np.ndarray, across_c: np.ndarray, left_r: np.ndarray, fr0: np.ndarray, fr1: np.ndarray,
-    r0: int, r1: int, c0: int, c1: int, needed: np.ndarray, empty_only: bool, window: np.ndarray,
-    win_r0: int, win_c0: int, height: int, width: int, out: np.ndarray,
+    r0: int, r1: int, c0: int, c1: int, window: np.ndarray, win_r0: int, win_c0: int, height: int,
+    width: int, out: np.ndarray,
 ) -> int:  # pragma: no cover  # fmt: skip
     """GDAL's nearest-neighbour warp (the source pixel holding the centre, unless no data).
 
@@ -190,7 +189,7 @@ def reproject_nearest(
         li = r0 + i
         lr, f0, f1 = left_r[li], fr0[li], fr1[li]
         for j in range(c1 - c0):
-            if (out[i, j] != 0) if empty_only else (not needed[i, j]):
+            if out[i, j] != 0:
                 continue
             sr = _coord(across_r, lr, f0, f1, c0 + j)
             sc = _coord(across_c, lr, f0, f1, c0 + j)

@@ -68,8 +68,6 @@ MIN_SCALE: Final[float] = 0.95
 #: Memory (bytes) of the lattices kept per thread: a 2048-px block's three grids (10, 20 and
 #: 60 m) at ~2 x 8 bytes per output pixel / 16 node rows.
 CACHE_BYTES: Final[int] = 64 * 2**20
-#: The kernels' ``needed`` when they compute the empty pixels of ``out`` (not read then).
-_NOT_READ: Final[np.ndarray] = np.ones((1, 1), dtype=np.bool_)
 
 
 @dataclass(frozen=True)
@@ -140,39 +138,30 @@ def _supported(grid: SourceGrid, out_crs: str, t: Affine) -> bool:
 
 def reproject_into(
     out: np.ndarray, grid: SourceGrid, out_box: GeoBox, rows: tuple[int, int], cols: tuple[int, int],
-    read: Callable[[int, int, int, int], np.ndarray], *, needed: np.ndarray | None = None,
-    only_empty: bool = False, nearest: bool = False, lattice: AnchoredLattice | None = None,
+    read: Callable[[int, int, int, int], np.ndarray], *, nearest: bool = False,
+    lattice: AnchoredLattice | None = None,
 ) -> int:  # fmt: skip
     """Resample a source raster onto output ``rows x cols`` with GDAL's rules, into ``out``.
 
     Args:
-        out: uint16 ``(h, w)`` destination of the window; only pixels GDAL writes are changed.
+        out: uint16 ``(h, w)`` destination of the window: its pixels holding 0 (no data; all of a
+            fresh window, what the day's earlier items left empty otherwise) are computed, the
+            others kept; a pixel GDAL does not write keeps its 0.
         grid: The source grid.
         out_box: The output grid (north-up; see :func:`supported`).
         rows: Output rows ``[start, stop)``.
         cols: Output columns ``[start, stop)``.
         read: Reads source rows ``[r0, r1)`` and columns ``[c0, c1)`` (uint16, 0 no data; always
             inside the raster); called at most once, for the window holding every tap.
-        needed: Optional boolean ``(h, w)``: the pixels to compute (the others are left as they are).
-        only_empty: Compute only the pixels of ``out`` that hold 0 (no data): what earlier items
-            of the day left empty (the same as ``needed=out == 0``, without the mask).
         nearest: Nearest neighbour (else bilinear).
         lattice: The lattice of the window (:func:`cached_lattice`; made here when None).
 
     Returns:
         Pixels written.
     """
-    h, w = rows[1] - rows[0], cols[1] - cols[0]
-    r0, r1, c0, c1 = 0, h, 0, w
-    if only_empty:
-        r0, r1, c0, c1 = kernels.empty_bounds(out)
-        if r0 == r1:
-            return 0
-    elif needed is not None:
-        any_r, any_c = np.flatnonzero(needed.any(axis=1)), np.flatnonzero(needed.any(axis=0))
-        if any_r.size == 0:
-            return 0
-        r0, r1, c0, c1 = int(any_r[0]), int(any_r[-1]) + 1, int(any_c[0]), int(any_c[-1]) + 1
+    r0, r1, c0, c1 = kernels.empty_bounds(out)  # the box of the pixels still to compute
+    if r0 == r1:
+        return 0
     if lattice is None:
         lattice = AnchoredLattice.of(grid.crs, grid.transform, out_box, rows, cols, LATTICE_STEP)
     height, width = grid.shape
@@ -183,17 +172,11 @@ def reproject_into(
     if wr0 >= wr1 or wc0 >= wc1:
         return 0
     window = read(wr0, wr1, wc0, wc1)
-    if only_empty:
-        mask = _NOT_READ  # the kernel reads out's zeros instead
-    elif needed is not None:
-        mask = needed[r0:r1, c0:c1]
-    else:
-        mask = np.ones((r1 - r0, c1 - c0), dtype=np.bool_)
     kernel = kernels.reproject_nearest if nearest else kernels.reproject_bilinear
     across_r, across_c = lattice.across
     written = int(kernel(
         across_r, across_c, lattice.left_r, lattice.fr0.ravel(), lattice.fr1.ravel(), r0, r1, c0, c1,
-        mask, only_empty, window, wr0, wc0, height, width, out[r0:r1, c0:c1],
+        window, wr0, wc0, height, width, out[r0:r1, c0:c1],
     ))  # fmt: skip
     if written < 0:
         raise AssertionError(f"a tap outside the source window {(wr0, wr1, wc0, wc1)}")

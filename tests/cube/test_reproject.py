@@ -276,11 +276,12 @@ def test_lattice_is_shared_within_one_plan_and_bounded_in_memory(monkeypatch: py
     nearest=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_only_needed_pixels_change_and_the_window_read_is_theirs(
+def test_only_empty_pixels_change_and_the_window_read_is_theirs(
     res, src_shape, out_shape, cut, nodata, nearest, seed
 ) -> None:
-    """Pixels not needed keep their value; needed ones equal the whole window's result; the read
-    window holds every tap (the compiled loop refuses a tap outside it) and lies inside the raster."""
+    """Pixels already holding a value keep it; empty (0) ones equal the whole window's result; the
+    read window holds every tap (the compiled loop refuses a tap outside it) and lies inside the
+    raster."""
     rng = np.random.default_rng(seed)
     src = rng.integers(1, 60000, src_shape).astype(np.uint16)
     src[rng.random(src_shape) < nodata] = 0
@@ -293,8 +294,8 @@ def test_only_needed_pixels_change_and_the_window_read_is_theirs(
     h, w = out_shape
     r0, c0 = int(cut[0] * (h - 1)), int(cut[1] * (w - 1))
     r1, c1 = r0 + 1 + int(cut[2] * (h - r0 - 1)), c0 + 1 + int(cut[3] * (w - c0 - 1))
-    needed = np.zeros(out_shape, dtype=bool)
-    needed[r0:r1, c0:c1] = rng.random((r1 - r0, c1 - c0)) < 0.7
+    empty = np.zeros(out_shape, dtype=bool)
+    empty[r0:r1, c0:c1] = rng.random((r1 - r0, c1 - c0)) < 0.7
     reads: list[tuple[int, int, int, int]] = []
 
     def read(a: int, b: int, c: int, d: int) -> np.ndarray:
@@ -302,40 +303,8 @@ def test_only_needed_pixels_change_and_the_window_read_is_theirs(
         assert 0 <= a < b <= src_shape[0] and 0 <= c < d <= src_shape[1]
         return src[a:b, c:d]
 
-    part = np.full(out_shape, 7, dtype=np.uint16)
-    reproject_into(part, grid, box, rows, cols, read, needed=needed, nearest=nearest)
+    part = np.where(empty, 0, 7).astype(np.uint16)  # 7: what earlier items of the day wrote
+    written = reproject_into(part, grid, box, rows, cols, read, nearest=nearest)
     assert len(reads) <= 1
-    expected = np.where(needed & (whole != 0), whole, 7)
-    assert np.array_equal(part, expected)
-
-
-@given(
-    res=st.sampled_from([10.0, 20.0, 60.0]),
-    out_shape=st.tuples(st.integers(2, 60), st.integers(2, 60)),
-    filled=st.floats(0.0, 1.0),
-    nodata=st.sampled_from([0.0, 0.2]),
-    nearest=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
-@settings(deadline=None)  # the first example compiles the kernels' variant
-def test_only_empty_is_needed_where_the_output_is_empty(
-    res, out_shape, filled, nodata, nearest, seed
-) -> None:
-    """``only_empty`` (the kernel reads the output's zeros) computes what ``needed=out == 0`` does."""
-    rng = np.random.default_rng(seed)
-    src_shape = (30, 30)
-    src = rng.integers(1, 60000, src_shape).astype(np.uint16)
-    src[rng.random(src_shape) < nodata] = 0
-    src_t = Affine.translation(263_760.0, 4_766_900.0) * Affine.scale(res, -res)
-    box = GeoBox(out_shape, Affine(10.0, 0.0, 752_600.0, 0.0, -10.0, 4_767_400.0), "EPSG:32654")
-    grid = SourceGrid("EPSG:32655", tuple(src_t)[:6], src_shape)  # type: ignore[arg-type]
-    earlier = np.where(rng.random(out_shape) < filled, rng.integers(1, 60000, out_shape), 0).astype(np.uint16)
-    rows, cols = (0, out_shape[0]), (0, out_shape[1])
-    by_mask, by_zeros = earlier.copy(), earlier.copy()
-    n_mask = reproject_into(by_mask, grid, box, rows, cols, lambda a, b, c, d: src[a:b, c:d],
-                            needed=earlier == 0, nearest=nearest)  # fmt: skip
-    n_zeros = reproject_into(by_zeros, grid, box, rows, cols, lambda a, b, c, d: src[a:b, c:d],
-                             only_empty=True, nearest=nearest)  # fmt: skip
-    assert n_mask == n_zeros
-    assert np.array_equal(by_mask, by_zeros)
-    assert np.array_equal(by_zeros[earlier != 0], earlier[earlier != 0])  # what earlier items wrote stays
+    assert np.array_equal(part, np.where(empty, whole, 7))
+    assert written == int(np.count_nonzero(empty & (whole != 0)))
