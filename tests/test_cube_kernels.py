@@ -194,7 +194,8 @@ def test_clear_block_is_classes_and_disk_dilation(dtype, shape, radius, strip, w
 
 
 NATIVE_4326 = GeoBox((240, 330), Affine(1 / 3600, 0, -9.02, 0, -1 / 3600, 30.02), "EPSG:4326")
-OUT_UTM = GeoBox((600, 700), Affine(10.0, 0, 305010.0, 0, -10.0, 3321020.0), "EPSG:32629")
+#: Overlaps NATIVE_4326 but for its top rows and last ~30 columns (rows inside, rows meeting its edges).
+OUT_UTM = GeoBox((600, 700), Affine(10.0, 0, 500210.0, 0, -10.0, 3321020.0), "EPSG:32629")
 
 
 @settings(max_examples=40, deadline=None)

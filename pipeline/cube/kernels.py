@@ -99,6 +99,9 @@ def reproject_bilinear(
     flat = window.ravel()
     row_r, row_c = np.empty(n), np.empty(n)  # a row's coordinates and taps, computed in a loop
     tap_r, tap_c = np.empty(n, np.int64), np.empty(n, np.int64)  # the compiler vectorises
+    at = np.empty(n, np.int64)  # a branch-free row's flat window offsets and its four taps' values
+    taps = np.empty((4, n), np.uint16)
+    g0, g1, g2, g3 = taps[0], taps[1], taps[2], taps[3]
     for i in range(r1 - r0):
         li = r0 + i
         lr, f0, f1 = left_r[li], fr0[li], fr1[li]
@@ -119,16 +122,23 @@ def reproject_bilinear(
             and lo_y >= win_r0 and hi_y + 1 < win_r0 + wh and lo_x >= win_c0 and hi_x + 1 < win_c0 + ww
         ):  # fmt: skip
             # The whole row's taps lie inside the raster and the window, with no data nowhere: no
-            # pixel is skipped or clamped, so the same arithmetic runs without a branch.
+            # pixel is skipped or clamped, so the same arithmetic runs without a branch, in three
+            # loops: offsets (vectorised), the taps' values (a scalar gather: uint16 has no vector
+            # gather), the weights and sum (vectorised): ~1.5x faster than one loop doing all three (a hand
+            # measurement on the bench's captured calls).
+            for j in range(n):
+                at[j] = (tap_r[j] - win_r0) * ww + (tap_c[j] - win_c0)
+            for j in range(n):
+                a = at[j]
+                g0[j], g1[j], g2[j], g3[j] = flat[a], flat[a + 1], flat[a + ww], flat[a + ww + 1]
             for j in range(n):
                 iy, ix = tap_r[j], tap_c[j]
                 ry, rx = 1.5 - (row_r[j] - iy), 1.5 - (row_c[j] - ix)
                 qy, qx = 1.0 - ry, 1.0 - rx
-                at = (iy - win_r0) * ww + (ix - win_c0)
-                num = (rx * ry) * float(flat[at])
-                num += (qx * ry) * float(flat[at + 1])
-                num += (rx * qy) * float(flat[at + ww])
-                num += (qx * qy) * float(flat[at + ww + 1])
+                num = (rx * ry) * float(g0[j])
+                num += (qx * ry) * float(g1[j])
+                num += (rx * qy) * float(g2[j])
+                num += (qx * qy) * float(g3[j])
                 ok = dst[j] == 0
                 dst[j] = np.uint16(int(num + 0.5)) if ok else dst[j]
                 written += 1 if ok else 0
@@ -220,13 +230,46 @@ def sample_bilinear(
     weight) gives NaN. Computed in float64, stored as ``out``'s dtype.
     """
     h, w = native.shape
+    n = out.shape[1]
+    top, right = float(h - 1), float(w - 1)
+    ys, xs = np.empty(n), np.empty(n)  # a row's coordinates (vectorised loops, as reproject_bilinear)
+    iy, ix, at = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+    taps = np.empty((4, n), native.dtype)
+    g0, g1, g2, g3 = taps[0], taps[1], taps[2], taps[3]
+    flat = native.ravel()
     for i in range(out.shape[0]):
         lr, f0, f1 = left_r[i], fr0[i], fr1[i]
-        for j in range(out.shape[1]):
-            y = _coord(across_r, lr, f0, f1, j)
-            x = _coord(across_c, lr, f0, f1, j)
-            if not (y >= 0.0 and y <= h - 1 and x >= 0.0 and x <= w - 1):
-                out[i, j] = np.nan
+        ar0, ar1, ac0, ac1 = across_r[lr], across_r[lr + 1], across_c[lr], across_c[lr + 1]
+        inside = 0
+        for j in range(n):
+            ys[j] = ar0[j] * f0 + ar1[j] * f1  # _coord's order
+            xs[j] = ac0[j] * f0 + ac1[j] * f1
+            inside += (ys[j] >= 0.0) & (ys[j] < top) & (xs[j] >= 0.0) & (xs[j] < right)  # NaN: not
+        dst = out[i]
+        if inside == n:
+            # Every pixel of the row has both taps inside on each axis: no NaN from the bounds, no
+            # edge clamp, so the same arithmetic runs in branch-free loops (the values' gather
+            # scalar, the rest vectorised).
+            for j in range(n):
+                iy[j], ix[j] = math.floor(ys[j]), math.floor(xs[j])
+                at[j] = iy[j] * w + ix[j]
+            for j in range(n):
+                a = at[j]
+                g0[j], g1[j], g2[j], g3[j] = flat[a], flat[a + 1], flat[a + w], flat[a + w + 1]
+            for j in range(n):
+                ty, tx = ys[j] - iy[j], xs[j] - ix[j]
+                wy0, wy1, wx0, wx1 = 1.0 - ty, ty, 1.0 - tx, tx
+                t = 0.0
+                t += float(g0[j]) * wy0 * wx0
+                t += float(g1[j]) * wy0 * wx1
+                t += float(g2[j]) * wy1 * wx0
+                t += float(g3[j]) * wy1 * wx1
+                dst[j] = t
+            continue
+        for j in range(n):
+            y, x = ys[j], xs[j]
+            if not (y >= 0.0 and y <= top and x >= 0.0 and x <= right):
+                dst[j] = np.nan
                 continue
             ya, xa = math.floor(y), math.floor(x)
             ty, tx = y - ya, x - xa
@@ -238,7 +281,7 @@ def sample_bilinear(
             t += float(native[iya, ixb]) * wy0 * wx1
             t += float(native[iyb, ixa]) * wy1 * wx0
             t += float(native[iyb, ixb]) * wy1 * wx1
-            out[i, j] = t
+            dst[j] = t
 
 
 @numba.njit(cache=True, nogil=True)
@@ -296,13 +339,16 @@ def upsample_bilinear(
     # Column pass over every window row, and each row's span of no data [zlo, zhi] (empty: zlo > zhi).
     ww = window.shape[1]
     cols = np.empty((wh, nc), np.int32)
+    ga, gb = np.empty(nc, np.uint16), np.empty(nc, np.uint16)
     zlo = np.full(wh, ww, np.int64)
     zhi = np.full(wh, -1, np.int64)
     for a in range(wh):
         src = window[a]
         dst = cols[a]
+        for j in range(nc):  # the taps' values (a scalar gather), then the sums (vectorised)
+            ga[j], gb[j] = src[ca[j]], src[cb[j]]
         for j in range(nc):
-            dst[j] = wc0[j] * np.int32(src[ca[j]]) + wc1[j] * np.int32(src[cb[j]])
+            dst[j] = wc0[j] * np.int32(ga[j]) + wc1[j] * np.int32(gb[j])
         for b in range(ww):
             if src[b] == 0:
                 zlo[a] = b
