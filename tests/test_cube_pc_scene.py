@@ -9,8 +9,10 @@ independence, and the DEM lattice's error bound.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import numba
 import numpy as np
 import pystac
 import pytest
@@ -20,7 +22,7 @@ from pyproj import Transformer
 
 from pipeline import catalog, cube
 from pipeline.bands import L4S_DIVISORS, S2_L2A_ASSETS
-from pipeline.cube import direct
+from pipeline.cube import direct, kernels
 from pipeline.cube.dem import lattice_coordinates
 from pipeline.cube.direct import WARP_TILE, AlignedAsset, WarpedAsset, plan_bands
 from pipeline.demo.pc_scene import NATIVE_RES, PCScene, build_pc_scene
@@ -190,3 +192,27 @@ def test_reads_do_not_depend_on_the_grid_they_are_made_for(pc: PCScene) -> None:
     inner = (slice(8, -8), slice(8, -8))  # the seam fill reaches a few native pixels from the read's edge
     assert np.isfinite(heights[inner]).all()
     np.testing.assert_allclose(heights[inner], heights_sub[inner], rtol=1e-6, atol=0)
+
+
+def test_the_compiled_loops_get_only_contiguous_arrays(pc: PCScene, monkeypatch: pytest.MonkeyPatch) -> None:
+    """numba vectorises a loop only over arrays it knows are C-contiguous (``kernels.contiguous``):
+    a block's sub-boxes, the clear mask's crop and the lattice reach every loop as such, on
+    blocks smaller than the tiles (so the reads land in sub-boxes)."""
+    s2, dem = _items(pc)
+    calls: dict[str, list[bool]] = {}
+
+    def recording(name: str, kernel: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object) -> object:
+            layouts = [a.flags.c_contiguous for a in args if isinstance(a, np.ndarray)]
+            calls.setdefault(name, []).extend(layouts)
+            return kernel(*args)
+
+        return call
+
+    for name in dir(kernels):
+        if isinstance(getattr(kernels, name), numba.core.registry.CPUDispatcher):
+            monkeypatch.setattr(kernels, name, recording(name, getattr(kernels, name)))
+    cube.build_cube(s2, dem, GRID, 200).compute(scheduler="synchronous")
+    used = {"reproject_bilinear", "upsample_bilinear", "sample_bilinear", "fill_empty", "median_rows"}
+    assert used <= set(calls)
+    assert {name: all(flags) for name, flags in calls.items()} == dict.fromkeys(calls, True)

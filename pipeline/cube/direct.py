@@ -264,6 +264,7 @@ class BandReads:
         take this asset's values (a reprojection computes only those, a warp skips the tiles
         already full).
         """
+
         def signed() -> str:
             return self.patch_url(asset.href) if self.patch_url is not None else asset.href
 
@@ -283,7 +284,10 @@ class BandReads:
                     assert isinstance(asset, AlignedAsset)
                     self._read_aligned(src, asset, target, rows, cols, where)
                 if fill:
-                    kernels.fill_empty(dst, target)
+                    work = kernels.contiguous(dst)
+                    kernels.fill_empty(work, target)
+                    if work is not dst:
+                        dst[...] = work
         except rasterio.errors.RasterioError as e:
             handles.discard(self.plan, asset.href)  # the next read opens it again
             if self.fail_on_error:
@@ -540,7 +544,8 @@ class ClearReads:
         ext_c = (max(cols[0] - r, 0), min(cols[1] + r, full_w))
         clear = clear_block(self.scl.read(ext_r, ext_c), r)
         top, left = rows[0] - ext_r[0], cols[0] - ext_c[0]
-        return clear[:, top : top + rows[1] - rows[0], left : left + cols[1] - cols[0]]
+        # Contiguous: the composite's compiled loops read it row by row (see kernels.contiguous).
+        return np.ascontiguousarray(clear[:, top : top + rows[1] - rows[0], left : left + cols[1] - cols[0]])
 
     def count(self, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
         """Clear observations per pixel, uint8 saturating at 255 (the cube's ``n_clear``)."""

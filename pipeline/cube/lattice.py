@@ -88,7 +88,10 @@ class AnchoredLattice:
         inv = ~Affine(*tuple(transform)[:6])
         sx, sy = np.asarray(sx, dtype=np.float64), np.asarray(sy, dtype=np.float64)
         nodes = (inv.d * sx + inv.e * sy + inv.f - shift, inv.a * sx + inv.b * sy + inv.c - shift)
-        across = tuple(f[:, left_c] * (1.0 - frac_c) + f[:, left_c + 1] * frac_c for f in nodes)
+        # C order (the fancy index makes them Fortran-ordered): the kernels read them row by row.
+        across = tuple(
+            np.ascontiguousarray(f[:, left_c] * (1.0 - frac_c) + f[:, left_c + 1] * frac_c) for f in nodes
+        )
         return cls(nodes, (across[0], across[1]), left_r, (1.0 - frac_r)[:, None], frac_r[:, None], left_c)
 
     def node_span(self, r0: int, r1: int, c0: int, c1: int) -> tuple[float, float, float, float]:

@@ -159,7 +159,8 @@ def reproject_into(
     Returns:
         Pixels written.
     """
-    r0, r1, c0, c1 = kernels.empty_bounds(out)  # the box of the pixels still to compute
+    work = kernels.contiguous(out)  # the kernels' loops vectorise on C-contiguous arrays only
+    r0, r1, c0, c1 = kernels.empty_bounds(work)  # the box of the pixels still to compute
     if r0 == r1:
         return 0
     if lattice is None:
@@ -176,8 +177,10 @@ def reproject_into(
     across_r, across_c = lattice.across
     written = int(kernel(
         across_r, across_c, lattice.left_r, lattice.fr0.ravel(), lattice.fr1.ravel(), r0, r1, c0, c1,
-        window, wr0, wc0, height, width, out[r0:r1, c0:c1],
+        window, wr0, wc0, height, width, work,
     ))  # fmt: skip
+    if work is not out:
+        out[...] = work
     if written < 0:
         raise AssertionError(f"a tap outside the source window {(wr0, wr1, wc0, wc1)}")
     return written

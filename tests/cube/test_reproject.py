@@ -275,13 +275,15 @@ def test_lattice_is_shared_within_one_plan_and_bounded_in_memory(monkeypatch: py
     nodata=st.sampled_from([0.0, 0.2]),
     nearest=st.booleans(),
     seed=st.integers(0, 2**16),
+    view=st.booleans(),
 )
 def test_only_empty_pixels_change_and_the_window_read_is_theirs(
-    res, src_shape, out_shape, cut, nodata, nearest, seed
+    res, src_shape, out_shape, cut, nodata, nearest, seed, view
 ) -> None:
     """Pixels already holding a value keep it; empty (0) ones equal the whole window's result; the
     read window holds every tap (the compiled loop refuses a tap outside it) and lies inside the
-    raster."""
+    raster. Also into a sub-box of a larger block (a view the kernels get a contiguous copy of),
+    nothing around it touched."""
     rng = np.random.default_rng(seed)
     src = rng.integers(1, 60000, src_shape).astype(np.uint16)
     src[rng.random(src_shape) < nodata] = 0
@@ -303,8 +305,14 @@ def test_only_empty_pixels_change_and_the_window_read_is_theirs(
         assert 0 <= a < b <= src_shape[0] and 0 <= c < d <= src_shape[1]
         return src[a:b, c:d]
 
-    part = np.where(empty, 0, 7).astype(np.uint16)  # 7: what earlier items of the day wrote
+    values = np.where(empty, 0, 7).astype(np.uint16)  # 7: what earlier items of the day wrote
+    block = np.full((h + 3, w + 5), 9, dtype=np.uint16)
+    part = block[1 : 1 + h, 2 : 2 + w] if view else values
+    part[...] = values
     written = reproject_into(part, grid, box, rows, cols, read, nearest=nearest)
     assert len(reads) <= 1
     assert np.array_equal(part, np.where(empty, whole, 7))
+    if view:
+        block[1 : 1 + h, 2 : 2 + w] = 9
+        assert (block == 9).all()
     assert written == int(np.count_nonzero(empty & (whole != 0)))
