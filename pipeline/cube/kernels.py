@@ -103,11 +103,11 @@ def reproject_bilinear(
     wh, ww = window.shape
     has_zero = False  # GDAL's renormalisation runs only where some tap is no data; this mirrors
     for a in range(wh):  # the window-wide switch of the numpy code it replaces (bit for bit)
-        for b in range(ww):
-            if window[a, b] == 0:
-                has_zero = True
-                break
-        if has_zero:
+        row, zero = window[a], np.uint8(0)
+        for b in range(ww):  # branch-free: vectorised
+            zero |= np.uint8(row[b] == 0)
+        if zero:
+            has_zero = True
             break
     written = 0
     n = c1 - c0
