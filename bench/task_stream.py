@@ -6,12 +6,17 @@ figure), records Dask's task stream and prints the compute seconds of each task 
 tiles in ``overlap-predict_block``; the cube in ``cube_block``; the halo assembly in
 ``concatenate``/``rechunk``), their sum, the stream's span and the sweep's compute time. The
 model alone is timed in the same worker first (:func:`bench.sweeps.worker_model_speed`).
+
+It also prints the CPU seconds each process of the cluster spent during the sweep (this one,
+which runs the client and the scheduler; the nanny; the worker, thread by thread): on 2 cores
+every CPU second outside the worker's compute threads is taken from the model's two threads.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import os
 import shutil
 import tempfile
 import time
@@ -46,10 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         with dask_client(ClusterSpec(n_workers=1, device="cpu")) as (client, threads):
             model = client.submit(worker_model_speed, str(ckpt), 528, 1, threads, pure=False).result()
+            before = _cpu_by_process()
             with get_task_stream(client) as ts:
                 t0 = time.perf_counter()
                 summary = run_sweep(cfg, client=client)
                 wall = time.perf_counter() - t0
+            after = _cpu_by_process()
         shutil.rmtree(out, ignore_errors=True)
     seconds: dict[str, float] = collections.defaultdict(float)
     starts, stops = [], []
@@ -68,7 +75,31 @@ def main(argv: list[str] | None = None) -> int:
           f"tasks {sum(seconds.values()):.2f} s; the model alone: {summary.chips / model:.2f} s")  # fmt: skip
     for name, s in sorted(seconds.items(), key=lambda kv: -kv[1])[:12]:
         print(f"{s:9.3f} s  {s / compute_s:6.1%}  {name}")
+    print(f"CPU seconds during the sweep ({wall:.2f} s wall x {os.cpu_count()} cores):")
+    for key, (label, threads) in after.items():
+        old = before.get(key, (label, {}))[1]
+        spent = {tid: t - old.get(tid, 0.0) for tid, t in threads.items()}
+        busy = sorted(((t, tid) for tid, t in spent.items() if t > 0.005), reverse=True)
+        print(f"{sum(spent.values()):9.3f} s  {label}; threads above 5 ms (* its main thread): "
+              + ", ".join(f"{t:.2f}{'*' if f' {tid}' in label else ''}" for t, tid in busy))
     return 0
+
+
+def _cpu_by_process() -> dict[int, tuple[str, dict[int, float]]]:
+    """CPU seconds (user + system) of this process and its descendants, per thread."""
+    import psutil
+
+    me = psutil.Process()
+    out: dict[int, tuple[str, dict[int, float]]] = {}
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            depth = 0 if proc.pid == me.pid else (1 if proc.ppid() == me.pid else 2)
+            label = ("this process (client, scheduler, nanny)", "its child", "a grandchild")[depth]
+            threads = {t.id: t.user_time + t.system_time for t in proc.threads()}
+            out[proc.pid] = (f"{label} {proc.pid}", threads)
+        except psutil.NoSuchProcess:
+            continue
+    return out
 
 
 if __name__ == "__main__":
