@@ -35,4 +35,9 @@ def test_old_layouts_are_the_same_values_not_contiguous() -> None:
         a = old[i]
         assert isinstance(a, np.ndarray) and not a.flags.c_contiguous and np.array_equal(a, args[i])
     assert all(old[i] is args[i] for i in range(2, 14))
-    assert kernels.contiguous(old[14]) is not old[14] and kernels.contiguous(args[14]) is args[14]
+    with kernels.contiguous(old[14]) as work:
+        assert work is not old[14] and work.flags.c_contiguous and np.array_equal(work, old[14])
+        work[...] = 0
+    assert not old[14].any()  # written back
+    with kernels.contiguous(args[14]) as work:
+        assert work is args[14]

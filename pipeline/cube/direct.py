@@ -284,10 +284,8 @@ class BandReads:
                     assert isinstance(asset, AlignedAsset)
                     self._read_aligned(src, asset, target, rows, cols, where)
                 if fill:
-                    work = kernels.contiguous(dst)
-                    kernels.fill_empty(work, target)
-                    if work is not dst:
-                        dst[...] = work
+                    with kernels.contiguous(dst) as work:
+                        kernels.fill_empty(work, target)
         except rasterio.errors.RasterioError as e:
             handles.discard(self.plan, asset.href)  # the next read opens it again
             if self.fail_on_error:

@@ -37,6 +37,8 @@ call), which the sweep's memory figures include.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numba
 import numpy as np
@@ -47,19 +49,23 @@ SNAP = 1e-10
 MIN_WEIGHT = 1e-5
 
 
-def contiguous(a: np.ndarray, *, keep: bool = True) -> np.ndarray:
-    """``a`` itself when C-contiguous, else a C-contiguous copy (of its values when ``keep``).
+@contextmanager
+def contiguous(a: np.ndarray, *, keep: bool = True) -> Iterator[np.ndarray]:
+    """``a`` itself when C-contiguous, else a C-contiguous copy that is written back into ``a`` after.
 
     numba compiles a loop over an array it cannot prove contiguous (a block's sub-box: rows with
     gaps between them, layout ``"A"``; or a Fortran-ordered one) without vector instructions:
     ``python -m bench.kernel_time`` re-times the PC-shaped scene's calls in those layouts (the
     reprojection, the DEM's sample and the upsampling ran 1.4x to 2.4x slower); copying a box in
-    and out costs a fraction of that. A caller writes the copy back: ``if work is not a:
-    a[...] = work``.
+    and out costs a fraction of that. ``keep=False``: the copy starts empty (the loop writes
+    every pixel). Nothing is written back when the block raises.
     """
     if a.flags.c_contiguous:
-        return a
-    return np.ascontiguousarray(a) if keep else np.empty(a.shape, a.dtype)
+        yield a
+        return
+    work = np.ascontiguousarray(a) if keep else np.empty(a.shape, a.dtype)
+    yield work
+    a[...] = work
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

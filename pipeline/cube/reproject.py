@@ -159,31 +159,29 @@ def reproject_into(
     Returns:
         Pixels written.
     """
-    work = kernels.contiguous(out)  # the kernels' loops vectorise on C-contiguous arrays only
-    r0, r1, c0, c1 = kernels.empty_bounds(work)  # the box of the pixels still to compute
-    if r0 == r1:
-        return 0
-    if lattice is None:
-        lattice = AnchoredLattice.of(grid.crs, grid.transform, out_box, rows, cols, LATTICE_STEP)
-    height, width = grid.shape
-    lo_r, hi_r, lo_c, hi_c = (math.floor(v - 0.5) for v in lattice.node_span(r0, r1, c0, c1))
-    # A pixel past its nodes by rounding moves a tap by at most one: a margin of one.
-    wr0, wr1 = max(lo_r - 1, 0), min(hi_r + 3, height)
-    wc0, wc1 = max(lo_c - 1, 0), min(hi_c + 3, width)
-    if wr0 >= wr1 or wc0 >= wc1:
-        return 0
-    window = read(wr0, wr1, wc0, wc1)
-    kernel = kernels.reproject_nearest if nearest else kernels.reproject_bilinear
-    across_r, across_c = lattice.across
-    written = int(kernel(
-        across_r, across_c, lattice.left_r, lattice.fr0.ravel(), lattice.fr1.ravel(), r0, r1, c0, c1,
-        window, wr0, wc0, height, width, work,
-    ))  # fmt: skip
-    if work is not out:
-        out[...] = work
-    if written < 0:
-        raise AssertionError(f"a tap outside the source window {(wr0, wr1, wc0, wc1)}")
-    return written
+    with kernels.contiguous(out) as work:  # the loops vectorise on C-contiguous arrays only
+        r0, r1, c0, c1 = kernels.empty_bounds(work)  # the box of the pixels still to compute
+        if r0 == r1:
+            return 0
+        if lattice is None:
+            lattice = AnchoredLattice.of(grid.crs, grid.transform, out_box, rows, cols, LATTICE_STEP)
+        height, width = grid.shape
+        lo_r, hi_r, lo_c, hi_c = (math.floor(v - 0.5) for v in lattice.node_span(r0, r1, c0, c1))
+        # A pixel past its nodes by rounding moves a tap by at most one: a margin of one.
+        wr0, wr1 = max(lo_r - 1, 0), min(hi_r + 3, height)
+        wc0, wc1 = max(lo_c - 1, 0), min(hi_c + 3, width)
+        if wr0 >= wr1 or wc0 >= wc1:
+            return 0
+        window = read(wr0, wr1, wc0, wc1)
+        kernel = kernels.reproject_nearest if nearest else kernels.reproject_bilinear
+        across_r, across_c = lattice.across
+        written = int(kernel(
+            across_r, across_c, lattice.left_r, lattice.fr0.ravel(), lattice.fr1.ravel(), r0, r1, c0, c1,
+            window, wr0, wc0, height, width, work,
+        ))  # fmt: skip
+        if written < 0:
+            raise AssertionError(f"a tap outside the source window {(wr0, wr1, wc0, wc1)}")
+        return written
 
 
 _local = threading.local()

@@ -103,11 +103,9 @@ def upsample_bilinear(
     shape = (rows.hi - rows.lo, cols.hi - cols.lo)
     if out is None:
         out = np.empty(shape, dtype=np.uint16)
-    work = kernels.contiguous(out, keep=False)  # every pixel is written
-    kernels.upsample_bilinear(
-        window, rows.lo, rows.hi, rows.start, rows.stop, row_shift, cols.lo, cols.hi, cols.start,
-        cols.stop, col_shift, k, work,
-    )  # fmt: skip
-    if work is not out:
-        out[...] = work
+    with kernels.contiguous(out, keep=False) as work:  # every pixel is written
+        kernels.upsample_bilinear(
+            window, rows.lo, rows.hi, rows.start, rows.stop, row_shift, cols.lo, cols.hi, cols.start,
+            cols.stop, col_shift, k, work,
+        )  # fmt: skip
     return out
